@@ -1,0 +1,21 @@
+/**
+ * Native ESM jest (several dependencies ship only as ES modules); @swc/jest strips types without
+ * type-checking — `npm run typecheck` does that for src and tests alike.
+ * @type {import('jest').Config}
+ */
+export default {
+  testEnvironment: 'node',
+  extensionsToTreatAsEsm: ['.ts'],
+  transform: {
+    '^.+\\.ts$': [
+      '@swc/jest',
+      { jsc: { parser: { syntax: 'typescript' }, target: 'es2023' }, module: { type: 'es6' } },
+    ],
+  },
+  testMatch: ['<rootDir>/test/**/*.test.ts'],
+  globalSetup: '<rootDir>/test/support/global-setup.ts',
+  globalTeardown: '<rootDir>/test/support/global-teardown.ts',
+  // Tests share one apiserver and one Redis on a 2-core machine: two workers keep them busy without timeouts.
+  maxWorkers: 2,
+  testTimeout: 60_000,
+};

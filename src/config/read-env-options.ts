@@ -1,0 +1,75 @@
+import { z } from 'zod';
+
+/** Plumbline's configuration, read once at the edge from the environment and frozen. */
+export interface EnvOptions {
+  readonly port: number;
+  readonly redisUrl: string;
+  /** BullMQ key prefix; use a hash tag such as `{plumbline}` on Redis Cluster. */
+  readonly queuePrefix: string;
+  readonly webhookSecret: string | undefined;
+  readonly githubAppId: string | undefined;
+  readonly githubPrivateKey: string | undefined;
+  readonly githubPrivateKeyPath: string | undefined;
+  readonly githubApiUrl: string;
+  readonly clustersFile: string | undefined;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** How long a push waits for a newer push to the same branch to replace it (burst coalescing). */
+  readonly pushCoalesceMs: number;
+}
+
+const integer = (min: number, max: number) =>
+  z.string().regex(/^\d+$/, 'must be a whole number').transform(Number).pipe(z.number().min(min).max(max));
+
+const schema = z.object({
+  PORT: integer(0, 65_535).default(3000),
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')
+    .default('redis://127.0.0.1:6379'),
+  PLUMBLINE_QUEUE_PREFIX: z.string().min(1).default('plumbline'),
+  GITHUB_WEBHOOK_SECRET: z.string().min(1).optional(),
+  GITHUB_APP_ID: z.string().regex(/^\d+$/, 'must be the numeric App ID').optional(),
+  GITHUB_PRIVATE_KEY: z.string().min(1).optional(),
+  GITHUB_PRIVATE_KEY_PATH: z.string().min(1).optional(),
+  GITHUB_API_URL: z.url().default('https://api.github.com'),
+  PLUMBLINE_CLUSTERS: z.string().min(1).optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  PLUMBLINE_PUSH_COALESCE_MS: integer(0, 60_000).default(250),
+});
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/**
+ * Parses the environment into frozen options. Errors name the variable and never echo its value,
+ * since several variables hold secrets.
+ */
+export function readEnvOptions(env: NodeJS.ProcessEnv = process.env): EnvOptions {
+  const blankAsUnset = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
+  const parsed = schema.safeParse(blankAsUnset);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  }
+  const e = parsed.data;
+  return Object.freeze({
+    port: e.PORT,
+    redisUrl: e.REDIS_URL,
+    queuePrefix: e.PLUMBLINE_QUEUE_PREFIX,
+    webhookSecret: e.GITHUB_WEBHOOK_SECRET,
+    githubAppId: e.GITHUB_APP_ID,
+    githubPrivateKey: e.GITHUB_PRIVATE_KEY,
+    githubPrivateKeyPath: e.GITHUB_PRIVATE_KEY_PATH,
+    githubApiUrl: e.GITHUB_API_URL.replace(/\/+$/, ''),
+    clustersFile: e.PLUMBLINE_CLUSTERS,
+    logLevel: e.LOG_LEVEL,
+    pushCoalesceMs: e.PLUMBLINE_PUSH_COALESCE_MS,
+  });
+}
+
+/** The webhook secret, or a ConfigError naming the variable: the receiver cannot verify anything without it. */
+export function requireWebhookSecret(options: EnvOptions): string {
+  if (!options.webhookSecret) throw new ConfigError('GITHUB_WEBHOOK_SECRET is required to receive webhooks');
+  return options.webhookSecret;
+}

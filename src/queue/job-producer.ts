@@ -1,0 +1,84 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { coalescingKey, type PlumblineJob, QUEUE_NAMES } from './jobs.ts';
+
+export interface JobProducer {
+  /** Resolves once the job is durably in Redis; rejects (fast) when Redis cannot take it. */
+  enqueue(job: PlumblineJob): Promise<void>;
+  /** Removes previews of a pull request that have not started; returns how many were removed. */
+  cancelPreviews(repositoryId: number, number: number): Promise<number>;
+  /** Job counts per queue and state, for the queue-depth gauge. */
+  depths(): Promise<Record<string, Record<string, number>>>;
+  close(): Promise<void>;
+}
+
+export interface JobProducerOptions {
+  readonly prefix: string;
+  /** A push waits this long for a newer push to the same branch to replace it. */
+  readonly coalesceMs: number;
+  /** Connection errors surface as rejected calls; this only reports them (BullMQ requires a listener). */
+  readonly onError: (error: Error) => void;
+}
+
+const DAY_SECONDS = 24 * 60 * 60;
+
+/** Retries and retention shared by every job: a worker crash or a transient error is retried with backoff. */
+const JOB_DEFAULTS = {
+  attempts: 5,
+  backoff: { type: 'exponential', delay: 5_000 },
+  removeOnComplete: { age: DAY_SECONDS, count: 1_000 },
+  removeOnFail: { age: 7 * DAY_SECONDS },
+} as const;
+
+/** Key of the newest job seen for a branch or pull request (see `latestJobKey` in docs/adr/0002). */
+export function latestJobKey(prefix: string, job: PlumblineJob): string {
+  return `${prefix}:latest:${coalescingKey(job)}`;
+}
+
+/**
+ * Producer side of the job protocol (docs/adr/0002-coalescing-pushes.md). The connection must be created
+ * with `enableOfflineQueue: false` so that a Redis outage rejects at once instead of queueing in memory.
+ */
+export function createJobProducer(connection: Redis, options: JobProducerOptions): JobProducer {
+  const queues = {
+    sync: new Queue(QUEUE_NAMES.sync, { connection, prefix: options.prefix, defaultJobOptions: JOB_DEFAULTS }),
+    preview: new Queue(QUEUE_NAMES.preview, { connection, prefix: options.prefix, defaultJobOptions: JOB_DEFAULTS }),
+  };
+  queues.sync.on('error', options.onError);
+  queues.preview.on('error', options.onError);
+  return {
+    async enqueue(job) {
+      const key = coalescingKey(job);
+      // The newest job per branch is recorded first: a job that BullMQ deduplicates against one that is
+      // already waiting is not lost, because the waiting job reads this record when it starts.
+      await connection.set(latestJobKey(options.prefix, job), JSON.stringify(job), 'EX', 7 * DAY_SECONDS);
+      await queues[job.type].add(job.type, job, {
+        delay: options.coalesceMs,
+        deduplication: { id: key, replace: true, keepLastIfActive: true },
+      });
+    },
+    async cancelPreviews(repositoryId, number) {
+      const id = `preview:${repositoryId}:${number}`;
+      const jobId = await queues.preview.getDeduplicationJobId(id);
+      if (!jobId) return 0;
+      const job = await queues.preview.getJob(jobId);
+      const state = job ? await job.getState() : 'unknown';
+      if (!job || (state !== 'delayed' && state !== 'waiting' && state !== 'prioritized')) return 0;
+      await job.remove();
+      await queues.preview.removeDeduplicationKey(id);
+      return 1;
+    },
+    async depths() {
+      const entries = await Promise.all(
+        Object.entries(queues).map(async ([name, queue]) => {
+          const counts = await queue.getJobCounts('waiting', 'delayed', 'active', 'failed', 'prioritized');
+          return [name, counts] as const;
+        }),
+      );
+      return Object.fromEntries(entries);
+    },
+    async close() {
+      await Promise.all([queues.sync.close(), queues.preview.close()]);
+    },
+  };
+}

@@ -1,0 +1,48 @@
+/** Job payloads: only what a worker needs to pull and apply the commit. Never a token or a secret. */
+
+export interface RepositoryRef {
+  /** GitHub's numeric id: stable across renames, so it keys everything per repository. */
+  readonly id: number;
+  readonly fullName: string;
+  /** As GitHub reports it, so Enterprise Server and local stand-ins work unchanged. */
+  readonly cloneUrl: string;
+}
+
+/** Reconcile the clusters a branch deploys to, at `after`. */
+export interface SyncJob {
+  readonly type: 'sync';
+  /** `push` from a webhook, `rerun` when someone asked GitHub to re-run our check. */
+  readonly trigger: 'push' | 'rerun';
+  readonly deliveryId: string;
+  readonly repository: RepositoryRef;
+  readonly installationId: number | undefined;
+  readonly branch: string;
+  /** Unknown for a re-run: GitHub only names the commit to check. */
+  readonly before: string | undefined;
+  readonly after: string;
+  readonly forced: boolean;
+  readonly receivedAt: string;
+}
+
+/** Dry-run a pull request's head commit against the live clusters; nothing is applied. */
+export interface PreviewJob {
+  readonly type: 'preview';
+  readonly trigger: 'pull_request' | 'rerun';
+  readonly deliveryId: string;
+  /** The base repository: a fork's head commit is fetched from it through `refs/pull/<n>/head`. */
+  readonly repository: RepositoryRef;
+  readonly installationId: number | undefined;
+  readonly number: number;
+  readonly headSha: string;
+  readonly baseBranch: string;
+  readonly receivedAt: string;
+}
+
+export type PlumblineJob = SyncJob | PreviewJob;
+
+export const QUEUE_NAMES = { sync: 'sync', preview: 'preview' } as const;
+
+/** One pending job per branch (or pull request): a burst collapses onto this id. */
+export function coalescingKey(job: PlumblineJob): string {
+  return job.type === 'sync' ? `sync:${job.repository.id}:${job.branch}` : `preview:${job.repository.id}:${job.number}`;
+}

@@ -1,0 +1,76 @@
+import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
+import type { Logger } from '../logging/create-logger.ts';
+import type { ReceiverMetrics } from './receiver-metrics.ts';
+import { createWebhookHandler, type WebhookDependencies } from './webhook-handler.ts';
+
+export const WEBHOOK_PATH = '/api/github/webhooks';
+/** GitHub caps payloads at 25 MB; anything larger is refused before it is read. */
+export const MAX_WEBHOOK_BYTES = 25 * 1024 * 1024;
+
+export interface ReceiverAppDependencies extends WebhookDependencies {
+  readonly metrics: ReceiverMetrics;
+  readonly logger: Logger;
+  /** True when Redis answers; drives /readyz. */
+  readonly isRedisReady: () => Promise<boolean>;
+}
+
+const REQUIRED_HEADERS = ['x-github-event', 'x-github-delivery', 'x-hub-signature-256'] as const;
+
+/** Checks what can be checked before reading a byte of the body. */
+const checkDeliveryHeaders: RequestHandler = (req, res, next) => {
+  const missing = REQUIRED_HEADERS.filter((name) => !req.get(name));
+  if (missing.length > 0) {
+    res.status(400).json({ error: `missing required header(s): ${missing.join(', ')}` });
+    return;
+  }
+  if (!req.is('application/json')) {
+    res.status(415).json({ error: 'content type must be application/json (set it in the webhook settings)' });
+    return;
+  }
+  next();
+};
+
+/** Body-parser failures become short answers: no stack, no echo of the input. */
+const bodyErrors =
+  (logger: Logger): ErrorRequestHandler =>
+  (error: { type?: string; status?: number }, req, res, _next) => {
+    const status = error.type === 'entity.too.large' ? 413 : (error.status ?? 500);
+    const message =
+      status === 413
+        ? `body exceeds GitHub's ${MAX_WEBHOOK_BYTES / 1024 / 1024} MB limit`
+        : status < 500
+          ? 'request body could not be read'
+          : 'internal error';
+    if (status >= 500) logger.error({ type: error.type, path: req.path }, 'request failed');
+    res.status(status).json({ error: message });
+  };
+
+export function createReceiverApp(deps: ReceiverAppDependencies): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  app.post(
+    WEBHOOK_PATH,
+    checkDeliveryHeaders,
+    express.raw({ type: () => true, limit: MAX_WEBHOOK_BYTES }),
+    createWebhookHandler(deps),
+  );
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    const ready = await deps.isRedisReady().catch(() => false);
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'redis unavailable' });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+  });
+
+  app.use((_req, res) => {
+    res.status(404).json({ error: 'not found' });
+  });
+  app.use(bodyErrors(deps.logger));
+  return app;
+}

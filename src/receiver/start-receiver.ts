@@ -1,0 +1,86 @@
+import type { Server } from 'node:http';
+import { Webhooks } from '@octokit/webhooks';
+import { Redis } from 'ioredis';
+import { type EnvOptions, requireWebhookSecret } from '../config/read-env-options.ts';
+import { createInstallationStore } from '../github/installation-store.ts';
+import type { Logger } from '../logging/create-logger.ts';
+import { createJobProducer } from '../queue/job-producer.ts';
+import { createReceiverApp } from './create-receiver-app.ts';
+import { createDeliveryLedger } from './delivery-ledger.ts';
+import { createReceiverMetrics } from './receiver-metrics.ts';
+
+export interface RunningReceiver {
+  readonly server: Server;
+  readonly port: number;
+  /** Stops accepting, lets in-flight requests finish, then closes Redis. */
+  close(): Promise<void>;
+}
+
+/** Producer connection: fail fast while Redis is away (503), reconnect by itself when it is back. */
+export function createProducerConnection(redisUrl: string): Redis {
+  return new Redis(redisUrl, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: 5_000,
+    connectTimeout: 5_000,
+    retryStrategy: (attempt) => Math.min(attempt * 100, 2_000),
+  });
+}
+
+/** One line when Redis goes away and one when it is back, not one per reconnect attempt. */
+export function logConnectionChanges(redis: Redis, logger: Logger): void {
+  let lost = false;
+  redis.on('error', (error: Error) => {
+    if (!lost) logger.warn({ error: error.message }, 'redis unavailable; retrying');
+    lost = true;
+  });
+  redis.on('ready', () => {
+    if (lost) logger.info('redis available again');
+    lost = false;
+  });
+}
+
+export async function startReceiver(options: EnvOptions, logger: Logger): Promise<RunningReceiver> {
+  const webhooks = new Webhooks({ secret: requireWebhookSecret(options) });
+  const redis = createProducerConnection(options.redisUrl);
+  logConnectionChanges(redis, logger);
+  const producer = createJobProducer(redis, {
+    prefix: options.queuePrefix,
+    coalesceMs: options.pushCoalesceMs,
+    onError: (error) => logger.debug({ error: error.message }, 'queue connection error'),
+  });
+  const metrics = createReceiverMetrics(producer);
+  const app = createReceiverApp({
+    webhooks,
+    producer,
+    ledger: createDeliveryLedger(redis, options.queuePrefix),
+    installations: createInstallationStore(redis, options.queuePrefix),
+    metrics,
+    logger,
+    enqueueTimeoutMs: 5_000,
+    isRedisReady: async () => redis.status === 'ready' && (await redis.ping()) === 'PONG',
+  });
+  const server = await new Promise<Server>((resolve, reject) => {
+    const listening = app.listen(options.port, '0.0.0.0', () => resolve(listening));
+    listening.once('error', reject);
+  });
+  // Slow senders cannot hold a socket for ever (slow-loris); GitHub sends a delivery in one go.
+  server.requestTimeout = 30_000;
+  server.headersTimeout = 10_000;
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : options.port;
+  logger.info({ port }, 'receiver listening');
+  return {
+    server,
+    port,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+      await producer.close();
+      await redis.quit().catch(() => redis.disconnect());
+      logger.info('receiver stopped');
+    },
+  };
+}

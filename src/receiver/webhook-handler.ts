@@ -1,0 +1,124 @@
+import type { Webhooks } from '@octokit/webhooks';
+import type { Request, Response } from 'express';
+import type { InstallationStore } from '../github/installation-store.ts';
+import { PayloadError, type Route, routeDelivery } from '../github/route-delivery.ts';
+import type { Logger } from '../logging/create-logger.ts';
+import type { JobProducer } from '../queue/job-producer.ts';
+import type { DeliveryLedger } from './delivery-ledger.ts';
+import { eventLabel, type ReceiverMetrics } from './receiver-metrics.ts';
+
+export interface WebhookDependencies {
+  readonly webhooks: Pick<Webhooks, 'verify'>;
+  readonly producer: JobProducer;
+  readonly ledger: DeliveryLedger;
+  readonly installations: InstallationStore;
+  readonly metrics: ReceiverMetrics;
+  readonly logger: Logger;
+  /** GitHub fails a delivery after 10 s; answering 503 before that lets it show as failed and be redelivered. */
+  readonly enqueueTimeoutMs: number;
+}
+
+/**
+ * Handles a delivery whose headers, content type and size the middleware before it already checked,
+ * and whose raw body is in `req.body`. Answers 2xx only once the work is in Redis.
+ */
+export function createWebhookHandler(deps: WebhookDependencies) {
+  return async (req: Request, res: Response): Promise<void> => {
+    const event = req.get('x-github-event') ?? '';
+    const deliveryId = req.get('x-github-delivery') ?? '';
+    const label = eventLabel(event);
+    const log = deps.logger.child({ deliveryId, event: label });
+    const reply = (status: number, outcome: string, body: Record<string, unknown>) => {
+      deps.metrics.deliveries.inc({ event: label, outcome });
+      res.status(status).json(body);
+    };
+
+    const raw = req.body instanceof Buffer ? req.body : Buffer.alloc(0);
+    const text = raw.toString('utf8');
+    if (!(await deps.webhooks.verify(text, req.get('x-hub-signature-256') ?? '').catch(() => false))) {
+      log.warn('delivery rejected: signature does not match');
+      return reply(401, 'rejected', { error: 'signature does not match the webhook secret' });
+    }
+
+    let route: Route;
+    try {
+      route = routeDelivery(event, JSON.parse(text) as unknown, { deliveryId, receivedAt: new Date().toISOString() });
+    } catch (error) {
+      const message = error instanceof PayloadError ? error.message : 'body is not valid JSON';
+      log.warn({ reason: message }, 'delivery rejected: malformed payload');
+      return reply(400, 'rejected', { error: message });
+    }
+
+    if (route.kind === 'ignore') {
+      deps.metrics.ignored.inc({ event: label, reason: route.reason });
+      log.info({ reason: route.reason }, 'delivery acknowledged without work');
+      return reply(200, 'ignored', { ignored: route.reason });
+    }
+
+    const stopTimer = deps.metrics.enqueueSeconds.startTimer({ event: label });
+    try {
+      const claim = await withTimeout(deps.ledger.claim(deliveryId), deps.enqueueTimeoutMs);
+      if (claim === 'duplicate') {
+        log.info('redelivery acknowledged; its job was queued before');
+        return reply(200, 'duplicate', { duplicate: true });
+      }
+      if (claim === 'in-flight') {
+        log.warn('the same delivery is being queued by another request');
+        return reply(409, 'conflict', { error: 'this delivery is being processed; redeliver it if it fails' });
+      }
+      try {
+        await withTimeout(perform(route, deps), deps.enqueueTimeoutMs);
+        await withTimeout(deps.ledger.confirm(deliveryId), deps.enqueueTimeoutMs);
+      } catch (error) {
+        await deps.ledger.release(deliveryId).catch(() => undefined);
+        throw error;
+      }
+      stopTimer();
+      log.info(describe(route), 'delivery queued');
+      return reply(202, 'queued', { queued: route.kind === 'enqueue' ? route.jobs.length : 0 });
+    } catch (error) {
+      log.error({ error: errorSummary(error) }, 'delivery not queued: Redis unavailable');
+      return reply(503, 'unavailable', { error: 'queue unavailable; GitHub will show this delivery as failed' });
+    }
+  };
+}
+
+async function perform(route: Exclude<Route, { kind: 'ignore' }>, deps: WebhookDependencies): Promise<void> {
+  switch (route.kind) {
+    case 'enqueue':
+      for (const job of route.jobs) await deps.producer.enqueue(job);
+      return;
+    case 'cancel-previews':
+      await deps.producer.cancelPreviews(route.repository.id, route.number);
+      return;
+    case 'installation':
+      await deps.installations.apply(route.change);
+      return;
+  }
+}
+
+function describe(route: Exclude<Route, { kind: 'ignore' }>): Record<string, unknown> {
+  switch (route.kind) {
+    case 'enqueue':
+      return { jobs: route.jobs.map((job) => ({ type: job.type, repo: job.repository.fullName })) };
+    case 'cancel-previews':
+      return { cancelled: { repo: route.repository.fullName, pullRequest: route.number } };
+    case 'installation':
+      return { installation: route.change.installationId, operation: route.change.operation };
+  }
+}
+
+/** Message and code only: a Redis error can quote the command, and commands carry job data. */
+function errorSummary(error: unknown): { message: string; code?: string } {
+  if (!(error instanceof Error)) return { message: String(error) };
+  const code = (error as NodeJS.ErrnoException).code;
+  return code ? { message: error.message.slice(0, 200), code } : { message: error.message.slice(0, 200) };
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,38 @@
+import { join } from 'node:path';
+import { readState, stackUp } from '../../src/local-stack/stack.ts';
+import { defaultCacheDir } from '../../src/local-stack/toolchain.ts';
+import { packageRoot } from '../../src/support/package-root.ts';
+
+/**
+ * Gives every test file a real Redis and two real apiservers: the ones named by PLUMBLINE_TEST_* variables,
+ * or the local stack, started here when it is not already running (and then stopped by global-teardown).
+ * Values reach the test workers through the environment, which they inherit.
+ */
+export default async function globalSetup(): Promise<void> {
+  const env = process.env;
+  if (env.PLUMBLINE_TEST_KUBECONFIG && env.PLUMBLINE_TEST_REDIS_URL) {
+    if (!env.PLUMBLINE_TEST_KUBECONFIG_B) {
+      throw new Error('PLUMBLINE_TEST_KUBECONFIG_B must name a second cluster for the multi-cluster tests');
+    }
+    env.PLUMBLINE_TEST_STACK = 'external';
+    return;
+  }
+  const root = packageRoot();
+  const stackDir = join(root, '.local');
+  const wasRunning = (await readState(stackDir)) !== undefined;
+  const state = await stackUp({
+    stackDir,
+    goDir: join(root, 'src', 'local-stack', 'go'),
+    cacheDir: defaultCacheDir(env),
+    log: (line) => process.stderr.write(`\nlocal-stack: ${line}`),
+  });
+  const [a, b] = state.clusters;
+  if (!a || !b) throw new Error('the local stack has fewer than two clusters');
+  env.PLUMBLINE_TEST_STACK = 'local';
+  env.PLUMBLINE_TEST_KUBERNETES_VERSION = state.kubernetesVersion;
+  env.PLUMBLINE_TEST_REDIS_URL ??= state.redis.url;
+  env.PLUMBLINE_TEST_KUBECONFIG ??= a.kubeconfig;
+  env.PLUMBLINE_TEST_KUBECONFIG_B ??= b.kubeconfig;
+  env.PLUMBLINE_TEST_STACK_DIR = stackDir;
+  if (!wasRunning) env.PLUMBLINE_TEST_STOP_STACK = '1';
+}

@@ -1,0 +1,25 @@
+import { CoreV1Api, KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
+import { uniqueName } from './environment.ts';
+
+export interface KubeClients {
+  readonly config: KubeConfig;
+  readonly core: CoreV1Api;
+  readonly objects: KubernetesObjectApi;
+}
+
+export function kubeClients(kubeconfigPath: string): KubeClients {
+  const config = new KubeConfig();
+  config.loadFromFile(kubeconfigPath);
+  return {
+    config,
+    core: config.makeApiClient(CoreV1Api),
+    objects: KubernetesObjectApi.makeApiClient(config),
+  };
+}
+
+/** Creates a namespace with a unique name; the returned function deletes it (test cleanup). */
+export async function createTestNamespace(core: CoreV1Api, prefix = 'test'): Promise<[string, () => Promise<void>]> {
+  const name = uniqueName(prefix);
+  await core.createNamespace({ body: { metadata: { name, labels: { 'plumbline.dev/test': 'true' } } } });
+  return [name, () => core.deleteNamespace({ name }).then(() => undefined)];
+}
