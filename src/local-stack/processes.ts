@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface DaemonSpec {
@@ -36,9 +37,9 @@ export async function isRunning(pid: number, command: string): Promise<boolean> 
     return false;
   }
   try {
-    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8');
-    const argv0 = cmdline.split('\0')[0] ?? '';
-    return argv0.endsWith(command.split('/').pop() ?? command);
+    // Some servers rewrite their title (redis-server shows "redis-server 127.0.0.1:6379"), so match the name.
+    const argv0 = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')[0] ?? '';
+    return argv0.includes(basename(command));
   } catch {
     return false;
   }

@@ -28,11 +28,20 @@ async function canRun(path: string): Promise<boolean> {
   );
 }
 
-/**
- * A throw-away Redis on loopback: no persistence, and `noeviction` as BullMQ requires. `name` keeps the
- * log files of several servers (the stack's, a test's own) apart.
- */
-export async function startRedisServer(dir: string, port: number, name = 'redis'): Promise<RedisRecord> {
+export interface RedisServerOptions {
+  /** Keeps the log files of several servers (the stack's, a test's own) apart. */
+  readonly name?: string;
+  /** Append-only file with fsync on every write, as production Redis for BullMQ should run. */
+  readonly durable?: boolean;
+}
+
+/** A Redis on loopback with `noeviction`, as BullMQ requires; without persistence unless `durable`. */
+export async function startRedisServer(
+  dir: string,
+  port: number,
+  options: RedisServerOptions = {},
+): Promise<RedisRecord> {
+  const name = options.name ?? 'redis';
   const command = await findRedisServer();
   const url = `redis://127.0.0.1:${port}`;
   const redis = await startDaemon({
@@ -49,7 +58,13 @@ export async function startRedisServer(dir: string, port: number, name = 'redis'
       '--save',
       '',
       '--appendonly',
-      'no',
+      options.durable ? 'yes' : 'no',
+      '--appendfsync',
+      'always',
+      '--appendfilename',
+      `${name}.aof`,
+      '--appenddirname',
+      `${name}-aof`,
       '--maxmemory-policy',
       'noeviction',
       '--dir',

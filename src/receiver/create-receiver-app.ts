@@ -1,5 +1,6 @@
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
 import type { Logger } from '../logging/create-logger.ts';
+import { readRawBody } from './read-raw-body.ts';
 import type { ReceiverMetrics } from './receiver-metrics.ts';
 import { createWebhookHandler, type WebhookDependencies } from './webhook-handler.ts';
 
@@ -30,19 +31,12 @@ const checkDeliveryHeaders: RequestHandler = (req, res, next) => {
   next();
 };
 
-/** Body-parser failures become short answers: no stack, no echo of the input. */
-const bodyErrors =
+/** Anything thrown past the handlers: a short answer, no stack, no echo of the input. */
+const lastResort =
   (logger: Logger): ErrorRequestHandler =>
-  (error: { type?: string; status?: number }, req, res, _next) => {
-    const status = error.type === 'entity.too.large' ? 413 : (error.status ?? 500);
-    const message =
-      status === 413
-        ? `body exceeds GitHub's ${MAX_WEBHOOK_BYTES / 1024 / 1024} MB limit`
-        : status < 500
-          ? 'request body could not be read'
-          : 'internal error';
-    if (status >= 500) logger.error({ type: error.type, path: req.path }, 'request failed');
-    res.status(status).json({ error: message });
+  (error: Error, req, res, _next) => {
+    logger.error({ error: error.message, path: req.path }, 'request failed');
+    res.status(500).json({ error: 'internal error' });
   };
 
 export function createReceiverApp(deps: ReceiverAppDependencies): express.Express {
@@ -50,12 +44,7 @@ export function createReceiverApp(deps: ReceiverAppDependencies): express.Expres
   app.disable('x-powered-by');
   app.set('etag', false);
 
-  app.post(
-    WEBHOOK_PATH,
-    checkDeliveryHeaders,
-    express.raw({ type: () => true, limit: MAX_WEBHOOK_BYTES }),
-    createWebhookHandler(deps),
-  );
+  app.post(WEBHOOK_PATH, checkDeliveryHeaders, readRawBody(MAX_WEBHOOK_BYTES), createWebhookHandler(deps));
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -71,6 +60,6 @@ export function createReceiverApp(deps: ReceiverAppDependencies): express.Expres
   app.use((_req, res) => {
     res.status(404).json({ error: 'not found' });
   });
-  app.use(bodyErrors(deps.logger));
+  app.use(lastResort(deps.logger));
   return app;
 }

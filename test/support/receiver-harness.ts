@@ -1,0 +1,67 @@
+import { Writable } from 'node:stream';
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { readEnvOptions } from '../../src/config/read-env-options.ts';
+import { createLogger } from '../../src/logging/create-logger.ts';
+import { QUEUE_NAMES } from '../../src/queue/jobs.ts';
+import { createProducerConnection, type RunningReceiver, startReceiver } from '../../src/receiver/start-receiver.ts';
+import { uniqueName } from './environment.ts';
+
+export const WEBHOOK_SECRET = 'test-webhook-secret-3f9a';
+
+export interface ReceiverHarness {
+  readonly baseUrl: string;
+  readonly receiver: RunningReceiver;
+  readonly prefix: string;
+  /** Every log line the receiver wrote. */
+  readonly logs: string[];
+  readonly queues: { readonly sync: Queue; readonly preview: Queue };
+  /** A plain connection for inspecting what the receiver stored. */
+  readonly redis: Redis;
+  close(): Promise<void>;
+}
+
+/** A real receiver on a loopback port, with its own queue prefix so tests never see each other's jobs. */
+export async function startReceiverHarness(
+  redisUrl: string,
+  env: Record<string, string> = {},
+): Promise<ReceiverHarness> {
+  const prefix = uniqueName('test');
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      logs.push(chunk.toString('utf8'));
+      done();
+    },
+  });
+  const options = readEnvOptions({
+    PORT: '0',
+    REDIS_URL: redisUrl,
+    GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
+    PLUMBLINE_QUEUE_PREFIX: prefix,
+    LOG_LEVEL: 'debug',
+    ...env,
+  });
+  const receiver = await startReceiver(options, createLogger(options.logLevel, sink));
+  const redis = createProducerConnection(redisUrl);
+  redis.on('error', () => {});
+  const queues = {
+    sync: new Queue(QUEUE_NAMES.sync, { connection: { url: redisUrl }, prefix }),
+    preview: new Queue(QUEUE_NAMES.preview, { connection: { url: redisUrl }, prefix }),
+  };
+  queues.sync.on('error', () => {});
+  queues.preview.on('error', () => {});
+  return {
+    baseUrl: `http://127.0.0.1:${receiver.port}`,
+    receiver,
+    prefix,
+    logs,
+    queues,
+    redis,
+    async close() {
+      await receiver.close();
+      await Promise.all([queues.sync.close(), queues.preview.close()]);
+      redis.disconnect();
+    },
+  };
+}
