@@ -3,8 +3,13 @@ import type { Redis } from 'ioredis';
 import { coalescingKey, type PlumblineJob, QUEUE_NAMES } from './jobs.ts';
 
 export interface JobProducer {
+  /**
+   * The record of the newest job for the job's branch or pull request. It must be written before the
+   * job is added (the delivery ledger writes it with its claim, in one round trip).
+   */
+  latestRecord(job: PlumblineJob): { key: string; value: string; ttlSeconds: number };
   /** Resolves once the job is durably in Redis; rejects (fast) when Redis cannot take it. */
-  enqueue(job: PlumblineJob): Promise<void>;
+  add(job: PlumblineJob): Promise<void>;
   /** Removes previews of a pull request that have not started; returns how many were removed. */
   cancelPreviews(repositoryId: number, number: number): Promise<number>;
   /** Job counts per queue and state, for the queue-depth gauge. */
@@ -47,14 +52,15 @@ export function createJobProducer(connection: Redis, options: JobProducerOptions
   queues.sync.on('error', options.onError);
   queues.preview.on('error', options.onError);
   return {
-    async enqueue(job) {
-      const key = coalescingKey(job);
-      // The newest job per branch is recorded first: a job that BullMQ deduplicates against one that is
-      // already waiting is not lost, because the waiting job reads this record when it starts.
-      await connection.set(latestJobKey(options.prefix, job), JSON.stringify(job), 'EX', 7 * DAY_SECONDS);
+    // A job that BullMQ deduplicates against one that already left its delay is not lost: the waiting
+    // job reads this record when it starts.
+    latestRecord(job) {
+      return { key: latestJobKey(options.prefix, job), value: JSON.stringify(job), ttlSeconds: 7 * DAY_SECONDS };
+    },
+    async add(job) {
       await queues[job.type].add(job.type, job, {
         delay: options.coalesceMs,
-        deduplication: { id: key, replace: true, keepLastIfActive: true },
+        deduplication: { id: coalescingKey(job), replace: true, keepLastIfActive: true },
       });
     },
     async cancelPreviews(repositoryId, number) {

@@ -57,7 +57,8 @@ export function createWebhookHandler(deps: WebhookDependencies) {
 
     const stopTimer = deps.metrics.enqueueSeconds.startTimer({ event: label });
     try {
-      const claim = await withTimeout(deps.ledger.claim(deliveryId), deps.enqueueTimeoutMs);
+      const records = route.kind === 'enqueue' ? route.jobs.map((job) => deps.producer.latestRecord(job)) : [];
+      const claim = await withTimeout(deps.ledger.claim(deliveryId, records), deps.enqueueTimeoutMs);
       if (claim === 'duplicate') {
         log.info('redelivery acknowledged; its job was queued before');
         return reply(200, 'duplicate', { duplicate: true });
@@ -68,11 +69,15 @@ export function createWebhookHandler(deps: WebhookDependencies) {
       }
       try {
         await withTimeout(perform(route, deps), deps.enqueueTimeoutMs);
-        await withTimeout(deps.ledger.confirm(deliveryId), deps.enqueueTimeoutMs);
       } catch (error) {
         await deps.ledger.release(deliveryId).catch(() => undefined);
         throw error;
       }
+      // The work is in Redis: answer now. If marking the delivery done fails, its claim lapses and a
+      // redelivery queues the same commit again, which the worker treats as a no-op.
+      deps.ledger.confirm(deliveryId).catch((error: unknown) => {
+        log.warn({ error: errorSummary(error) }, 'delivery queued but not marked done');
+      });
       stopTimer();
       log.info(describe(route), 'delivery queued');
       return reply(202, 'queued', { queued: route.kind === 'enqueue' ? route.jobs.length : 0 });
@@ -86,7 +91,7 @@ export function createWebhookHandler(deps: WebhookDependencies) {
 async function perform(route: Exclude<Route, { kind: 'ignore' }>, deps: WebhookDependencies): Promise<void> {
   switch (route.kind) {
     case 'enqueue':
-      for (const job of route.jobs) await deps.producer.enqueue(job);
+      await Promise.all(route.jobs.map((job) => deps.producer.add(job)));
       return;
     case 'cancel-previews':
       await deps.producer.cancelPreviews(route.repository.id, route.number);

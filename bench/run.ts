@@ -1,0 +1,30 @@
+/**
+ * `npm run bench`: every benchmark in one bounded run on loopback. Starts its own Redis, writes
+ * bench/results/<date>.json and prints a table. Ratios measured side by side are what count.
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from '../src/local-stack/free-port.ts';
+import { stopProcess } from '../src/local-stack/processes.ts';
+import { startRedisServer } from '../src/local-stack/redis-server.ts';
+import { runB1 } from './b1-webhook-ingest.ts';
+
+const reps = Number(process.env.BENCH_REPS ?? 5);
+const log = (line: string) => process.stdout.write(`${line}\n`);
+
+const dir = await mkdtemp(join(tmpdir(), 'plumbline-bench-'));
+const redis = await startRedisServer(dir, await freePort(), { name: 'bench' });
+try {
+  const b1 = await runB1(redis.url, reps, log);
+  await mkdir('bench/results', { recursive: true });
+  const file = join('bench/results', `${new Date().toISOString().slice(0, 19).replace(/:/g, '')}.json`);
+  await writeFile(
+    file,
+    `${JSON.stringify({ machine: { cpus: (await import('node:os')).cpus().length }, reps, b1 }, null, 2)}\n`,
+  );
+  log(`results written to ${file}`);
+} finally {
+  await stopProcess(redis.pid, redis.command);
+  await rm(dir, { recursive: true, force: true });
+}

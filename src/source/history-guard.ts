@@ -1,0 +1,39 @@
+/**
+ * OpenGitOps "versioned and immutable": a cluster only moves forward along its branch's history.
+ * Pure: the caller learns ancestry from Git and passes it in.
+ */
+export type HistoryVerdict =
+  | { readonly allowed: true; readonly reason: 'first-apply' | 'fast-forward' | 'same-commit' | 'rewrite-allowed' }
+  | { readonly allowed: false; readonly reason: 'forced-push' | 'not-a-descendant'; readonly message: string };
+
+export interface HistoryFacts {
+  /** The commit last applied to the cluster, if any. */
+  readonly applied: string | undefined;
+  readonly candidate: string;
+  /** GitHub's `forced` flag for the push that brought the candidate. */
+  readonly forced: boolean;
+  /** Whether `applied` is an ancestor of `candidate` (undefined when there is nothing applied). */
+  readonly descends: boolean | undefined;
+  readonly allowHistoryRewrite: boolean;
+}
+
+export function judgeHistory(facts: HistoryFacts): HistoryVerdict {
+  if (facts.applied === facts.candidate) return { allowed: true, reason: 'same-commit' };
+  const problem =
+    facts.applied !== undefined && facts.forced
+    ? ({
+        reason: 'forced-push',
+        message: `force-push refused: ${short(facts.candidate)} rewrites the history of the deployed branch`,
+      } as const)
+      : facts.applied !== undefined && facts.descends === false
+      ? ({
+          reason: 'not-a-descendant',
+          message: `refused: ${short(facts.candidate)} does not descend from the applied commit ${short(facts.applied)}`,
+        } as const)
+      : undefined;
+  if (problem && facts.allowHistoryRewrite) return { allowed: true, reason: 'rewrite-allowed' };
+  if (problem) return { allowed: false, ...problem };
+  return { allowed: true, reason: facts.applied === undefined ? 'first-apply' : 'fast-forward' };
+}
+
+const short = (sha: string) => sha.slice(0, 7);
