@@ -125,7 +125,10 @@ export function parseClusterRegistry(text: string, source = 'cluster registry'):
 }
 
 function formatPath(path: readonly (string | number)[]): string {
-  return path.reduce<string>((text, part) => (typeof part === 'number' ? `${text}[${part}]` : text ? `${text}.${part}` : part), '');
+  return path.reduce<string>(
+    (text, part) => (typeof part === 'number' ? `${text}[${part}]` : text ? `${text}.${part}` : part),
+    '',
+  );
 }
 
 export async function loadClusterRegistry(file: string): Promise<ClusterRegistry> {

@@ -51,7 +51,18 @@ export class GitMirror {
     await this.locked(mirror, ['init', '--bare', '--quiet', mirror]);
     const result = await this.locked(
       mirror,
-      ['-C', mirror, ...noGc, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--depth=1', remote.cloneUrl, sha],
+      [
+        '-C',
+        mirror,
+        ...noGc,
+        'fetch',
+        '--quiet',
+        '--no-tags',
+        '--no-write-fetch-head',
+        '--depth=1',
+        remote.cloneUrl,
+        sha,
+      ],
       remote,
     );
     if (result.code !== 0) throw fetchError(result, remote, sha);
@@ -64,14 +75,26 @@ export class GitMirror {
     const mirror = this.pathOf(remote.repositoryId);
     await this.fetch(remote, ancestor);
     await this.fetch(remote, descendant);
-    const check = async () => (await git(['-C', mirror, 'merge-base', '--is-ancestor', ancestor, descendant], this.options)).code === 0;
+    const check = async () =>
+      (await git(['-C', mirror, 'merge-base', '--is-ancestor', ancestor, descendant], this.options)).code === 0;
     if (await check()) return true;
     for (const depth of [...DEEPEN_STEPS, undefined]) {
       const how = depth === undefined ? '--unshallow' : `--deepen=${depth}`;
       if (depth === undefined && !(await this.isShallow(mirror))) return false;
       const result = await this.locked(
         mirror,
-        ['-C', mirror, ...noGc, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head', how, remote.cloneUrl, descendant],
+        [
+          '-C',
+          mirror,
+          ...noGc,
+          'fetch',
+          '--quiet',
+          '--no-tags',
+          '--no-write-fetch-head',
+          how,
+          remote.cloneUrl,
+          descendant,
+        ],
         remote,
       );
       // `--unshallow` on a complete history fails harmlessly; anything else is a real error.
@@ -103,7 +126,11 @@ export class GitMirror {
     try {
       const read = await git(['--git-dir', mirror, 'read-tree', sha], this.options, env);
       if (read.code !== 0) throw new GitError(`git read-tree failed: ${firstLine(read.stderr)}`);
-      const checkout = await git(['--git-dir', mirror, '--work-tree', target, 'checkout-index', '--all', '--force'], this.options, env);
+      const checkout = await git(
+        ['--git-dir', mirror, '--work-tree', target, 'checkout-index', '--all', '--force'],
+        this.options,
+        env,
+      );
       if (checkout.code !== 0) throw new GitError(`git checkout-index failed: ${firstLine(checkout.stderr)}`);
     } finally {
       await rm(scratch, { recursive: true, force: true });
@@ -122,10 +149,14 @@ export class GitMirror {
   /** Runs git under the mirror's exclusive lock (util-linux `flock`: released by the kernel if we crash). */
   private locked(mirror: string, args: readonly string[], remote?: Remote): Promise<CommandResult> {
     const env = remote ? credentialEnv(remote) : {};
-    return runCommand('flock', ['--wait', String(Math.ceil(this.options.timeoutMs / 1000)), `${mirror}.lock`, 'git', ...args], {
-      env: { ...baseEnv, ...env },
-      timeoutMs: this.options.timeoutMs,
-    });
+    return runCommand(
+      'flock',
+      ['--wait', String(Math.ceil(this.options.timeoutMs / 1000)), `${mirror}.lock`, 'git', ...args],
+      {
+        env: { ...baseEnv, ...env },
+        timeoutMs: this.options.timeoutMs,
+      },
+    );
   }
 }
 
@@ -157,13 +188,21 @@ export function credentialEnv(remote: Remote): Record<string, string> {
   };
 }
 
-function git(args: readonly string[], options: GitMirrorOptions, env: Record<string, string> = {}): Promise<CommandResult> {
+function git(
+  args: readonly string[],
+  options: GitMirrorOptions,
+  env: Record<string, string> = {},
+): Promise<CommandResult> {
   return runCommand('git', args, { env: { ...baseEnv, ...env }, timeoutMs: options.timeoutMs });
 }
 
 function fetchError(result: CommandResult, remote: Remote, sha: string): Error {
   const reason = firstLine(result.stderr);
-  if (/not our ref|couldn't find remote ref|no such remote ref|unadvertised object|did not send all necessary objects/i.test(result.stderr)) {
+  if (
+    /not our ref|couldn't find remote ref|no such remote ref|unadvertised object|did not send all necessary objects/i.test(
+      result.stderr,
+    )
+  ) {
     return new CommitNotFoundError(`commit ${sha} does not exist in repository ${remote.repositoryId}`);
   }
   return new GitError(`git fetch of ${sha.slice(0, 7)} failed: ${reason}`);

@@ -21,16 +21,16 @@ export function judgeHistory(facts: HistoryFacts): HistoryVerdict {
   if (facts.applied === facts.candidate) return { allowed: true, reason: 'same-commit' };
   const problem =
     facts.applied !== undefined && facts.forced
-    ? ({
-        reason: 'forced-push',
-        message: `force-push refused: ${short(facts.candidate)} rewrites the history of the deployed branch`,
-      } as const)
-      : facts.applied !== undefined && facts.descends === false
       ? ({
-          reason: 'not-a-descendant',
-          message: `refused: ${short(facts.candidate)} does not descend from the applied commit ${short(facts.applied)}`,
+          reason: 'forced-push',
+          message: `force-push refused: ${short(facts.candidate)} rewrites the history of the deployed branch`,
         } as const)
-      : undefined;
+      : facts.applied !== undefined && facts.descends === false
+        ? ({
+            reason: 'not-a-descendant',
+            message: `refused: ${short(facts.candidate)} does not descend from the applied commit ${short(facts.applied)}`,
+          } as const)
+        : undefined;
   if (problem && facts.allowHistoryRewrite) return { allowed: true, reason: 'rewrite-allowed' };
   if (problem) return { allowed: false, ...problem };
   return { allowed: true, reason: facts.applied === undefined ? 'first-apply' : 'fast-forward' };

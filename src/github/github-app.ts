@@ -1,0 +1,122 @@
+import { createAppAuth } from '@octokit/auth-app';
+import { Octokit } from '@octokit/core';
+import { retry } from '@octokit/plugin-retry';
+import { throttling } from '@octokit/plugin-throttling';
+import type { Logger } from '../logging/create-logger.ts';
+
+/** Octokit with GitHub's documented retry and rate-limit behaviour (retry-after, secondary limits). */
+export const PlumblineOctokit = Octokit.plugin(retry, throttling);
+export type PlumblineOctokit = InstanceType<typeof PlumblineOctokit>;
+
+export interface GitHubAppOptions {
+  readonly appId: string;
+  readonly privateKey: string;
+  /** `https://api.github.com`, or GitHub Enterprise Server's `https://HOST/api/v3`. */
+  readonly baseUrl: string;
+  readonly logger: Logger;
+  /** A cached token is replaced once it has less than this left (GitHub issues them for one hour). */
+  readonly refreshMarginMs?: number;
+  readonly now?: () => number;
+  /** How many times a rate-limited request is retried after waiting out `retry-after`. */
+  readonly rateLimitRetries?: number;
+}
+
+interface CachedToken {
+  readonly token: string;
+  readonly expiresAt: number;
+}
+
+/**
+ * The App's identity: its JWT, and installation tokens cached per installation. Concurrent jobs share one
+ * token and one in-flight refresh; a token is renewed before it expires, never after a 401.
+ */
+export class GitHubApp {
+  readonly octokit: PlumblineOctokit;
+  private readonly cache = new Map<number, Promise<CachedToken>>();
+  private readonly refreshMarginMs: number;
+  private readonly now: () => number;
+
+  constructor(private readonly options: GitHubAppOptions) {
+    this.refreshMarginMs = options.refreshMarginMs ?? 5 * 60_000;
+    this.now = options.now ?? Date.now;
+    this.octokit = createOctokit(options, {
+      authStrategy: createAppAuth,
+      auth: { appId: options.appId, privateKey: options.privateKey },
+    });
+  }
+
+  /** An installation token valid for at least the refresh margin. */
+  async installationToken(installationId: number): Promise<string> {
+    const cached = this.cache.get(installationId);
+    if (cached) {
+      const token = await cached.catch(() => undefined);
+      if (token && token.expiresAt - this.now() > this.refreshMarginMs) return token.token;
+      if (this.cache.get(installationId) !== cached) return this.installationToken(installationId);
+    }
+    const fresh = this.requestToken(installationId);
+    this.cache.set(installationId, fresh);
+    fresh.catch(() => {
+      if (this.cache.get(installationId) === fresh) this.cache.delete(installationId);
+    });
+    return (await fresh).token;
+  }
+
+  /** An Octokit acting as the installation; every request carries a current token. */
+  installationOctokit(installationId: number): PlumblineOctokit {
+    const octokit = createOctokit(this.options, {});
+    octokit.hook.before('request', async (request) => {
+      request.headers.authorization = `token ${await this.installationToken(installationId)}`;
+    });
+    return octokit;
+  }
+
+  private async requestToken(installationId: number): Promise<CachedToken> {
+    // `refresh` bypasses @octokit/auth-app's own cache, which keeps tokens for 59 minutes whatever
+    // their expiry: this class decides when a token is too old.
+    const result = (await this.octokit.auth({ type: 'installation', installationId, refresh: true })) as {
+      token: string;
+      expiresAt: string;
+    };
+    this.options.logger.debug({ installationId, expiresAt: result.expiresAt }, 'installation token issued');
+    return { token: result.token, expiresAt: Date.parse(result.expiresAt) };
+  }
+}
+
+function createOctokit(options: GitHubAppOptions, auth: Record<string, unknown>): PlumblineOctokit {
+  const retries = options.rateLimitRetries ?? 3;
+  const log = options.logger;
+  return new PlumblineOctokit({
+    ...auth,
+    baseUrl: options.baseUrl,
+    userAgent: 'plumbline',
+    log: {
+      debug: () => {},
+      info: () => {},
+      warn: (message: string) => log.warn({ detail: message.slice(0, 300) }, 'github client warning'),
+      error: (message: string) => log.error({ detail: message.slice(0, 300) }, 'github client error'),
+    },
+    throttle: {
+      onRateLimit: (
+        retryAfter: number,
+        request: { method: string; url: string },
+        _octokit: unknown,
+        retryCount: number,
+      ) => {
+        log.warn({ retryAfter, method: request.method, url: request.url, retryCount }, 'github rate limit hit');
+        return retryCount < retries;
+      },
+      onSecondaryRateLimit: (
+        retryAfter: number,
+        request: { method: string; url: string },
+        _octokit: unknown,
+        retryCount: number,
+      ) => {
+        log.warn(
+          { retryAfter, method: request.method, url: request.url, retryCount },
+          'github secondary rate limit hit',
+        );
+        return retryCount < retries;
+      },
+    },
+  });
+}

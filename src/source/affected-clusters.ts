@@ -1,0 +1,52 @@
+import type { ClusterEntry } from '../clusters/cluster-registry.ts';
+import { collectRenderInputs, isAffectedBy, type TreeReader } from './render-inputs.ts';
+
+export interface AffectedCluster {
+  readonly cluster: ClusterEntry;
+  /** `first-apply`: nothing applied yet; `inputs-changed`: a file its render reads changed. */
+  readonly reason: 'first-apply' | 'inputs-changed';
+  /** The changed paths among its inputs (empty for a first apply). */
+  readonly changedInputs: readonly string[];
+}
+
+export interface AffectedClustersInput {
+  readonly clusters: readonly ClusterEntry[];
+  /** The commit last applied to each cluster, if any. */
+  readonly appliedSha: (cluster: ClusterEntry) => string | undefined;
+  readonly targetSha: string;
+  /** The target commit's tree. */
+  readonly tree: TreeReader;
+  /** `git diff --name-only from to`: the truth, unlike a webhook's truncated file list. */
+  readonly changedPaths: (from: string, to: string) => Promise<readonly string[]>;
+}
+
+/**
+ * Which clusters a commit affects: a cluster is affected when a file its render reads (at the target
+ * commit) differs from the commit it last applied. Unaffected clusters are not reconciled.
+ */
+export async function selectAffectedClusters(input: AffectedClustersInput): Promise<{
+  affected: AffectedCluster[];
+  unaffected: ClusterEntry[];
+}> {
+  const diffs = new Map<string, Promise<readonly string[]>>();
+  const affected: AffectedCluster[] = [];
+  const unaffected: ClusterEntry[] = [];
+  for (const cluster of input.clusters) {
+    const applied = input.appliedSha(cluster);
+    if (applied === undefined) {
+      affected.push({ cluster, reason: 'first-apply', changedInputs: [] });
+      continue;
+    }
+    if (applied === input.targetSha) {
+      unaffected.push(cluster);
+      continue;
+    }
+    if (!diffs.has(applied)) diffs.set(applied, input.changedPaths(applied, input.targetSha));
+    const changed = (await diffs.get(applied)) ?? [];
+    const inputs = await collectRenderInputs(input.tree, cluster.path);
+    const changedInputs = changed.filter((path) => isAffectedBy(inputs, [path]));
+    if (changedInputs.length > 0) affected.push({ cluster, reason: 'inputs-changed', changedInputs });
+    else unaffected.push(cluster);
+  }
+  return { affected, unaffected };
+}

@@ -1,0 +1,62 @@
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GitHubApp } from '../../src/github/github-app.ts';
+import { createLogger } from '../../src/logging/create-logger.ts';
+import { GitMirror } from '../../src/source/git-mirror.ts';
+import { packageRoot } from '../../src/support/package-root.ts';
+import { GitHubStandIn, type StandInRepository } from './github-stand-in/github-stand-in.ts';
+import { WorkingRepo } from './working-repo.ts';
+
+export const INSTALLATION_ID = 77;
+
+/** A GitHub stand-in with one repository, a developer's clone of it, an App and a mirror cache. */
+export interface SourceFixture {
+  readonly dir: string;
+  readonly github: GitHubStandIn;
+  readonly repository: StandInRepository;
+  readonly work: WorkingRepo;
+  readonly app: GitHubApp;
+  readonly mirror: GitMirror;
+  remote(): Promise<{ repositoryId: number; cloneUrl: string; token: string }>;
+  close(): Promise<void>;
+}
+
+export async function createSourceFixture(fullName = 'acme/platform-gitops'): Promise<SourceFixture> {
+  const dir = await mkdtemp(join(tmpdir(), 'plumbline-source-'));
+  const github = await new GitHubStandIn({ rootDir: join(dir, 'github') }).start();
+  const repository = await github.createRepository(fullName, INSTALLATION_ID);
+  const work = await WorkingRepo.create(repository.bareDir);
+  const app = new GitHubApp({
+    appId: String(github.appId),
+    privateKey: github.privateKeyPem,
+    baseUrl: github.apiUrl,
+    logger: createLogger('silent'),
+  });
+  const mirror = new GitMirror({ cacheDir: join(dir, 'mirrors'), timeoutMs: 60_000 });
+  return {
+    dir,
+    github,
+    repository,
+    work,
+    app,
+    mirror,
+    async remote() {
+      return {
+        repositoryId: repository.id,
+        cloneUrl: repository.cloneUrl,
+        token: await app.installationToken(INSTALLATION_ID),
+      };
+    },
+    async close() {
+      await github.stop();
+      await work.remove();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Copies a repository fixture (test/fixtures/repositories/<name>) into a working clone. */
+export async function copyRepositoryFixture(name: string, work: WorkingRepo): Promise<void> {
+  await cp(join(packageRoot(), 'test', 'fixtures', 'repositories', name), work.dir, { recursive: true });
+}
