@@ -1,0 +1,93 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ClusterEntry } from '../clusters/cluster-registry.ts';
+import type { SyncJob } from '../queue/jobs.ts';
+import { selectAffectedClusters } from './affected-clusters.ts';
+import type { GitMirror, Remote } from './git-mirror.ts';
+import { type HistoryVerdict, judgeHistory } from './history-guard.ts';
+import { fsTreeReader } from './tree-reader.ts';
+
+export type ClusterPlan =
+  | {
+      readonly cluster: ClusterEntry;
+      readonly action: 'refuse';
+      readonly verdict: Extract<HistoryVerdict, { allowed: false }>;
+    }
+  | { readonly cluster: ClusterEntry; readonly action: 'skip'; readonly reason: 'unaffected' }
+  | {
+      readonly cluster: ClusterEntry;
+      readonly action: 'reconcile';
+      readonly reason: 'first-apply' | 'inputs-changed';
+      readonly changedInputs: readonly string[];
+    };
+
+export interface SyncPlan {
+  /** The exported tree of the commit, for the render. Removed by `cleanup`. */
+  readonly treeDir: string;
+  readonly plans: readonly ClusterPlan[];
+  cleanup(): Promise<void>;
+}
+
+export interface PlanSyncInput {
+  readonly job: Pick<SyncJob, 'repository' | 'after' | 'before' | 'forced'>;
+  /** The registered clusters for the job's repository and branch. */
+  readonly clusters: readonly ClusterEntry[];
+  readonly appliedSha: (cluster: ClusterEntry) => string | undefined;
+  readonly mirror: GitMirror;
+  readonly token: string | undefined;
+  /** Scratch folder for exported trees. */
+  readonly workDir: string;
+}
+
+/**
+ * Source side of a sync: pulls exactly the pushed commit, applies the history guard per cluster, and
+ * decides which clusters the commit affects. Nothing here touches a cluster.
+ */
+export async function planSync(input: PlanSyncInput): Promise<SyncPlan> {
+  const { job, mirror } = input;
+  const remote: Remote = { repositoryId: job.repository.id, cloneUrl: job.repository.cloneUrl, token: input.token };
+  await mirror.fetch(remote, job.after);
+  const treeDir = await mkdtemp(join(input.workDir, `tree-${job.after.slice(0, 12)}-`));
+  const cleanup = () => rm(treeDir, { recursive: true, force: true });
+  try {
+    await mirror.exportTree(job.repository.id, job.after, treeDir);
+    const plans: ClusterPlan[] = [];
+    const allowed: ClusterEntry[] = [];
+    for (const cluster of input.clusters) {
+      const applied = input.appliedSha(cluster);
+      const descends =
+        applied === undefined || applied === job.after
+          ? undefined
+          : // GitHub guarantees a non-forced push descends from `before`: no history needed then.
+            (job.before === applied && !job.forced) || (await mirror.isAncestor(remote, applied, job.after));
+      const verdict = judgeHistory({
+        applied,
+        candidate: job.after,
+        forced: job.forced,
+        descends,
+        allowHistoryRewrite: cluster.allowHistoryRewrite,
+      });
+      if (verdict.allowed) allowed.push(cluster);
+      else plans.push({ cluster, action: 'refuse', verdict });
+    }
+    const { affected, unaffected } = await selectAffectedClusters({
+      clusters: allowed,
+      appliedSha: input.appliedSha,
+      targetSha: job.after,
+      tree: fsTreeReader(treeDir),
+      changedPaths: async (from, to) => {
+        await mirror.fetch(remote, from);
+        return mirror.changedPaths(job.repository.id, from, to);
+      },
+    });
+    for (const a of affected)
+      plans.push({ cluster: a.cluster, action: 'reconcile', reason: a.reason, changedInputs: a.changedInputs });
+    for (const cluster of unaffected) plans.push({ cluster, action: 'skip', reason: 'unaffected' });
+    const order = new Map(input.clusters.map((c, i) => [c.name, i]));
+    plans.sort((a, b) => (order.get(a.cluster.name) ?? 0) - (order.get(b.cluster.name) ?? 0));
+    return { treeDir, plans, cleanup };
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+}

@@ -1,0 +1,36 @@
+import { describe, expect, it } from '@jest/globals';
+import { judgeHistory } from '../../src/source/history-guard.ts';
+
+const A = 'a'.repeat(40);
+const B = 'b'.repeat(40);
+const facts = { applied: A, candidate: B, forced: false, descends: true, allowHistoryRewrite: false };
+
+describe('the history guard', () => {
+  it('lets a cluster move forward', () => {
+    expect(judgeHistory(facts)).toEqual({ allowed: true, reason: 'fast-forward' });
+    expect(judgeHistory({ ...facts, applied: undefined, descends: undefined })).toEqual({
+      allowed: true,
+      reason: 'first-apply',
+    });
+    expect(judgeHistory({ ...facts, candidate: A })).toEqual({ allowed: true, reason: 'same-commit' });
+  });
+
+  it('refuses a force-push and says why', () => {
+    expect(judgeHistory({ ...facts, forced: true })).toEqual({
+      allowed: false,
+      reason: 'forced-push',
+      message: 'force-push refused: bbbbbbb rewrites the history of the deployed branch',
+    });
+  });
+
+  it('refuses a commit that does not descend from the applied one, and an older commit over a newer one', () => {
+    expect(judgeHistory({ ...facts, descends: false })).toMatchObject({ allowed: false, reason: 'not-a-descendant' });
+  });
+
+  it('lets the operator allow a rewrite per cluster', () => {
+    expect(judgeHistory({ ...facts, forced: true, descends: false, allowHistoryRewrite: true })).toEqual({
+      allowed: true,
+      reason: 'rewrite-allowed',
+    });
+  });
+});

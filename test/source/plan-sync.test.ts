@@ -1,0 +1,175 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { type ClusterEntry, parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
+import { type ClusterPlan, planSync } from '../../src/source/plan-sync.ts';
+import {
+  copyRepositoryFixture,
+  createSourceFixture,
+  INSTALLATION_ID,
+  type SourceFixture,
+} from '../support/source-fixture.ts';
+
+const registry = parseClusterRegistry(`
+clusters:
+  - {name: gcp-production, repo: acme/platform-gitops, path: clusters/gcp/production, inCluster: true}
+  - {name: aws-staging, repo: acme/platform-gitops, path: clusters/aws/staging, inCluster: true}
+  - {name: homelab-dev, repo: acme/platform-gitops, path: clusters/homelab/dev, inCluster: true}
+`);
+
+const summary = (plans: readonly ClusterPlan[]) =>
+  Object.fromEntries(
+    plans.map((p) => [p.cluster.name, p.action === 'refuse' ? `refuse:${p.verdict.reason}` : p.action]),
+  );
+
+describe('planning a sync in a repository with the Portefaix layout', () => {
+  let f: SourceFixture;
+  let base: string;
+  /** The commit before the last `change`: what the clusters had applied when it was pushed. */
+  let previous: string;
+
+  const plan = async (
+    after: string,
+    options: { before?: string; forced?: boolean; applied?: string; clusters?: ClusterEntry[] } = {},
+  ) => {
+    const workDir = join(f.dir, 'work');
+    await mkdir(workDir, { recursive: true });
+    const result = await planSync({
+      job: {
+        repository: { id: f.repository.id, fullName: f.repository.fullName, cloneUrl: f.repository.cloneUrl },
+        after,
+        before: options.before,
+        forced: options.forced ?? false,
+      },
+      clusters: options.clusters ?? registry.clusters,
+      appliedSha: () => options.applied ?? previous,
+      mirror: f.mirror,
+      token: await f.app.installationToken(INSTALLATION_ID),
+      workDir,
+    });
+    await result.cleanup();
+    return summary(result.plans);
+  };
+
+  const change = async (files: Record<string, string | null>) => {
+    previous = await f.work.head();
+    const sha = await f.work.commit('change', files);
+    await f.work.push();
+    return sha;
+  };
+
+  beforeAll(async () => {
+    f = await createSourceFixture();
+    await copyRepositoryFixture('portefaix', f.work);
+    base = await f.work.commit('initial layout');
+    await f.work.push();
+  });
+  afterAll(async () => {
+    await f.close();
+  });
+
+  it('reconciles every cluster on its first apply', async () => {
+    const result = await planSync({
+      job: {
+        repository: { id: f.repository.id, fullName: 'acme/platform-gitops', cloneUrl: f.repository.cloneUrl },
+        after: base,
+        before: undefined,
+        forced: false,
+      },
+      clusters: registry.clusters,
+      appliedSha: () => undefined,
+      mirror: f.mirror,
+      token: await f.app.installationToken(INSTALLATION_ID),
+      workDir: f.dir,
+    });
+    await result.cleanup();
+    expect(result.plans.map((p) => p.action)).toEqual(['reconcile', 'reconcile', 'reconcile']);
+  });
+
+  it('a change to a shared stack affects exactly the clusters whose kustomizations include it', async () => {
+    const sha = await change({
+      'stacks/observability/prometheus/deployment.yaml': 'kind: Deployment\nmetadata: {name: prometheus}\n',
+    });
+    expect(await plan(sha, { before: previous })).toEqual({
+      'gcp-production': 'reconcile',
+      'aws-staging': 'reconcile',
+      'homelab-dev': 'skip',
+    });
+  });
+
+  it('a change to a stack only one cluster uses affects only that cluster', async () => {
+    const sha = await change({ 'stacks/security/external-secret.yaml': 'kind: ExternalSecret\n' });
+    expect(await plan(sha)).toEqual({ 'gcp-production': 'skip', 'aws-staging': 'reconcile', 'homelab-dev': 'skip' });
+  });
+
+  it('a change to an app affects the clusters that deploy it', async () => {
+    const sha = await change({ 'apps/podinfo/deployment.yaml': 'kind: Deployment\nmetadata: {name: podinfo}\n' });
+    expect(await plan(sha)).toEqual({ 'gcp-production': 'reconcile', 'aws-staging': 'skip', 'homelab-dev': 'skip' });
+  });
+
+  it('follows components, patches and generator files', async () => {
+    expect(
+      await plan(await change({ 'components/monitoring-labels/kustomization.yaml': 'kind: Component\n' })),
+    ).toEqual({
+      'gcp-production': 'reconcile',
+      'aws-staging': 'reconcile',
+      'homelab-dev': 'skip',
+    });
+    expect(
+      await plan(await change({ 'clusters/gcp/production/patches/replicas.yaml': 'spec: {replicas: 5}\n' })),
+    ).toEqual({
+      'gcp-production': 'reconcile',
+      'aws-staging': 'skip',
+      'homelab-dev': 'skip',
+    });
+    expect(await plan(await change({ 'clusters/aws/staging/info.properties': 'provider=aws\n' }))).toEqual({
+      'gcp-production': 'skip',
+      'aws-staging': 'reconcile',
+      'homelab-dev': 'skip',
+    });
+  });
+
+  it('a plain-YAML cluster folder counts as a whole, sub-folders included', async () => {
+    const sha = await change({ 'clusters/homelab/dev/sub/other.yaml': 'kind: ConfigMap\n' });
+    expect(await plan(sha)).toEqual({ 'gcp-production': 'skip', 'aws-staging': 'skip', 'homelab-dev': 'reconcile' });
+  });
+
+  it('files no render reads affect nothing', async () => {
+    const sha = await change({ 'README.md': '# changed\n', 'clusters/gcp/production/notes.md': 'new notes\n' });
+    expect(await plan(sha)).toEqual({ 'gcp-production': 'skip', 'aws-staging': 'skip', 'homelab-dev': 'skip' });
+  });
+
+  it('refuses a forced push and a commit that does not descend from the applied one', async () => {
+    const applied = await change({ 'apps/podinfo/deployment.yaml': 'kind: Deployment\nmetadata: {name: v2}\n' });
+    await f.work.resetHard(base);
+    const rewritten = await f.work.commit('rewrite', {
+      'apps/podinfo/deployment.yaml': 'kind: Deployment\nmetadata: {name: v3}\n',
+    });
+    await f.work.push('main', { force: true });
+    expect(await plan(rewritten, { applied, forced: true })).toEqual({
+      'gcp-production': 'refuse:forced-push',
+      'aws-staging': 'refuse:forced-push',
+      'homelab-dev': 'refuse:forced-push',
+    });
+    expect(await plan(rewritten, { applied, forced: false })).toEqual({
+      'gcp-production': 'refuse:not-a-descendant',
+      'aws-staging': 'refuse:not-a-descendant',
+      'homelab-dev': 'refuse:not-a-descendant',
+    });
+  });
+
+  it('applies a rewritten history where the operator allows it', async () => {
+    const allowing = registry.clusters.map((c) => ({ ...c, allowHistoryRewrite: c.name === 'gcp-production' }));
+    const applied = await change({ 'apps/podinfo/deployment.yaml': 'kind: Deployment\nmetadata: {name: v4}\n' });
+    await f.work.resetHard(base);
+    const rewritten = await f.work.commit('rewrite again', {
+      'apps/podinfo/deployment.yaml': 'kind: Deployment\nmetadata: {name: v5}\n',
+    });
+    await f.work.push('main', { force: true });
+    expect(await plan(rewritten, { applied, forced: true, clusters: allowing })).toEqual({
+      'gcp-production': 'reconcile',
+      'aws-staging': 'refuse:forced-push',
+      'homelab-dev': 'refuse:forced-push',
+    });
+  });
+});
