@@ -9,19 +9,24 @@ import { freePort } from '../src/local-stack/free-port.ts';
 import { stopProcess } from '../src/local-stack/processes.ts';
 import { startRedisServer } from '../src/local-stack/redis-server.ts';
 import { runB1 } from './b1-webhook-ingest.ts';
+import { runB10 } from './b10-warm-fetch.ts';
 
 const reps = Number(process.env.BENCH_REPS ?? 5);
+/** `BENCH_ONLY=b10` runs one benchmark. */
+const only = process.env.BENCH_ONLY?.toLowerCase();
+const wanted = (name: string) => only === undefined || only === name;
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
 const dir = await mkdtemp(join(tmpdir(), 'plumbline-bench-'));
 const redis = await startRedisServer(dir, await freePort(), { name: 'bench' });
 try {
-  const b1 = await runB1(redis.url, reps, log);
+  const b1 = wanted('b1') ? await runB1(redis.url, reps, log) : undefined;
+  const b10 = wanted('b10') ? await runB10(reps * 2, log) : undefined;
   await mkdir('bench/results', { recursive: true });
   const file = join('bench/results', `${new Date().toISOString().slice(0, 19).replace(/:/g, '')}.json`);
   await writeFile(
     file,
-    `${JSON.stringify({ machine: { cpus: (await import('node:os')).cpus().length }, reps, b1 }, null, 2)}\n`,
+    `${JSON.stringify({ machine: { cpus: (await import('node:os')).cpus().length }, reps, b1, b10 }, null, 2)}\n`,
   );
   log(`results written to ${file}`);
 } finally {

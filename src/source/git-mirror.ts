@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type CommandResult, runCommand } from '../support/run-command.ts';
 
@@ -47,8 +47,10 @@ export class GitMirror {
     assertSha(sha);
     const mirror = this.pathOf(remote.repositoryId);
     if (await this.hasCommit(mirror, sha)) return;
-    await mkdir(this.options.cacheDir, { recursive: true });
-    await this.locked(mirror, ['init', '--bare', '--quiet', mirror]);
+    if (!(await exists(join(mirror, 'HEAD')))) {
+      await mkdir(this.options.cacheDir, { recursive: true });
+      await this.locked(mirror, ['init', '--bare', '--quiet', mirror]);
+    }
     const result = await this.locked(
       mirror,
       [
@@ -206,6 +208,13 @@ function fetchError(result: CommandResult, remote: Remote, sha: string): Error {
     return new CommitNotFoundError(`commit ${sha} does not exist in repository ${remote.repositoryId}`);
   }
   return new GitError(`git fetch of ${sha.slice(0, 7)} failed: ${reason}`);
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 function firstLine(text: string): string {
