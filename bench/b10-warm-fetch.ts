@@ -36,7 +36,10 @@ async function importHistory(workDir: string, commits: number): Promise<void> {
       content,
     );
   }
-  const result = await runCommand('git', ['-C', workDir, 'fast-import', '--quiet'], { input: `${lines.join('\n')}\n`, timeoutMs: 120_000 });
+  const result = await runCommand('git', ['-C', workDir, 'fast-import', '--quiet'], {
+    input: `${lines.join('\n')}\n`,
+    timeoutMs: 120_000,
+  });
   if (result.code !== 0) throw new Error(`fast-import failed: ${result.stderr}`);
   await runCommand('git', ['-C', workDir, 'reset', '--quiet', '--hard', 'main'], { timeoutMs: 60_000 });
 }
@@ -51,9 +54,18 @@ export async function runB10(reps: number, log: (line: string) => void, historyC
     const mirror = new GitMirror({ cacheDir: join(f.dir, 'bench-mirrors'), timeoutMs: 120_000 });
     const plainRepo = join(plainDir, 'repo.git');
     await runCommand('git', ['init', '--bare', '--quiet', plainRepo], { timeoutMs: 10_000 });
-    const env = { GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1', GIT_TERMINAL_PROMPT: '0', ...credentialEnv(remote) };
+    const env = {
+      GIT_CONFIG_GLOBAL: '/dev/null',
+      GIT_CONFIG_NOSYSTEM: '1',
+      GIT_TERMINAL_PROMPT: '0',
+      ...credentialEnv(remote),
+    };
     const plainFetch = async (sha: string) => {
-      const r = await runCommand('git', ['-C', plainRepo, 'fetch', '--quiet', '--no-tags', '--depth=1', remote.cloneUrl, sha], { env, timeoutMs: 120_000 });
+      const r = await runCommand(
+        'git',
+        ['-C', plainRepo, 'fetch', '--quiet', '--no-tags', '--depth=1', remote.cloneUrl, sha],
+        { env, timeoutMs: 120_000 },
+      );
       if (r.code !== 0) throw new Error(`plain fetch failed: ${r.stderr}`);
     };
     // Warm both caches with the current head.
@@ -65,7 +77,9 @@ export async function runB10(reps: number, log: (line: string) => void, historyC
     const plain: number[] = [];
     for (let rep = 0; rep < reps + 1; rep += 1) {
       for (const side of rep % 2 === 0 ? (['ours', 'plain'] as const) : (['plain', 'ours'] as const)) {
-        const sha = await f.work.commit(`bench ${rep} ${side}`, { [`apps/app-${rep}.yaml`]: `rep: ${rep}\nside: ${side}\n` });
+        const sha = await f.work.commit(`bench ${rep} ${side}`, {
+          [`apps/app-${rep}.yaml`]: `rep: ${rep}\nside: ${side}\n`,
+        });
         await f.work.push();
         const started = performance.now();
         if (side === 'ours') await mirror.fetch(remote, sha);
