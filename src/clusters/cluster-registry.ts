@@ -83,8 +83,8 @@ const registrySchema = z.object({ clusters: z.array(clusterSchema).min(1, 'must 
 export function parseClusterRegistry(text: string, source = 'cluster registry'): ClusterRegistry {
   const lineCounter = new LineCounter();
   const document = parseDocument(text, { lineCounter, prettyErrors: false });
-  if (document.errors.length > 0) {
-    const error = document.errors[0]!;
+  const [error] = document.errors;
+  if (error) {
     const line = lineCounter.linePos(error.pos[0]).line;
     throw new RegistryError(`${source}: invalid YAML at line ${line}: ${error.message.split('\n')[0]}`);
   }
