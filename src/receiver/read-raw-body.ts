@@ -1,4 +1,4 @@
-import type { RequestHandler, Response } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 
 /**
  * Reads the body into `req.body` as a Buffer, refusing with 413 as soon as it is known to exceed
@@ -9,7 +9,7 @@ export function readRawBody(limit: number): RequestHandler {
   return (req, res, next) => {
     const declared = Number(req.get('content-length') ?? Number.NaN);
     if (declared > limit) {
-      refuse(res, limit);
+      refuse(req, res, limit);
       return;
     }
     const chunks: Buffer[] = [];
@@ -21,8 +21,7 @@ export function readRawBody(limit: number): RequestHandler {
       if (size > limit) {
         settled = true;
         chunks.length = 0;
-        req.pause();
-        refuse(res, limit);
+        refuse(req, res, limit);
         return;
       }
       chunks.push(chunk);
@@ -40,7 +39,28 @@ export function readRawBody(limit: number): RequestHandler {
   };
 }
 
-function refuse(res: Response, limit: number): void {
-  res.set('connection', 'close');
-  res.status(413).json({ error: `body exceeds GitHub's ${limit / 1024 / 1024} MB limit` });
+/** How long a refused sender may keep sending (discarded) before the connection is closed. */
+const LINGER_MS = 2_000;
+
+/**
+ * Answers 413 at once, then lingers: the rest of the body is read and discarded (never kept) for a
+ * moment before the connection closes. Closing a socket with unread data makes the kernel send a reset,
+ * which can destroy the answer before the sender has read it.
+ */
+function refuse(req: Request, res: Response, limit: number): void {
+  const body = JSON.stringify({ error: `body exceeds GitHub's ${limit / 1024 / 1024} MB limit` });
+  res.writeHead(413, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    connection: 'close',
+  });
+  res.write(body);
+  req.resume();
+  const close = () => {
+    clearTimeout(timer);
+    res.end();
+  };
+  const timer = setTimeout(close, LINGER_MS);
+  req.once('end', close);
+  req.once('error', close);
 }

@@ -51,8 +51,15 @@ export async function startReceiverHarness(
   };
   queues.sync.on('error', () => {});
   queues.preview.on('error', () => {});
+  const baseUrl = `http://127.0.0.1:${receiver.port}`;
+  // The receiver listens before Redis is connected (and answers 503 meanwhile); tests start once it is ready.
+  const deadline = Date.now() + 15_000;
+  while ((await fetch(`${baseUrl}/readyz`)).status !== 200) {
+    if (Date.now() > deadline) throw new Error(`receiver not ready: Redis at ${redisUrl} unreachable`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
   return {
-    baseUrl: `http://127.0.0.1:${receiver.port}`,
+    baseUrl,
     receiver,
     prefix,
     logs,
