@@ -1,0 +1,68 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Redis } from 'ioredis';
+import type { SyncJob } from '../../src/queue/jobs.ts';
+import { createJobConsumer, newestJob } from '../../workers/job-consumer.ts';
+import { testEnvironment } from '../support/environment.ts';
+import { fakeSha, githubDelivery, pushPayload, send } from '../support/github-delivery.ts';
+import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../support/receiver-harness.ts';
+
+const env = testEnvironment();
+
+describe('coalescing pushes end to end (receiver → Redis → worker)', () => {
+  let harness: ReceiverHarness;
+  let workerConnection: Redis;
+
+  beforeAll(async () => {
+    harness = await startReceiverHarness(env.redisUrl, { PLUMBLINE_PUSH_COALESCE_MS: '200' });
+    workerConnection = new Redis(env.redisUrl, { maxRetriesPerRequest: null });
+  });
+  afterAll(async () => {
+    await harness.close();
+    workerConnection.disconnect();
+  });
+
+  const push = (n: number, repositoryId: number) =>
+    send(harness.baseUrl, githubDelivery('push', pushPayload({ after: fakeSha(n), repositoryId }), WEBHOOK_SECRET));
+
+  it('runs the newest push even when it arrived while an older job was already waiting for a worker', async () => {
+    expect((await push(1, 700)).status).toBe(202);
+    // The first job leaves its delay (as when every worker is busy): it now waits for a worker, and
+    // BullMQ drops an add with the same deduplication key instead of replacing it.
+    const [first] = await harness.queues.sync.getJobs(['delayed']);
+    await first!.promote();
+    expect(await harness.queues.sync.getWaitingCount()).toBe(1);
+    expect((await push(2, 700)).status).toBe(202);
+    expect((await harness.queues.sync.getJobs(['waiting', 'delayed'])).map((j) => (j.data as SyncJob).after)).toEqual([
+      fakeSha(1),
+    ]);
+
+    const processed: string[] = [];
+    const worker = createJobConsumer({
+      connection: workerConnection,
+      prefix: harness.prefix,
+      queue: 'sync',
+      concurrency: 1,
+      process: async (job) => {
+        processed.push(job.type === 'sync' ? job.after : job.headSha);
+      },
+      onError: () => {},
+    });
+    try {
+      const deadline = Date.now() + 10_000;
+      while (processed.length === 0 && Date.now() < deadline) await sleep(20);
+      await sleep(500); // any further job for the key would have started by now
+    } finally {
+      await worker.close();
+    }
+    expect(processed).toEqual([fakeSha(2)]);
+  });
+
+  it('prefers the job itself when the record is older or of another kind', () => {
+    const job = { type: 'sync', after: fakeSha(5), receivedAt: '2026-11-28T10:00:01Z' } as SyncJob;
+    const older = { ...job, after: fakeSha(4), receivedAt: '2026-11-28T10:00:00Z' };
+    expect(newestJob(job, older)).toBe(job);
+    expect(newestJob(job, undefined)).toBe(job);
+    expect(newestJob(older, job)).toBe(job);
+  });
+});

@@ -1,0 +1,42 @@
+import { type Job, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { latestJobKey } from '../src/queue/job-producer.ts';
+import { type PlumblineJob, QUEUE_NAMES } from '../src/queue/jobs.ts';
+
+export interface JobConsumerOptions<Result> {
+  /** Must be created with `maxRetriesPerRequest: null`, as BullMQ requires for workers. */
+  readonly connection: Redis;
+  readonly prefix: string;
+  readonly queue: keyof typeof QUEUE_NAMES;
+  readonly concurrency: number;
+  /** Receives the newest job for the job's branch or pull request (see ADR 2). */
+  readonly process: (
+    job: PlumblineJob,
+    context: { readonly jobId: string; readonly attempt: number },
+  ) => Promise<Result>;
+  readonly onError: (error: Error) => void;
+}
+
+/**
+ * The newest of a job and the receiver's record for its coalescing key. A push that BullMQ
+ * deduplicated against a job already waiting exists only in that record, so the job must run it.
+ */
+export function newestJob(job: PlumblineJob, recorded: PlumblineJob | undefined): PlumblineJob {
+  if (!recorded || recorded.type !== job.type) return job;
+  return Date.parse(recorded.receivedAt) > Date.parse(job.receivedAt) ? recorded : job;
+}
+
+/** Consumer side of the job protocol: a BullMQ worker that always runs the newest job for its key. */
+export function createJobConsumer<Result>(options: JobConsumerOptions<Result>): Worker<PlumblineJob, Result> {
+  const worker = new Worker<PlumblineJob, Result>(
+    QUEUE_NAMES[options.queue],
+    async (job: Job<PlumblineJob, Result>) => {
+      const raw = await options.connection.get(latestJobKey(options.prefix, job.data));
+      const effective = newestJob(job.data, raw ? (JSON.parse(raw) as PlumblineJob) : undefined);
+      return options.process(effective, { jobId: job.id ?? '', attempt: job.attemptsMade + 1 });
+    },
+    { connection: options.connection, prefix: options.prefix, concurrency: options.concurrency, autorun: true },
+  );
+  worker.on('error', options.onError);
+  return worker;
+}
