@@ -1,7 +1,7 @@
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
 import type { Logger } from '../logging/create-logger.ts';
 import { readRawBody } from './read-raw-body.ts';
-import type { ReceiverMetrics } from './receiver-metrics.ts';
+import { eventLabel, type ReceiverMetrics } from './receiver-metrics.ts';
 import { createWebhookHandler, type WebhookDependencies } from './webhook-handler.ts';
 
 export const WEBHOOK_PATH = '/api/github/webhooks';
@@ -18,18 +18,20 @@ export interface ReceiverAppDependencies extends WebhookDependencies {
 const REQUIRED_HEADERS = ['x-github-event', 'x-github-delivery', 'x-hub-signature-256'] as const;
 
 /** Checks what can be checked before reading a byte of the body. */
-const checkDeliveryHeaders: RequestHandler = (req, res, next) => {
-  const missing = REQUIRED_HEADERS.filter((name) => !req.get(name));
-  if (missing.length > 0) {
-    res.status(400).json({ error: `missing required header(s): ${missing.join(', ')}` });
-    return;
-  }
-  if (!req.is('application/json')) {
-    res.status(415).json({ error: 'content type must be application/json (set it in the webhook settings)' });
-    return;
-  }
-  next();
-};
+const checkDeliveryHeaders =
+  (metrics: ReceiverMetrics): RequestHandler =>
+  (req, res, next) => {
+    const reject = (status: number, error: string) => {
+      metrics.deliveries.inc({ event: eventLabel(req.get('x-github-event')), outcome: 'rejected' });
+      res.status(status).json({ error });
+    };
+    const missing = REQUIRED_HEADERS.filter((name) => !req.get(name));
+    if (missing.length > 0) return reject(400, `missing required header(s): ${missing.join(', ')}`);
+    if (!req.is('application/json')) {
+      return reject(415, 'content type must be application/json (set it in the webhook settings)');
+    }
+    next();
+  };
 
 /** Anything thrown past the handlers: a short answer, no stack, no echo of the input. */
 const lastResort =
@@ -44,7 +46,14 @@ export function createReceiverApp(deps: ReceiverAppDependencies): express.Expres
   app.disable('x-powered-by');
   app.set('etag', false);
 
-  app.post(WEBHOOK_PATH, checkDeliveryHeaders, readRawBody(MAX_WEBHOOK_BYTES), createWebhookHandler(deps));
+  app.post(
+    WEBHOOK_PATH,
+    checkDeliveryHeaders(deps.metrics),
+    readRawBody(MAX_WEBHOOK_BYTES, (req) =>
+      deps.metrics.deliveries.inc({ event: eventLabel(req.get('x-github-event')), outcome: 'too-large' }),
+    ),
+    createWebhookHandler(deps),
+  );
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });

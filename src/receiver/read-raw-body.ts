@@ -3,12 +3,13 @@ import type { Request, RequestHandler, Response } from 'express';
 /**
  * Reads the body into `req.body` as a Buffer, refusing with 413 as soon as it is known to exceed
  * `limit`: from Content-Length before reading anything, or mid-stream for a chunked body. Nothing past
- * the limit is kept in memory, and the connection is closed rather than drained.
+ * the limit is kept in memory; `onRefused` lets the caller count the refusal.
  */
-export function readRawBody(limit: number): RequestHandler {
+export function readRawBody(limit: number, onRefused: (req: Request) => void = () => {}): RequestHandler {
   return (req, res, next) => {
     const declared = Number(req.get('content-length') ?? Number.NaN);
     if (declared > limit) {
+      onRefused(req);
       refuse(req, res, limit);
       return;
     }
@@ -21,6 +22,7 @@ export function readRawBody(limit: number): RequestHandler {
       if (size > limit) {
         settled = true;
         chunks.length = 0;
+        onRefused(req);
         refuse(req, res, limit);
         return;
       }

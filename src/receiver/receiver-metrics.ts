@@ -28,7 +28,7 @@ export function createReceiverMetrics(producer: JobProducer): ReceiverMetrics {
   collectDefaultMetrics({ register: registry, prefix: 'plumbline_receiver_' });
   const deliveries = new Counter({
     name: 'plumbline_webhook_deliveries_total',
-    help: 'Webhook deliveries by event and outcome (queued, duplicate, ignored, rejected, unavailable)',
+    help: 'Webhook deliveries by event and outcome (queued, duplicate, ignored, rejected, too-large, conflict, unavailable)',
     labelNames: ['event', 'outcome'] as const,
     registers: [registry],
   });

@@ -51,22 +51,7 @@ export class GitMirror {
       await mkdir(this.options.cacheDir, { recursive: true });
       await this.locked(mirror, ['init', '--bare', '--quiet', mirror]);
     }
-    const result = await this.locked(
-      mirror,
-      [
-        '-C',
-        mirror,
-        ...noGc,
-        'fetch',
-        '--quiet',
-        '--no-tags',
-        '--no-write-fetch-head',
-        '--depth=1',
-        remote.cloneUrl,
-        sha,
-      ],
-      remote,
-    );
+    const result = await this.fetchFromRemote(remote, '--depth=1', sha);
     if (result.code !== 0) throw fetchError(result, remote, sha);
   }
 
@@ -83,22 +68,7 @@ export class GitMirror {
     for (const depth of [...DEEPEN_STEPS, undefined]) {
       const how = depth === undefined ? '--unshallow' : `--deepen=${depth}`;
       if (depth === undefined && !(await this.isShallow(mirror))) return false;
-      const result = await this.locked(
-        mirror,
-        [
-          '-C',
-          mirror,
-          ...noGc,
-          'fetch',
-          '--quiet',
-          '--no-tags',
-          '--no-write-fetch-head',
-          how,
-          remote.cloneUrl,
-          descendant,
-        ],
-        remote,
-      );
+      const result = await this.fetchFromRemote(remote, how, descendant);
       // `--unshallow` on a complete history fails harmlessly; anything else is a real error.
       if (result.code !== 0 && !/complete repository/.test(result.stderr)) throw fetchError(result, remote, descendant);
       if (await check()) return true;
@@ -146,6 +116,24 @@ export class GitMirror {
   private async isShallow(mirror: string): Promise<boolean> {
     const result = await git(['-C', mirror, 'rev-parse', '--is-shallow-repository'], this.options);
     return result.stdout.toString().trim() === 'true';
+  }
+
+  /** One `git fetch` of a commit from the remote, `how` deep; never writes refs or FETCH_HEAD. */
+  private fetchFromRemote(remote: Remote, how: string, sha: string): Promise<CommandResult> {
+    const mirror = this.pathOf(remote.repositoryId);
+    const args = [
+      '-C',
+      mirror,
+      ...noGc,
+      'fetch',
+      '--quiet',
+      '--no-tags',
+      '--no-write-fetch-head',
+      how,
+      remote.cloneUrl,
+      sha,
+    ];
+    return this.locked(mirror, args, remote);
   }
 
   /** Runs git under the mirror's exclusive lock (util-linux `flock`: released by the kernel if we crash). */

@@ -244,6 +244,7 @@ describe('the webhook receiver', () => {
       expect(text).toMatch(/plumbline_webhook_deliveries_total\{event="push",outcome="rejected"\} \d+/);
       expect(text).toMatch(/plumbline_webhook_enqueue_seconds_bucket\{le="0\.05",event="push"\} \d+/);
       expect(text).toMatch(/plumbline_queue_depth\{queue="sync",state="delayed"\} \d+/);
+      expect(text).toMatch(/plumbline_webhook_deliveries_total\{event="push",outcome="too-large"\} [1-9]/);
     });
 
     it('counts ignored deliveries by reason', async () => {
