@@ -31,3 +31,43 @@ describe('receiver shutdown', () => {
     await expect(fetch(`${harness.baseUrl}/healthz`)).rejects.toThrow();
   });
 });
+
+describe('the receiver process', () => {
+  it('starts from the CLI and exits cleanly on SIGTERM', async () => {
+    const { spawn } = await import('node:child_process');
+    const { createInterface } = await import('node:readline');
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'receiver'], {
+      env: {
+        ...process.env,
+        PORT: '0',
+        REDIS_URL: testEnvironment().redisUrl,
+        GITHUB_WEBHOOK_SECRET: 's',
+        LOG_LEVEL: 'info',
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const lines: string[] = [];
+    const listening = new Promise<void>((resolve) => {
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        lines.push(line);
+        if (line.includes('receiver listening')) resolve();
+      });
+    });
+    await listening;
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(lines.some((line) => line.includes('receiver stopped'))).toBe(true);
+  });
+
+  it('refuses to start without a webhook secret, naming the variable', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const result = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'receiver'], {
+      env: { PATH: process.env.PATH ?? '', PORT: '0' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain('GITHUB_WEBHOOK_SECRET is required');
+  });
+});
