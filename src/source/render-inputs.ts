@@ -12,6 +12,15 @@ export interface TreeReader {
 export interface RenderInputs {
   readonly files: ReadonlySet<string>;
   readonly subtrees: readonly string[];
+  /** References the render must refuse: remote bases, and paths that leave the repository. */
+  readonly forbidden: readonly ForbiddenReference[];
+}
+
+export interface ForbiddenReference {
+  /** The kustomization that makes the reference. */
+  readonly file: string;
+  readonly reference: string;
+  readonly reason: 'remote' | 'outside-repository';
 }
 
 export const KUSTOMIZATION_FILES = ['kustomization.yaml', 'kustomization.yml', 'Kustomization'] as const;
@@ -30,20 +39,21 @@ const optionalString = (value: unknown): string[] => (typeof value === 'string' 
  * their own (`resources`, `bases`, `components`, `generators`, …) and files it reads directly. Inline
  * patches and remote references are not paths and are left out (the render reports remote ones).
  */
-export function kustomizationReferences(k: Kustomization): { entries: string[]; files: string[] } {
+export function kustomizationReferences(k: Kustomization): { entries: string[]; files: string[]; remote: string[] } {
   const generatorFiles = (g: Record<string, unknown>) => [
     ...strings(g.files).map((f) => f.slice(f.indexOf('=') + 1)),
     ...strings(g.envs),
     ...optionalString(g.env),
   ];
-  const entries = [
+  const listed = [
     ...strings(k.resources),
     ...strings(k.bases),
     ...strings(k.components),
     ...strings(k.generators),
     ...strings(k.transformers),
     ...strings(k.validators),
-  ].filter((ref) => !ref.includes('\n') && !isRemote(ref));
+  ].filter((ref) => !ref.includes('\n'));
+  const entries = listed.filter((ref) => !isRemote(ref));
   const files = [
     ...strings(k.crds),
     ...strings(k.configurations),
@@ -56,7 +66,7 @@ export function kustomizationReferences(k: Kustomization): { entries: string[]; 
     ...records(k.helmCharts).flatMap((h) => [...optionalString(h.valuesFile), ...strings(h.additionalValuesFiles)]),
     ...(typeof k.openapi === 'object' && k.openapi !== null ? optionalString((k.openapi as Kustomization).path) : []),
   ].filter((ref) => !isRemote(ref));
-  return { entries, files };
+  return { entries, files, remote: listed.filter(isRemote) };
 }
 
 /** Joins a reference to its folder; undefined when it would leave the repository. */
@@ -76,6 +86,7 @@ export async function collectRenderInputs(tree: TreeReader, clusterPath: string)
   const files = new Set<string>();
   const subtrees = new Set<string>();
   const visited = new Set<string>();
+  const forbidden: ForbiddenReference[] = [];
 
   const visitFolder = async (dir: string): Promise<void> => {
     if (visited.has(dir)) return;
@@ -94,13 +105,18 @@ export async function collectRenderInputs(tree: TreeReader, clusterPath: string)
       }
       if (typeof kustomization !== 'object' || kustomization === null) return;
       const refs = kustomizationReferences(kustomization as Kustomization);
+      for (const reference of refs.remote) forbidden.push({ file: path, reference, reason: 'remote' });
       for (const file of refs.files) {
         const resolved = resolveInRepository(dir, file);
         if (resolved !== undefined) files.add(resolved);
+        else forbidden.push({ file: path, reference: file, reason: 'outside-repository' });
       }
       for (const entry of refs.entries) {
         const resolved = resolveInRepository(dir, entry);
-        if (resolved === undefined) continue;
+        if (resolved === undefined) {
+          forbidden.push({ file: path, reference: entry, reason: 'outside-repository' });
+          continue;
+        }
         if (await tree.isDirectory(resolved)) await visitFolder(resolved);
         else files.add(resolved);
       }
@@ -110,7 +126,7 @@ export async function collectRenderInputs(tree: TreeReader, clusterPath: string)
   };
 
   await visitFolder(clusterPath.replace(/\/+$/, ''));
-  return { files, subtrees: [...subtrees].sort() };
+  return { files, subtrees: [...subtrees].sort(), forbidden };
 }
 
 /** True when a changed path is one the render reads. Pure. */

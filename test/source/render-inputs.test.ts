@@ -51,6 +51,9 @@ describe('render inputs', () => {
     });
     const inputs = await collectRenderInputs(tree, 'clusters/a');
     expect([...inputs.files].sort()).toEqual(['clusters/a/kustomization.yaml', 'clusters/a/ok.yaml']);
+    expect(inputs.forbidden).toEqual([
+      { file: 'clusters/a/kustomization.yaml', reference: '../../../../etc/passwd', reason: 'outside-repository' },
+    ]);
   });
 
   it('treats a folder whose kustomization does not parse as a whole, so the error is rendered and reported', async () => {
@@ -70,7 +73,7 @@ describe('render inputs', () => {
   });
 
   it('matches a subtree by path segment, not by string prefix', () => {
-    const inputs = { files: new Set<string>(), subtrees: ['clusters/dev'] };
+    const inputs = { files: new Set<string>(), subtrees: ['clusters/dev'], forbidden: [] };
     expect(isAffectedBy(inputs, ['clusters/dev/x.yaml'])).toBe(true);
     expect(isAffectedBy(inputs, ['clusters/dev-2/x.yaml'])).toBe(false);
   });

@@ -1,0 +1,135 @@
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { collectRenderInputs } from '../source/render-inputs.ts';
+import { fsTreeReader } from '../source/tree-reader.ts';
+import { CommandTimeoutError, runCommand } from '../support/run-command.ts';
+import type { ManifestProblem, RenderedObject } from './manifest.ts';
+import { findDuplicates, parseManifests } from './parse-manifests.ts';
+
+export type RenderResult =
+  | { readonly ok: true; readonly objects: readonly RenderedObject[]; readonly renderer: 'kustomize' | 'plain' }
+  | { readonly ok: false; readonly problems: readonly ManifestProblem[] };
+
+/** How to run kustomize: the standalone binary, or the copy built into kubectl. */
+export interface KustomizeCommand {
+  readonly command: string;
+  readonly args: (dir: string) => string[];
+}
+
+export const KUBECTL_KUSTOMIZE: KustomizeCommand = { command: 'kubectl', args: (dir) => ['kustomize', dir] };
+export const STANDALONE_KUSTOMIZE: KustomizeCommand = { command: 'kustomize', args: (dir) => ['build', dir] };
+
+export interface RenderOptions {
+  readonly kustomize: KustomizeCommand;
+  readonly timeoutMs: number;
+}
+
+const MANIFEST_FILE = /\.(ya?ml|json)$/i;
+
+/**
+ * Renders one cluster folder of an exported commit. A folder with a kustomization is built by the real
+ * kustomize (spawned without a shell, with a timeout), after refusing remote bases and references that
+ * leave the repository; a folder without one is plain YAML, read recursively. Problems are values.
+ */
+export async function renderCluster(
+  treeDir: string,
+  clusterPath: string,
+  options: RenderOptions,
+): Promise<RenderResult> {
+  const tree = fsTreeReader(treeDir);
+  if (!(await tree.isDirectory(clusterPath))) {
+    return {
+      ok: false,
+      problems: [{ message: `cluster folder ${clusterPath} does not exist in this commit`, source: undefined }],
+    };
+  }
+  const inputs = await collectRenderInputs(tree, clusterPath);
+  if (inputs.forbidden.length > 0) {
+    return {
+      ok: false,
+      problems: inputs.forbidden.map((f) => ({
+        message:
+          f.reason === 'remote'
+            ? `remote base ${f.reference} is not allowed: vendor it into the repository`
+            : `${f.reference} leaves the repository`,
+        source: { file: f.file },
+      })),
+    };
+  }
+  const isKustomization = [...inputs.files].some(
+    (file) => file.startsWith(`${clusterPath}/`) && /\/(kustomization\.ya?ml|Kustomization)$/.test(file),
+  );
+  const parsed = isKustomization
+    ? await runKustomize(treeDir, clusterPath, options)
+    : await readPlainFolder(treeDir, clusterPath);
+  if (!parsed.ok) return parsed;
+  const problems = [...parsed.problems, ...findDuplicates(parsed.objects)];
+  if (problems.length > 0) return { ok: false, problems };
+  return { ok: true, objects: parsed.objects, renderer: isKustomization ? 'kustomize' : 'plain' };
+}
+
+type Parsed =
+  | { readonly ok: true; readonly objects: RenderedObject[]; readonly problems: ManifestProblem[] }
+  | { readonly ok: false; readonly problems: ManifestProblem[] };
+
+async function runKustomize(treeDir: string, clusterPath: string, options: RenderOptions): Promise<Parsed> {
+  const kustomization = { file: `${clusterPath}/kustomization.yaml` };
+  try {
+    const result = await runCommand(options.kustomize.command, options.kustomize.args(clusterPath || '.'), {
+      cwd: treeDir,
+      timeoutMs: options.timeoutMs,
+    });
+    if (result.code !== 0) {
+      // kustomize names the file it failed on; paths are relative to the tree, so they read as repository paths.
+      const message = result.stderr
+        .replace(new RegExp(escapeRegExp(`${treeDir}/`), 'g'), '')
+        .trim()
+        .split('\n')
+        .slice(-3)
+        .join(' ');
+      return { ok: false, problems: [{ message: `kustomize build failed: ${message}`, source: kustomization }] };
+    }
+    return { ok: true, ...parseManifests(result.stdout.toString('utf8'), undefined) };
+  } catch (error) {
+    const message =
+      error instanceof CommandTimeoutError
+        ? `kustomize build did not finish within ${options.timeoutMs / 1000} s`
+        : `kustomize could not run: ${(error as Error).message}`;
+    return { ok: false, problems: [{ message, source: kustomization }] };
+  }
+}
+
+/** Every *.yaml, *.yml and *.json below the folder, in a stable order (the convention Flux uses). */
+async function readPlainFolder(treeDir: string, clusterPath: string): Promise<Parsed> {
+  const files = (await listFiles(join(treeDir, clusterPath), clusterPath)).filter((f) => MANIFEST_FILE.test(f)).sort();
+  const objects: RenderedObject[] = [];
+  const problems: ManifestProblem[] = [];
+  const tree = fsTreeReader(treeDir);
+  for (const file of files) {
+    const text = await tree.readText(file);
+    if (text === undefined) {
+      problems.push({ message: `${file} points outside the repository`, source: { file } });
+      continue;
+    }
+    const result = parseManifests(text, file);
+    objects.push(...result.objects);
+    problems.push(...result.problems);
+  }
+  return { ok: true, objects, problems };
+}
+
+async function listFiles(dir: string, relative: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  const nested = await Promise.all(
+    entries.map(async (entry) => {
+      const path = relative ? `${relative}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) return listFiles(join(dir, entry.name), path);
+      return entry.isFile() || entry.isSymbolicLink() ? [path] : [];
+    }),
+  );
+  return nested.flat();
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

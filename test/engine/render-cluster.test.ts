@@ -1,0 +1,232 @@
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { objectRef } from '../../src/engine/manifest.ts';
+import { KUBECTL_KUSTOMIZE, renderCluster } from '../../src/engine/render-cluster.ts';
+import { checkSecrets } from '../../src/engine/secrets-gate.ts';
+import { packageRoot } from '../../src/support/package-root.ts';
+
+const options = { kustomize: KUBECTL_KUSTOMIZE, timeoutMs: 60_000 };
+const portefaix = join(packageRoot(), 'test', 'fixtures', 'repositories', 'portefaix');
+
+describe('rendering a cluster folder', () => {
+  let root: string;
+  let n = 0;
+
+  /** A fresh tree with the given files; returns its folder. */
+  const tree = async (files: Record<string, string>) => {
+    const dir = join(root, `tree-${n++}`);
+    for (const [path, content] of Object.entries(files)) {
+      await mkdir(dirname(join(dir, path)), { recursive: true });
+      await writeFile(join(dir, path), content);
+    }
+    return dir;
+  };
+
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'plumbline-render-'));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('builds a kustomization with the real kustomize, following shared stacks, apps and components', async () => {
+    const result = await renderCluster(portefaix, 'clusters/gcp/production', options);
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.renderer).toBe('kustomize');
+    expect(result.objects.map((o) => objectRef(o.manifest)).sort()).toEqual([
+      'ConfigMap/monitoring/grafana-settings',
+      'Deployment/monitoring/prometheus',
+      'Deployment/podinfo/podinfo',
+      'Namespace/monitoring',
+      'Namespace/podinfo',
+    ]);
+    const podinfo = result.objects.find(
+      (o) => o.manifest.metadata.name === 'podinfo' && o.manifest.kind === 'Deployment',
+    );
+    expect(podinfo?.manifest.spec).toMatchObject({ replicas: 3 });
+  });
+
+  it('reads a plain-YAML folder recursively, with file and line for every object', async () => {
+    const result = await renderCluster(portefaix, 'clusters/homelab/dev', options);
+    expect(result).toMatchObject({
+      ok: true,
+      renderer: 'plain',
+      objects: [
+        {
+          manifest: { kind: 'ConfigMap', metadata: { name: 'homelab' } },
+          source: { file: 'clusters/homelab/dev/configmap.yaml', line: 1 },
+        },
+        {
+          manifest: { metadata: { name: 'homelab-extra' } },
+          source: { file: 'clusters/homelab/dev/sub/other.yaml', line: 1 },
+        },
+      ],
+    });
+  });
+
+  it('parses YAML 1.1 as Kubernetes does: 0755 is the octal mode 493', async () => {
+    const dir = await tree({
+      'c/cm.yaml':
+        'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  volumes:\n    - name: v\n      configMap: {name: x, defaultMode: 0755}\n',
+    });
+    const result = await renderCluster(dir, 'c', options);
+    expect(result.ok && result.objects[0]?.manifest.spec).toEqual({
+      volumes: [{ name: 'v', configMap: { name: 'x', defaultMode: 493 } }],
+    });
+  });
+
+  it('expands List documents into their items', async () => {
+    const dir = await tree({
+      'c/list.yaml':
+        'apiVersion: v1\nkind: ConfigMapList\nitems:\n  - {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n  - {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n',
+    });
+    const result = await renderCluster(dir, 'c', options);
+    expect(result.ok && result.objects.map((o) => o.manifest.metadata.name)).toEqual(['a', 'b']);
+  });
+
+  it('maps invalid YAML and incomplete objects to their file and line', async () => {
+    const dir = await tree({
+      'c/a.yaml':
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: {a: b}\n',
+      'c/b.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x\n',
+    });
+    const result = await renderCluster(dir, 'c', options);
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.problems).toEqual([
+      {
+        message: 'a ConfigMap has no metadata.name (generateName cannot be applied declaratively)',
+        source: { file: 'c/a.yaml', line: 5 },
+      },
+      { message: expect.stringMatching(/^invalid YAML: /), source: { file: 'c/b.yaml', line: expect.any(Number) } },
+    ]);
+  });
+
+  it('refuses two objects with the same identity', async () => {
+    const cm = 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: same, namespace: team}\n';
+    const result = await renderCluster(await tree({ 'c/a.yaml': cm, 'c/b.yaml': cm }), 'c', options);
+    expect(result).toEqual({
+      ok: false,
+      problems: [
+        {
+          message: 'ConfigMap/team/same is defined twice (first defined in c/a.yaml:1)',
+          source: { file: 'c/b.yaml', line: 1 },
+          object: 'ConfigMap/team/same',
+        },
+      ],
+    });
+  });
+
+  it('refuses remote bases before running kustomize, naming the kustomization', async () => {
+    const dir = await tree({ 'c/kustomization.yaml': 'resources:\n  - https://github.com/acme/remote//base?ref=v1\n' });
+    expect(await renderCluster(dir, 'c', options)).toEqual({
+      ok: false,
+      problems: [
+        {
+          message:
+            'remote base https://github.com/acme/remote//base?ref=v1 is not allowed: vendor it into the repository',
+          source: { file: 'c/kustomization.yaml' },
+        },
+      ],
+    });
+  });
+
+  it('refuses references and symlinks that leave the repository', async () => {
+    const up = await renderCluster(
+      await tree({ 'c/kustomization.yaml': 'resources: [../../../../../etc]\n' }),
+      'c',
+      options,
+    );
+    expect(up).toMatchObject({ ok: false, problems: [{ message: '../../../../../etc leaves the repository' }] });
+    const dir = await tree({ 'c/ok.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n' });
+    await symlink('/etc/hostname', join(dir, 'c', 'escape.yaml'));
+    expect(await renderCluster(dir, 'c', options)).toMatchObject({
+      ok: false,
+      problems: [{ message: 'c/escape.yaml points outside the repository' }],
+    });
+  });
+
+  it('refuses a YAML alias bomb instead of expanding it', async () => {
+    const levels = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]'];
+    for (let i = 1; i < 9; i += 1)
+      levels.push(
+        `${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(10)
+          .fill(`*${String.fromCharCode(96 + i)}`)
+          .join(',')}]`,
+      );
+    const bomb = `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n${levels.map((l) => `  ${l}`).join('\n')}\n`;
+    const result = await renderCluster(await tree({ 'c/bomb.yaml': bomb }), 'c', options);
+    expect(result).toMatchObject({
+      ok: false,
+      problems: [{ message: expect.stringMatching(/alias/i), source: { file: 'c/bomb.yaml' } }],
+    });
+  });
+
+  it('reports a kustomize failure with the file it names', async () => {
+    const dir = await tree({ 'c/kustomization.yaml': 'resources: [missing.yaml]\n' });
+    const result = await renderCluster(dir, 'c', options);
+    expect(result).toMatchObject({
+      ok: false,
+      problems: [{ message: expect.stringMatching(/kustomize build failed: .*missing\.yaml/) }],
+    });
+  });
+
+  it('says when the cluster folder is missing from the commit', async () => {
+    expect(await renderCluster(portefaix, 'clusters/nowhere', options)).toMatchObject({
+      ok: false,
+      problems: [{ message: 'cluster folder clusters/nowhere does not exist in this commit' }],
+    });
+  });
+});
+
+describe('the secrets gate', () => {
+  const at = { file: 'clusters/a/secret.yaml', line: 3 };
+  const object = (manifest: Record<string, unknown>) => ({
+    manifest: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x', namespace: 'n' }, ...manifest } as never,
+    source: at,
+  });
+
+  it('fails a Secret with data or stringData, naming file and object but never the value', () => {
+    const problems = checkSecrets([
+      object({ kind: 'Secret', data: { password: 'aHVudGVyMg==' } }),
+      object({ kind: 'Secret', stringData: { token: 'hunter2' } }),
+    ]);
+    expect(problems.map((p) => [p.object, p.source])).toEqual([
+      ['Secret/n/x', at],
+      ['Secret/n/x', at],
+    ]);
+    expect(JSON.stringify(problems)).not.toMatch(/hunter2|aHVudGVyMg/);
+  });
+
+  it('refuses SOPS-encrypted objects with a clear message', () => {
+    const [problem] = checkSecrets([object({ kind: 'Secret', sops: { version: '3.9.0' } })]);
+    expect(problem?.message).toMatch(/SOPS-encrypted, and Plumbline has no decryption configured/);
+  });
+
+  it('lets references through: ExternalSecret, a Secret without payload, ConfigMaps', () => {
+    expect(
+      checkSecrets([
+        object({ apiVersion: 'external-secrets.io/v1', kind: 'ExternalSecret', spec: { data: [{ secretKey: 'p' }] } }),
+        object({ kind: 'Secret', type: 'kubernetes.io/service-account-token' }),
+        object({ data: { key: 'value' } }),
+      ]),
+    ).toEqual([]);
+  });
+});
+
+describe('YAML 1.1 traps', () => {
+  it('explains that an unquoted n is a boolean, as the apiserver would read it', async () => {
+    const { parseManifests } = await import('../../src/engine/parse-manifests.ts');
+    const result = parseManifests('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: n}\n', 'a.yaml');
+    expect(result.problems).toEqual([
+      {
+        message:
+          'ConfigMap/x has a namespace that is not a string (YAML 1.1 reads y, n, yes, no, on, off as booleans: quote it)',
+        source: { file: 'a.yaml', line: 1 },
+      },
+    ]);
+  });
+});
