@@ -1,0 +1,224 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isDeepStrictEqual } from 'node:util';
+import { mapLimited } from '../support/limit-concurrency.ts';
+import type { ChangeSet, ObjectChange } from './change-set.ts';
+import { type ClusterClient, KubeError, type LiveObject } from './cluster-client.ts';
+import { type Manifest, objectRef, type RenderedObject } from './manifest.ts';
+import { STAGES, stageOf } from './stages.ts';
+
+export interface ApplyOptions {
+  /** Requests in flight at once (the apiserver serves 200 mutating requests at a time by default). */
+  readonly concurrency: number;
+  /** `take-ownership` (default): fields another manager owns are taken over, and the change set says so. */
+  readonly conflicts: 'take-ownership' | 'fail';
+  /** How long to wait for new CRDs to be Established and new Namespaces to be Active. */
+  readonly establishTimeoutMs: number;
+}
+
+export interface ApplyResult {
+  /** False when any object was rejected: the commit failed (nothing written, or only the first stage). */
+  readonly ok: boolean;
+  readonly changeSet: ChangeSet;
+}
+
+type Planned = {
+  readonly object: RenderedObject;
+  readonly force: boolean;
+  readonly takenFrom: readonly string[];
+  readonly action: 'created' | 'configured' | 'unchanged';
+};
+type DryRun =
+  | { readonly ok: true; readonly planned: Planned }
+  | { readonly ok: false; readonly object: RenderedObject; readonly error: KubeError };
+
+/**
+ * Server-side apply in stages, validating before writing (invariant 4): every object is dry-run first
+ * and nothing is written if any is rejected — except objects whose Namespace or CRD arrives in this same
+ * commit, which cannot be dry-run until it exists; then only the first stage is written before the
+ * rest is dry-run as a whole. Unchanged objects are not written. Infrastructure errors throw (retry);
+ * rejections are values in the change set.
+ */
+export async function applyObjects(
+  client: ClusterClient,
+  objects: readonly RenderedObject[],
+  options: ApplyOptions,
+): Promise<ApplyResult> {
+  const firstPass = await mapLimited(objects, options.concurrency, (object) => dryRun(client, object, options));
+  throwIfUnavailable(firstPass);
+  const created = creationsInCommit(objects);
+  const deferred = firstPass.filter((r): r is Extract<DryRun, { ok: false }> => !r.ok && isDeferrable(r, created));
+  const rejected = firstPass.filter((r): r is Extract<DryRun, { ok: false }> => !r.ok && !isDeferrable(r, created));
+  if (rejected.length > 0) return { ok: false, changeSet: { changes: firstPass.map(toChange('skipped')) } };
+
+  const planned = firstPass.filter((r): r is Extract<DryRun, { ok: true }> => r.ok).map((r) => r.planned);
+  const changes: ObjectChange[] = [];
+  const write = async (items: readonly Planned[]) => {
+    const written = await mapLimited(items, options.concurrency, async (item): Promise<ObjectChange> => {
+      if (item.action !== 'unchanged') await client.apply(item.object.manifest, { dryRun: false, force: item.force });
+      return changeOf(item);
+    });
+    changes.push(...written);
+  };
+
+  const firstStage = planned.filter((p) => stageOf(p.object.manifest) === 'definitions');
+  await write(firstStage);
+  if (deferred.length > 0) {
+    await waitForDefinitions(
+      client,
+      firstStage.map((p) => p.object.manifest),
+      options.establishTimeoutMs,
+    );
+    const secondPass = await mapLimited(deferred, options.concurrency, (d) => dryRun(client, d.object, options));
+    throwIfUnavailable(secondPass);
+    if (secondPass.some((r) => !r.ok)) {
+      const rest = planned.filter((p) => stageOf(p.object.manifest) !== 'definitions');
+      return {
+        ok: false,
+        changeSet: {
+          changes: [
+            ...changes,
+            ...secondPass.map(toChange('skipped')),
+            ...rest.map((p) => ({
+              ...changeOf(p),
+              action: 'skipped' as const,
+              message: 'not applied: another object of the commit was rejected',
+            })),
+          ],
+        },
+      };
+    }
+    planned.push(...secondPass.flatMap((r) => (r.ok ? [r.planned] : [])));
+  }
+  for (const stage of STAGES.slice(1)) await write(planned.filter((p) => stageOf(p.object.manifest) === stage));
+  return { ok: true, changeSet: { changes } };
+}
+
+async function dryRun(client: ClusterClient, object: RenderedObject, options: ApplyOptions): Promise<DryRun> {
+  const manifest = object.manifest;
+  try {
+    const [live, result] = await Promise.all([client.get(manifest), applyTakingOwnership(client, manifest, options)]);
+    const action =
+      live === undefined
+        ? 'created'
+        : isDeepStrictEqual(comparable(result.object), comparable(live))
+          ? 'unchanged'
+          : 'configured';
+    return { ok: true, planned: { object, force: result.force, takenFrom: result.takenFrom, action } };
+  } catch (error) {
+    if (error instanceof KubeError) return { ok: false, object, error };
+    throw error;
+  }
+}
+
+/** Dry-run apply; on a field conflict, per policy, again with force, remembering whose fields they were. */
+async function applyTakingOwnership(client: ClusterClient, manifest: Manifest, options: ApplyOptions) {
+  try {
+    return {
+      object: await client.apply(manifest, { dryRun: true, force: false }),
+      force: false,
+      takenFrom: [] as string[],
+    };
+  } catch (error) {
+    if (!(error instanceof KubeError) || error.kind !== 'conflict' || options.conflicts === 'fail') throw error;
+    const takenFrom = [...new Set([...error.message.matchAll(/conflict with "([^"]+)"/g)].map((m) => m[1] ?? ''))];
+    return { object: await client.apply(manifest, { dryRun: true, force: true }), force: true, takenFrom };
+  }
+}
+
+/** What a dry-run result and the live object are compared on: no bookkeeping the server changes by itself. */
+export function comparable(object: LiveObject): unknown {
+  const {
+    metadata,
+    status: _status,
+    ...rest
+  } = object as LiveObject & { metadata?: Record<string, unknown>; status?: unknown };
+  const {
+    managedFields: _m,
+    resourceVersion: _r,
+    generation: _g,
+    creationTimestamp: _c,
+    uid: _u,
+    ...meta
+  } = metadata ?? {};
+  return { ...rest, metadata: meta };
+}
+
+function creationsInCommit(objects: readonly RenderedObject[]) {
+  const namespaces = new Set<string>();
+  const kinds = new Set<string>();
+  for (const { manifest } of objects) {
+    if (manifest.kind === 'Namespace') namespaces.add(manifest.metadata.name);
+    if (manifest.kind === 'CustomResourceDefinition') {
+      const spec = manifest.spec as { group?: string; names?: { kind?: string } } | undefined;
+      if (spec?.group && spec.names?.kind) kinds.add(`${spec.group}/${spec.names.kind}`);
+    }
+  }
+  return { namespaces, kinds };
+}
+
+function isDeferrable(result: Extract<DryRun, { ok: false }>, created: ReturnType<typeof creationsInCommit>): boolean {
+  const { manifest } = result.object;
+  if (result.error.kind === 'missing-namespace') return created.namespaces.has(manifest.metadata.namespace ?? '');
+  if (result.error.kind === 'missing-kind')
+    return created.kinds.has(`${manifest.apiVersion.split('/')[0]}/${manifest.kind}`);
+  return false;
+}
+
+function throwIfUnavailable(results: readonly DryRun[]): void {
+  const failure = results.find((r) => !r.ok && r.error.retryable);
+  if (failure && !failure.ok) throw failure.error;
+}
+
+function changeOf(item: Planned): ObjectChange {
+  return {
+    object: objectRef(item.object.manifest),
+    action: item.action,
+    source: item.object.source,
+    ...(item.takenFrom.length > 0 ? { tookOwnershipFrom: item.takenFrom } : {}),
+  };
+}
+
+const toChange =
+  (otherwise: 'skipped') =>
+  (result: DryRun): ObjectChange =>
+    result.ok
+      ? {
+          ...changeOf(result.planned),
+          action: otherwise,
+          message: 'not applied: another object of the commit was rejected',
+        }
+      : {
+          object: objectRef(result.object.manifest),
+          action: 'failed',
+          source: result.object.source,
+          message: result.error.message,
+        };
+
+/** Polls until every new CRD is Established and every new Namespace Active. */
+async function waitForDefinitions(
+  client: ClusterClient,
+  definitions: readonly Manifest[],
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const pending = definitions.filter((m) => m.kind === 'CustomResourceDefinition' || m.kind === 'Namespace');
+  for (const manifest of pending) {
+    for (;;) {
+      const live = await client.get(manifest);
+      if (live && isDefinitionReady(live)) break;
+      if (Date.now() > deadline)
+        throw new KubeError(
+          'unavailable',
+          `${objectRef(manifest)} did not become ready within ${timeoutMs / 1000} s`,
+          undefined,
+        );
+      await sleep(200);
+    }
+  }
+}
+
+function isDefinitionReady(live: LiveObject): boolean {
+  const status = live.status as { phase?: string; conditions?: { type: string; status: string }[] } | undefined;
+  if (live.kind === 'Namespace') return status?.phase === 'Active';
+  return status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True') ?? false;
+}

@@ -1,0 +1,223 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { ApiextensionsV1Api } from '@kubernetes/client-node';
+import { applyObjects } from '../../src/engine/apply-objects.ts';
+import { countActions } from '../../src/engine/change-set.ts';
+import { createClusterClient } from '../../src/engine/cluster-client.ts';
+import type { Manifest, RenderedObject } from '../../src/engine/manifest.ts';
+import { testEnvironment, uniqueName } from '../support/environment.ts';
+import { createTestNamespace, kubeClients } from '../support/kube.ts';
+
+const env = testEnvironment();
+const kube = kubeClients(env.kubeconfig);
+const client = createClusterClient(kube.config);
+const options = { concurrency: 16, conflicts: 'take-ownership' as const, establishTimeoutMs: 60_000 };
+
+const rendered = (manifest: Manifest, file = 'clusters/test/objects.yaml'): RenderedObject => ({
+  manifest,
+  source: { file, line: 1 },
+});
+const configMap = (namespace: string, name: string, data: Record<string, string>): RenderedObject =>
+  rendered({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace }, data });
+
+describe('applying objects with server-side apply against a real apiserver', () => {
+  let namespace: string;
+  let cleanup: () => Promise<void>;
+
+  beforeAll(async () => {
+    [namespace, cleanup] = await createTestNamespace(kube.core, 'apply');
+  });
+  afterAll(async () => {
+    await cleanup();
+  });
+
+  it('creates, then writes nothing when nothing changed, then configures only what changed', async () => {
+    const objects = Array.from({ length: 10 }, (_, i) => configMap(namespace, `cm-${i}`, { index: String(i) }));
+    const first = await applyObjects(client, objects, options);
+    expect(first.ok).toBe(true);
+    expect(countActions(first.changeSet)).toMatchObject({ created: 10 });
+
+    const before = await kube.core.readNamespacedConfigMap({ name: 'cm-3', namespace });
+    const second = await applyObjects(client, objects, options);
+    expect(countActions(second.changeSet)).toMatchObject({ unchanged: 10, created: 0, configured: 0 });
+    const after = await kube.core.readNamespacedConfigMap({ name: 'cm-3', namespace });
+    expect(after.metadata?.resourceVersion).toBe(before.metadata?.resourceVersion);
+
+    const changed = objects.map((o, i) => (i === 3 ? configMap(namespace, 'cm-3', { index: 'three' }) : o));
+    const third = await applyObjects(client, changed, options);
+    expect(third.changeSet.changes.filter((c) => c.action !== 'unchanged')).toEqual([
+      {
+        object: `ConfigMap/${namespace}/cm-3`,
+        action: 'configured',
+        source: { file: 'clusters/test/objects.yaml', line: 1 },
+      },
+    ]);
+    expect((await kube.core.readNamespacedConfigMap({ name: 'cm-3', namespace })).data).toEqual({ index: 'three' });
+  });
+
+  it('writes nothing when one object of a commit of 50 is rejected, and names it', async () => {
+    const [ns, done] = await createTestNamespace(kube.core, 'reject');
+    try {
+      const objects = Array.from({ length: 49 }, (_, i) => configMap(ns, `ok-${i}`, { i: String(i) }));
+      const bad = rendered(
+        {
+          apiVersion: 'v1',
+          kind: 'Service',
+          metadata: { name: 'bad', namespace: ns },
+          spec: { ports: [{ port: 99999 }] },
+        },
+        'clusters/test/bad.yaml',
+      );
+      const result = await applyObjects(client, [...objects.slice(0, 25), bad, ...objects.slice(25)], options);
+      expect(result.ok).toBe(false);
+      const failed = result.changeSet.changes.filter((c) => c.action === 'failed');
+      expect(failed).toEqual([
+        {
+          object: `Service/${ns}/bad`,
+          action: 'failed',
+          source: { file: 'clusters/test/bad.yaml', line: 1 },
+          message: expect.stringMatching(/spec\.ports\[0\]\.port/),
+        },
+      ]);
+      expect(countActions(result.changeSet).skipped).toBe(49);
+      expect(
+        (await kube.core.listNamespacedConfigMap({ namespace: ns })).items.filter((cm) =>
+          cm.metadata?.name?.startsWith('ok-'),
+        ),
+      ).toEqual([]);
+    } finally {
+      await done();
+    }
+  });
+
+  it('applies a Namespace, a CRD and a custom resource of it in one commit', async () => {
+    const group = `${uniqueName('widgets')}.plumbline.dev`;
+    const ns = uniqueName('fresh');
+    const crd = rendered({
+      apiVersion: 'apiextensions.k8s.io/v1',
+      kind: 'CustomResourceDefinition',
+      metadata: { name: `widgets.${group}` },
+      spec: {
+        group,
+        scope: 'Namespaced',
+        names: { plural: 'widgets', singular: 'widget', kind: 'Widget' },
+        versions: [
+          {
+            name: 'v1',
+            served: true,
+            storage: true,
+            schema: {
+              openAPIV3Schema: {
+                type: 'object',
+                properties: { spec: { type: 'object', properties: { size: { type: 'integer' } } } },
+              },
+            },
+          },
+        ],
+      },
+    });
+    const widget = rendered({
+      apiVersion: `${group}/v1`,
+      kind: 'Widget',
+      metadata: { name: 'w', namespace: ns },
+      spec: { size: 2 },
+    });
+    const namespaceObject = rendered({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+    try {
+      const result = await applyObjects(client, [widget, crd, namespaceObject], options);
+      expect(result.ok).toBe(true);
+      expect(countActions(result.changeSet)).toMatchObject({ created: 3 });
+      expect(await client.get(widget.manifest)).toMatchObject({ spec: { size: 2 } });
+    } finally {
+      await kube.config.makeApiClient(ApiextensionsV1Api).deleteCustomResourceDefinition({ name: `widgets.${group}` });
+      await kube.core.deleteNamespace({ name: ns });
+    }
+  });
+
+  it('takes ownership of fields another manager set, and says so', async () => {
+    await kube.objects.patch(
+      { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'shared', namespace }, data: { level: 'debug' } },
+      undefined,
+      undefined,
+      'kubectl-edit',
+      true,
+      'application/apply-patch+yaml',
+    );
+    const result = await applyObjects(client, [configMap(namespace, 'shared', { level: 'info' })], options);
+    expect(result.changeSet.changes).toEqual([
+      expect.objectContaining({ action: 'configured', tookOwnershipFrom: ['kubectl-edit'] }),
+    ]);
+    expect((await kube.core.readNamespacedConfigMap({ name: 'shared', namespace })).data).toEqual({ level: 'info' });
+  });
+
+  it('fails on field conflicts when the policy says so', async () => {
+    await kube.objects.patch(
+      { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'guarded', namespace }, data: { level: 'debug' } },
+      undefined,
+      undefined,
+      'someone-else',
+      true,
+      'application/apply-patch+yaml',
+    );
+    const result = await applyObjects(client, [configMap(namespace, 'guarded', { level: 'info' })], {
+      ...options,
+      conflicts: 'fail',
+    });
+    expect(result.ok).toBe(false);
+    expect(result.changeSet.changes[0]?.message).toMatch(/conflict/i);
+  });
+
+  it('reports an immutable-field change with the object and the field', async () => {
+    const immutable = (value: string) =>
+      rendered({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'frozen', namespace },
+        immutable: true,
+        data: { v: value },
+      });
+    expect((await applyObjects(client, [immutable('1')], options)).ok).toBe(true);
+    const result = await applyObjects(client, [immutable('2')], options);
+    expect(result.ok).toBe(false);
+    expect(result.changeSet.changes[0]).toMatchObject({
+      object: `ConfigMap/${namespace}/frozen`,
+      action: 'failed',
+      message: expect.stringMatching(/ConfigMap\/.*frozen.*(data|immutable)/),
+    });
+  });
+
+  it('applies a CRD of several hundred KB, as kube-prometheus ships them', async () => {
+    const group = `${uniqueName('big')}.plumbline.dev`;
+    const properties = Object.fromEntries(
+      Array.from({ length: 400 }, (_, i) => [
+        `field${i}`,
+        { type: 'string', description: `${'A long generated description of this field. '.repeat(25)}${i}` },
+      ]),
+    );
+    const crd = rendered({
+      apiVersion: 'apiextensions.k8s.io/v1',
+      kind: 'CustomResourceDefinition',
+      metadata: { name: `monitors.${group}` },
+      spec: {
+        group,
+        scope: 'Namespaced',
+        names: { plural: 'monitors', kind: 'Monitor' },
+        versions: [
+          {
+            name: 'v1',
+            served: true,
+            storage: true,
+            schema: { openAPIV3Schema: { type: 'object', properties: { spec: { type: 'object', properties } } } },
+          },
+        ],
+      },
+    });
+    expect(JSON.stringify(crd.manifest).length).toBeGreaterThan(400_000);
+    try {
+      const result = await applyObjects(client, [crd], options);
+      expect(result).toMatchObject({ ok: true, changeSet: { changes: [{ action: 'created' }] } });
+      expect((await applyObjects(client, [crd], options)).changeSet.changes[0]?.action).toBe('unchanged');
+    } finally {
+      await kube.config.makeApiClient(ApiextensionsV1Api).deleteCustomResourceDefinition({ name: `monitors.${group}` });
+    }
+  });
+});
