@@ -1,0 +1,68 @@
+import type { ClusterClient } from './cluster-client.ts';
+import type { Manifest } from './manifest.ts';
+
+/** How an applied object is remembered: enough to find and delete it later. */
+export interface ObjectId {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly namespace?: string;
+  readonly name: string;
+}
+
+export interface Inventory {
+  /** The commit last applied to the cluster. */
+  readonly revision: string;
+  readonly objects: readonly ObjectId[];
+}
+
+export const INVENTORY_NAMESPACE = 'plumbline-system';
+
+export function objectIdOf(manifest: Pick<Manifest, 'apiVersion' | 'kind' | 'metadata'>): ObjectId {
+  const { name, namespace } = manifest.metadata;
+  return namespace
+    ? { apiVersion: manifest.apiVersion, kind: manifest.kind, namespace, name }
+    : { apiVersion: manifest.apiVersion, kind: manifest.kind, name };
+}
+
+/** Group/kind/namespace/name: the version may change between commits without making it another object. */
+export function idKey(id: ObjectId): string {
+  const group = id.apiVersion.includes('/') ? id.apiVersion.split('/')[0] : '';
+  return `${group}|${id.kind}|${id.namespace ?? ''}|${id.name}`;
+}
+
+export function manifestOf(id: ObjectId): Manifest {
+  return {
+    apiVersion: id.apiVersion,
+    kind: id.kind,
+    metadata: id.namespace ? { name: id.name, namespace: id.namespace } : { name: id.name },
+  };
+}
+
+/** One ConfigMap per registered cluster, in the cluster itself (ADR 5). */
+function inventoryConfigMap(clusterName: string, inventory?: Inventory): Manifest {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name: `plumbline-inventory-${clusterName}`,
+      namespace: INVENTORY_NAMESPACE,
+      labels: { 'app.kubernetes.io/managed-by': 'plumbline', 'plumbline.dev/cluster': clusterName },
+    },
+    ...(inventory ? { data: { revision: inventory.revision, objects: JSON.stringify(inventory.objects) } } : {}),
+  };
+}
+
+export async function readInventory(client: ClusterClient, clusterName: string): Promise<Inventory | undefined> {
+  const live = await client.get(inventoryConfigMap(clusterName));
+  const data = live?.data as { revision?: string; objects?: string } | undefined;
+  if (!data?.revision || !data.objects) return undefined;
+  return { revision: data.revision, objects: JSON.parse(data.objects) as ObjectId[] };
+}
+
+export async function writeInventory(client: ClusterClient, clusterName: string, inventory: Inventory): Promise<void> {
+  await client.apply(
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: INVENTORY_NAMESPACE } },
+    { dryRun: false, force: true },
+  );
+  await client.apply(inventoryConfigMap(clusterName, inventory), { dryRun: false, force: true });
+}

@@ -1,0 +1,85 @@
+import { type ApplyOptions, applyObjects } from './apply-objects.ts';
+import type { ChangeSet, ObjectChange } from './change-set.ts';
+import type { ClusterClient } from './cluster-client.ts';
+import { idKey, type ObjectId, objectIdOf, readInventory, writeInventory } from './inventory.ts';
+import { objectRef, type RenderedObject } from './manifest.ts';
+import { executePrune, type PruneGuards, planPrune } from './prune.ts';
+
+export interface ReconcileInput {
+  readonly client: ClusterClient;
+  readonly clusterName: string;
+  /** The commit being applied; recorded in the inventory. */
+  readonly revision: string;
+  readonly objects: readonly RenderedObject[];
+  readonly prune: boolean;
+  readonly pruneGuards: PruneGuards;
+  readonly apply: ApplyOptions;
+}
+
+export type ReconcileOutcome =
+  /** Applied (and pruned); the inventory now records `revision`. */
+  | { readonly status: 'applied'; readonly changeSet: ChangeSet }
+  /** The commit is wrong (rejected objects) or unsafe (guards): a `failure`, and retrying cannot help. */
+  | { readonly status: 'failed'; readonly reason: string; readonly changeSet: ChangeSet };
+
+/**
+ * Applies a rendered commit to one cluster and prunes what the commit no longer contains, keeping the
+ * inventory in the cluster. Infrastructure errors (apiserver unreachable, timeouts) throw, to be retried.
+ */
+export async function reconcileCluster(input: ReconcileInput): Promise<ReconcileOutcome> {
+  const previous = await readInventory(input.client, input.clusterName);
+  if (input.objects.length === 0 && (previous?.objects.length ?? 0) > 0) {
+    return {
+      status: 'failed',
+      reason: `refusing an empty render: the commit would remove all ${previous?.objects.length} objects; delete them explicitly or disable the cluster`,
+      changeSet: { changes: [] },
+    };
+  }
+  const current = input.objects.map((o) => objectIdOf(o.manifest));
+  const plan =
+    input.prune && previous
+      ? planPrune(previous.objects, current, input.pruneGuards)
+      : ({ ok: true, stale: [] } as const);
+  if (!plan.ok) return { status: 'failed', reason: plan.reason, changeSet: { changes: [] } };
+
+  const applied = await applyObjects(input.client, input.objects, input.apply);
+  if (!applied.ok) {
+    // Whatever the first stage wrote is now ours too: remember it so a later commit can prune it.
+    const written = writtenObjects(applied.changeSet.changes, input.objects);
+    if (written.length > 0) {
+      await writeInventory(input.client, input.clusterName, {
+        revision: previous?.revision ?? '',
+        objects: union(previous?.objects ?? [], written),
+      });
+    }
+    const failed = applied.changeSet.changes.filter((c) => c.action === 'failed').length;
+    return {
+      status: 'failed',
+      reason: `${failed} object(s) rejected by the cluster; nothing else was applied`,
+      changeSet: applied.changeSet,
+    };
+  }
+
+  const pruned =
+    plan.stale.length > 0
+      ? await executePrune(input.client, plan.stale, input.apply.concurrency)
+      : { changes: [], retained: [] };
+  await writeInventory(input.client, input.clusterName, {
+    revision: input.revision,
+    objects: union(current, pruned.retained),
+  });
+  return { status: 'applied', changeSet: { changes: [...applied.changeSet.changes, ...pruned.changes] } };
+}
+
+function writtenObjects(changes: readonly ObjectChange[], objects: readonly RenderedObject[]): ObjectId[] {
+  const wroteRefs = new Set(
+    changes.filter((c) => c.action === 'created' || c.action === 'configured').map((c) => c.object),
+  );
+  return objects.filter((o) => wroteRefs.has(objectRef(o.manifest))).map((o) => objectIdOf(o.manifest));
+}
+
+function union(a: readonly ObjectId[], b: readonly ObjectId[]): ObjectId[] {
+  const seen = new Map(a.map((id) => [idKey(id), id]));
+  for (const id of b) seen.set(idKey(id), id);
+  return [...seen.values()];
+}

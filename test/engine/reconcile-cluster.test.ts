@@ -1,0 +1,145 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { countActions } from '../../src/engine/change-set.ts';
+import { createClusterClient } from '../../src/engine/cluster-client.ts';
+import { readInventory } from '../../src/engine/inventory.ts';
+import type { RenderedObject } from '../../src/engine/manifest.ts';
+import { reconcileCluster } from '../../src/engine/reconcile-cluster.ts';
+import { KUBECTL_KUSTOMIZE, renderCluster } from '../../src/engine/render-cluster.ts';
+import { testEnvironment, uniqueName } from '../support/environment.ts';
+import { createTestNamespace, kubeClients } from '../support/kube.ts';
+
+const env = testEnvironment();
+const kube = kubeClients(env.kubeconfig);
+const client = createClusterClient(kube.config);
+
+const configMap = (namespace: string, name: string, data: Record<string, string> = { a: '1' }): RenderedObject => ({
+  manifest: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace }, data },
+  source: { file: 'c/objects.yaml' },
+});
+
+describe('reconciling a cluster: inventory and prune', () => {
+  let namespace: string;
+  let cleanup: () => Promise<void>;
+  let scratch: string;
+
+  const reconcile = (clusterName: string, revision: string, objects: RenderedObject[], override = false) =>
+    reconcileCluster({
+      client,
+      clusterName,
+      revision,
+      objects,
+      prune: true,
+      pruneGuards: { maxShare: 0.5, override },
+      apply: { concurrency: 16, conflicts: 'take-ownership', establishTimeoutMs: 30_000 },
+    });
+  const names = async () =>
+    (await kube.core.listNamespacedConfigMap({ namespace })).items
+      .map((cm) => cm.metadata?.name ?? '')
+      .filter((n) => n !== 'kube-root-ca.crt')
+      .sort();
+
+  beforeAll(async () => {
+    [namespace, cleanup] = await createTestNamespace(kube.core, 'prune');
+    scratch = await mkdtemp(join(tmpdir(), 'plumbline-reconcile-'));
+  });
+  afterAll(async () => {
+    await cleanup();
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  it('records what it applied, prunes what a later commit drops, and never touches anything else', async () => {
+    const cluster = uniqueName('inv');
+    await kube.core.createNamespacedConfigMap({
+      namespace,
+      body: { metadata: { name: 'not-ours' }, data: { x: '1' } },
+    });
+    const first = await reconcile(cluster, 'a'.repeat(40), [
+      configMap(namespace, 'one'),
+      configMap(namespace, 'two'),
+      configMap(namespace, 'three'),
+    ]);
+    expect(first.status).toBe('applied');
+    expect(await readInventory(client, cluster)).toMatchObject({
+      revision: 'a'.repeat(40),
+      objects: expect.arrayContaining([expect.objectContaining({ name: 'two' })]),
+    });
+
+    const second = await reconcile(cluster, 'b'.repeat(40), [
+      configMap(namespace, 'one'),
+      configMap(namespace, 'three'),
+    ]);
+    expect(second.status).toBe('applied');
+    expect(countActions(second.changeSet)).toMatchObject({ deleted: 1, unchanged: 2 });
+    expect(await names()).toEqual(['not-ours', 'one', 'three']);
+    expect((await readInventory(client, cluster))?.objects.map((o) => o.name).sort()).toEqual(['one', 'three']);
+  });
+
+  it('prunes the old ConfigMap when configMapGenerator renames it on a content change', async () => {
+    const cluster = uniqueName('gen');
+    const tree = join(scratch, 'gen');
+    await mkdir(join(tree, 'c'), { recursive: true });
+    const render = async (content: string) => {
+      await writeFile(
+        join(tree, 'c', 'kustomization.yaml'),
+        `namespace: ${namespace}\nconfigMapGenerator:\n  - name: settings\n    files: [app.properties]\n`,
+      );
+      await writeFile(join(tree, 'c', 'app.properties'), content);
+      const result = await renderCluster(tree, 'c', { kustomize: KUBECTL_KUSTOMIZE, timeoutMs: 60_000 });
+      if (!result.ok) throw new Error(JSON.stringify(result.problems));
+      return [...result.objects];
+    };
+    const v1 = await render('level=info\n');
+    const v2 = await render('level=debug\n');
+    const [name1, name2] = [v1[0]!.manifest.metadata.name, v2[0]!.manifest.metadata.name];
+    expect(name1).not.toBe(name2);
+    expect((await reconcile(cluster, '1'.repeat(40), v1)).status).toBe('applied');
+    // Moving from v1 to v2 prunes 1 of 1 objects: a rename is the one case where a full prune is expected.
+    expect((await reconcile(cluster, '2'.repeat(40), v2, true)).status).toBe('applied');
+    const present = await names();
+    expect(present).toContain(name2);
+    expect(present).not.toContain(name1);
+  });
+
+  it('refuses an empty render instead of deleting everything', async () => {
+    const cluster = uniqueName('empty');
+    await reconcile(cluster, 'a'.repeat(40), [configMap(namespace, 'keep-me')]);
+    const outcome = await reconcile(cluster, 'b'.repeat(40), []);
+    expect(outcome).toMatchObject({ status: 'failed', reason: expect.stringMatching(/refusing an empty render/) });
+    expect(await names()).toContain('keep-me');
+  });
+
+  it('refuses to prune more than half of the inventory unless told to', async () => {
+    const cluster = uniqueName('share');
+    const all = ['p1', 'p2', 'p3', 'p4'].map((n) => configMap(namespace, n));
+    await reconcile(cluster, 'a'.repeat(40), all);
+    const refused = await reconcile(cluster, 'b'.repeat(40), [all[0]!]);
+    expect(refused).toMatchObject({
+      status: 'failed',
+      reason: 'refusing to prune 3 of 4 objects (more than 50 %); allow it explicitly if intended',
+    });
+    expect(await names()).toEqual(expect.arrayContaining(['p1', 'p2', 'p3', 'p4']));
+    expect((await reconcile(cluster, 'b'.repeat(40), [all[0]!], true)).status).toBe('applied');
+    expect(await names()).not.toContain('p2');
+  });
+
+  it('prunes a Namespace only when it carries the opt-in annotation', async () => {
+    const cluster = uniqueName('nsprune');
+    const [kept, optedIn] = [uniqueName('kept'), uniqueName('optin')];
+    const ns = (name: string, annotations?: Record<string, string>): RenderedObject => ({
+      manifest: { apiVersion: 'v1', kind: 'Namespace', metadata: { name, ...(annotations ? { annotations } : {}) } },
+      source: undefined,
+    });
+    const anchor = configMap(namespace, 'anchor');
+    await reconcile(cluster, 'a'.repeat(40), [anchor, ns(kept), ns(optedIn, { 'plumbline.dev/prune': 'enabled' })]);
+    const outcome = await reconcile(cluster, 'b'.repeat(40), [anchor], true);
+    expect(outcome.status).toBe('applied');
+    const byObject = Object.fromEntries(outcome.changeSet.changes.map((c) => [c.object, c.action]));
+    expect(byObject[`Namespace/${kept}`]).toBe('skipped');
+    expect(byObject[`Namespace/${optedIn}`]).toBe('deleted');
+    await expect(kube.core.readNamespace({ name: kept })).resolves.toBeDefined();
+    await kube.core.deleteNamespace({ name: kept });
+  });
+});
