@@ -13,6 +13,8 @@ export interface ApplyOptions {
   readonly conflicts: 'take-ownership' | 'fail';
   /** How long to wait for new CRDs to be Established and new Namespaces to be Active. */
   readonly establishTimeoutMs: number;
+  /** Called before every batch of writes: the fencing check of the cluster lock. */
+  readonly beforeWrite?: () => Promise<void>;
 }
 
 export interface ApplyResult {
@@ -53,6 +55,7 @@ export async function applyObjects(
   const planned = firstPass.filter((r): r is Extract<DryRun, { ok: true }> => r.ok).map((r) => r.planned);
   const changes: ObjectChange[] = [];
   const write = async (items: readonly Planned[]) => {
+    if (items.some((item) => item.action !== 'unchanged')) await options.beforeWrite?.();
     const written = await mapLimited(items, options.concurrency, async (item): Promise<ObjectChange> => {
       if (item.action !== 'unchanged') await client.apply(item.object.manifest, { dryRun: false, force: item.force });
       return changeOf(item);

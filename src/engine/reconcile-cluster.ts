@@ -47,6 +47,7 @@ export async function reconcileCluster(input: ReconcileInput): Promise<Reconcile
     // Whatever the first stage wrote is now ours too: remember it so a later commit can prune it.
     const written = writtenObjects(applied.changeSet.changes, input.objects);
     if (written.length > 0) {
+      await input.apply.beforeWrite?.();
       await writeInventory(input.client, input.clusterName, {
         revision: previous?.revision ?? '',
         objects: union(previous?.objects ?? [], written),
@@ -60,6 +61,7 @@ export async function reconcileCluster(input: ReconcileInput): Promise<Reconcile
     };
   }
 
+  await input.apply.beforeWrite?.();
   const pruned =
     plan.stale.length > 0
       ? await executePrune(input.client, plan.stale, input.apply.concurrency)
