@@ -27,6 +27,14 @@ describe('the history guard', () => {
     expect(judgeHistory({ ...facts, descends: false })).toMatchObject({ allowed: false, reason: 'not-a-descendant' });
   });
 
+  it('skips an older commit that arrives after a newer one was applied, without calling it a failure', () => {
+    expect(judgeHistory({ ...facts, descends: false, older: true })).toEqual({
+      allowed: false,
+      reason: 'superseded',
+      message: 'superseded by aaaaaaa, which is newer and already applied',
+    });
+  });
+
   it('lets the operator allow a rewrite per cluster', () => {
     expect(judgeHistory({ ...facts, forced: true, descends: false, allowHistoryRewrite: true })).toEqual({
       allowed: true,

@@ -158,6 +158,16 @@ describe('planning a sync in a repository with the Portefaix layout', () => {
     });
   });
 
+  it('never applies an older commit over a newer one', async () => {
+    const older = await change({ 'apps/podinfo/deployment.yaml': 'kind: Deployment\nmetadata: {name: older}\n' });
+    const newer = await change({ 'apps/podinfo/deployment.yaml': 'kind: Deployment\nmetadata: {name: newer}\n' });
+    expect(await plan(older, { applied: newer })).toEqual({
+      'gcp-production': 'refuse:superseded',
+      'aws-staging': 'refuse:superseded',
+      'homelab-dev': 'refuse:superseded',
+    });
+  });
+
   it('applies a rewritten history where the operator allows it', async () => {
     const allowing = registry.clusters.map((c) => ({ ...c, allowHistoryRewrite: c.name === 'gcp-production' }));
     const applied = await change({ 'apps/podinfo/deployment.yaml': 'kind: Deployment\nmetadata: {name: v4}\n' });
