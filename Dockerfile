@@ -7,6 +7,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+COPY workers ./workers
 RUN npx tsc -p tsconfig.build.json && npm prune --omit=dev --ignore-scripts
 
 # kustomize from its official image, pinned to the version kubectl 1.32 embeds.

@@ -1,3 +1,4 @@
+import { startWorker } from '../workers/start-worker.ts';
 import { ConfigError, readEnvOptions } from './config/read-env-options.ts';
 import { createLogger } from './logging/create-logger.ts';
 import { startReceiver } from './receiver/start-receiver.ts';
@@ -5,8 +6,8 @@ import { startReceiver } from './receiver/start-receiver.ts';
 const USAGE = `usage: plumbline <command>
 
   receiver   the HTTP server: GitHub webhooks, /healthz, /readyz, /metrics
-  worker     queue workers and the resync scheduler (not built yet)
-  all        receiver and worker in one process (not built yet)
+  worker     queue workers: pull, render, apply and prune each pushed commit
+  all        receiver and worker in one process
   demo       the whole system on this machine (not built yet)
 `;
 
@@ -16,22 +17,26 @@ async function main(command: string | undefined): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
-  if (command === 'worker' || command === 'all' || command === 'demo') {
+  if (command === 'demo') {
     process.stderr.write(
       `plumbline ${command}: coming soon — not implemented yet in this version (see the open issues); ` +
-        'the receiver works today: `npx plumbline receiver`\n',
+        'the receiver and worker work today: `npx plumbline all`\n',
     );
     process.exitCode = 2;
     return;
   }
-  if (command !== 'receiver') throw new ConfigError(`unknown command "${command}"\n\n${USAGE}`);
+  if (command !== 'receiver' && command !== 'worker' && command !== 'all') {
+    throw new ConfigError(`unknown command "${command}"\n\n${USAGE}`);
+  }
 
   const options = readEnvOptions(process.env);
   const logger = createLogger(options.logLevel);
-  const receiver = await startReceiver(options, logger);
+  const running: { close(): Promise<void> }[] = [];
+  if (command === 'worker' || command === 'all') running.push(await startWorker(options, logger));
+  if (command === 'receiver' || command === 'all') running.push(await startReceiver(options, logger));
   const stop = async (signal: string) => {
     logger.info({ signal }, 'shutting down');
-    await receiver.close();
+    await Promise.all(running.map((part) => part.close()));
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));

@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { z } from 'zod';
 
 /** Plumbline's configuration, read once at the edge from the environment and frozen. */
@@ -15,6 +17,10 @@ export interface EnvOptions {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** How long a push waits for a newer push to the same branch to replace it (burst coalescing). */
   readonly pushCoalesceMs: number;
+  /** Git mirrors and exported trees; must be writable (an emptyDir in Kubernetes). */
+  readonly cacheDir: string;
+  /** Jobs one worker process runs at once. */
+  readonly workerConcurrency: number;
 }
 
 const integer = (min: number, max: number) =>
@@ -35,6 +41,8 @@ const schema = z.object({
   PLUMBLINE_CLUSTERS: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   PLUMBLINE_PUSH_COALESCE_MS: integer(0, 60_000).default(250),
+  PLUMBLINE_CACHE_DIR: z.string().min(1).optional(),
+  PLUMBLINE_WORKER_CONCURRENCY: integer(1, 64).default(4),
 });
 
 export class ConfigError extends Error {
@@ -65,6 +73,8 @@ export function readEnvOptions(env: NodeJS.ProcessEnv = process.env): EnvOptions
     clustersFile: e.PLUMBLINE_CLUSTERS,
     logLevel: e.LOG_LEVEL,
     pushCoalesceMs: e.PLUMBLINE_PUSH_COALESCE_MS,
+    cacheDir: e.PLUMBLINE_CACHE_DIR ?? join(tmpdir(), 'plumbline'),
+    workerConcurrency: e.PLUMBLINE_WORKER_CONCURRENCY,
   });
 }
 

@@ -1,4 +1,6 @@
-import { KubeConfig, type KubernetesObject, KubernetesObjectApi, PatchStrategy } from '@kubernetes/client-node';
+import { request as httpRequest } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from 'node:https';
+import { KubeConfig, type KubernetesObject, KubernetesObjectApi } from '@kubernetes/client-node';
 import type { Manifest } from './manifest.ts';
 
 export const FIELD_MANAGER = 'plumbline';
@@ -50,32 +52,78 @@ export function loadKubeConfig(source: { kubeconfig?: string | undefined; inClus
   return config;
 }
 
+/**
+ * Talks to the apiserver with raw JSON. client-node's typed serializers rename or drop fields they do not
+ * model (a CRD's `x-kubernetes-preserve-unknown-fields`, for one), so manifests from Git are sent exactly
+ * as rendered, and live objects read exactly as served. client-node still provides authentication and
+ * discovery (kind → resource, namespaced or not).
+ */
 export function createClusterClient(config: KubeConfig): ClusterClient {
-  const api = KubernetesObjectApi.makeApiClient(config);
-  const call = async <T>(what: Pick<Manifest, 'kind' | 'metadata'>, request: () => Promise<T>): Promise<T> => {
+  const discovery = config.makeApiClient(Discovery);
+  const server = config.getCurrentCluster()?.server;
+  if (!server) throw new Error('the kubeconfig has no current cluster');
+  const agent = new HttpsAgent({ keepAlive: true, maxSockets: 256 });
+
+  const pathOf = async (manifest: Pick<Manifest, 'apiVersion' | 'kind' | 'metadata'>): Promise<string> => {
+    let resource: { name: string; namespaced: boolean } | undefined;
     try {
-      return await request();
+      resource = await discovery.lookup(manifest.apiVersion, manifest.kind);
     } catch (error) {
-      throw classify(error, what);
+      throw classify(error, manifest);
     }
+    if (!resource)
+      throw new KubeError(
+        'missing-kind',
+        `${refOf(manifest)}: kind ${manifest.kind} is not served by the cluster`,
+        404,
+      );
+    const base = manifest.apiVersion.includes('/') ? `/apis/${manifest.apiVersion}` : `/api/${manifest.apiVersion}`;
+    const namespace = resource.namespaced
+      ? `/namespaces/${encodeURIComponent(manifest.metadata.namespace ?? 'default')}`
+      : '';
+    return `${base}${namespace}/${resource.name}/${encodeURIComponent(manifest.metadata.name)}`;
   };
+
+  const send = async (
+    manifest: Pick<Manifest, 'apiVersion' | 'kind' | 'metadata'>,
+    method: string,
+    query: Record<string, string>,
+    body?: string,
+  ): Promise<LiveObject> => {
+    const url = new URL(`${server}${await pathOf(manifest)}`);
+    for (const [key, value] of Object.entries(query)) url.searchParams.set(key, value);
+    const options: RequestOptions = { method, headers: { accept: 'application/json' } };
+    await config.applyToHTTPSOptions(options);
+    options.agent = url.protocol === 'https:' ? agent : undefined;
+    if (body !== undefined) Object.assign(options.headers ?? {}, { 'content-type': 'application/apply-patch+yaml' });
+    const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, options, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      });
+      req.setTimeout(60_000, () => req.destroy(new Error('request to the apiserver timed out')));
+      req.on('error', reject);
+      req.end(body);
+    }).catch((error: unknown) => {
+      throw classify(error, manifest);
+    });
+    if (status >= 200 && status < 300) return (text ? JSON.parse(text) : {}) as LiveObject;
+    throw classify(Object.assign(new Error(`HTTP ${status}`), { code: status, body: text }), manifest);
+  };
+
   return {
     apply: (manifest, options) =>
-      call(manifest, () =>
-        api.patch<LiveObject>(
-          manifest as LiveObject,
-          undefined,
-          options.dryRun ? 'All' : undefined,
-          FIELD_MANAGER,
-          options.force,
-          PatchStrategy.ServerSideApply,
-        ),
+      send(
+        manifest,
+        'PATCH',
+        { fieldManager: FIELD_MANAGER, force: String(options.force), ...(options.dryRun ? { dryRun: 'All' } : {}) },
+        JSON.stringify(manifest),
       ),
     get: async (manifest) => {
       try {
-        return await call(manifest, () =>
-          api.read<LiveObject>(manifest as LiveObject & { metadata: { name: string } }),
-        );
+        return await send(manifest, 'GET', {});
       } catch (error) {
         if (error instanceof KubeError && (error.kind === 'not-found' || error.kind === 'missing-namespace'))
           return undefined;
@@ -83,11 +131,22 @@ export function createClusterClient(config: KubeConfig): ClusterClient {
       }
     },
     delete: async (manifest) => {
-      await call(manifest, () =>
-        api.delete(manifest as LiveObject, undefined, undefined, undefined, undefined, 'Background'),
-      );
+      await send(manifest, 'DELETE', { propagationPolicy: 'Background' });
     },
   };
+}
+
+/** client-node's discovery (cached per group version, refetched when a kind is missing) made callable. */
+class Discovery extends KubernetesObjectApi {
+  lookup(apiVersion: string, kind: string) {
+    return this.resource(apiVersion, kind);
+  }
+}
+
+function refOf(what: Pick<Manifest, 'kind' | 'metadata'>): string {
+  return what.metadata.namespace
+    ? `${what.kind}/${what.metadata.namespace}/${what.metadata.name}`
+    : `${what.kind}/${what.metadata.name}`;
 }
 
 /** Maps client-node errors (ApiException with a Status body, or plain network errors) to KubeError. */
@@ -118,6 +177,10 @@ export function classify(error: unknown, what: Pick<Manifest, 'kind' | 'metadata
     return new KubeError('not-found', `${ref}: not found`, status);
   }
   if (status === 409) return new KubeError('conflict', `${ref}: ${message}`, status);
+  // Server-side apply answers 500 when the object does not fit the kind's schema: still the object's fault.
+  if (/failed to create typed patch object|field not declared in schema/.test(message)) {
+    return new KubeError('rejected', `${ref}: ${message}`, status);
+  }
   if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429) {
     return new KubeError('rejected', `${ref}: ${message}`, status);
   }

@@ -133,3 +133,12 @@ async function listFiles(dir: string, relative: string): Promise<string[]> {
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
+
+/** The standalone `kustomize` when installed (as in the image), else the one built into kubectl. */
+export async function resolveKustomize(): Promise<KustomizeCommand> {
+  const standalone = await runCommand('kustomize', ['version'], { timeoutMs: 10_000 }).then(
+    (result) => result.code === 0,
+    () => false,
+  );
+  return standalone ? STANDALONE_KUSTOMIZE : KUBECTL_KUSTOMIZE;
+}

@@ -5,6 +5,7 @@ import { type EnvOptions, requireWebhookSecret } from '../config/read-env-option
 import { createInstallationStore } from '../github/installation-store.ts';
 import type { Logger } from '../logging/create-logger.ts';
 import { createJobProducer } from '../queue/job-producer.ts';
+import { logConnectionChanges } from '../queue/log-connection-changes.ts';
 import { createReceiverApp } from './create-receiver-app.ts';
 import { createDeliveryLedger } from './delivery-ledger.ts';
 import { createReceiverMetrics } from './receiver-metrics.ts';
@@ -24,19 +25,6 @@ export function createProducerConnection(redisUrl: string): Redis {
     commandTimeout: 5_000,
     connectTimeout: 5_000,
     retryStrategy: (attempt) => Math.min(attempt * 100, 2_000),
-  });
-}
-
-/** One line when Redis goes away and one when it is back, not one per reconnect attempt. */
-export function logConnectionChanges(redis: Redis, logger: Logger): void {
-  let lost = false;
-  redis.on('error', (error: Error) => {
-    if (!lost) logger.warn({ error: error.message }, 'redis unavailable; retrying');
-    lost = true;
-  });
-  redis.on('ready', () => {
-    if (lost) logger.info('redis available again');
-    lost = false;
   });
 }
 

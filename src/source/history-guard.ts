@@ -4,7 +4,11 @@
  */
 export type HistoryVerdict =
   | { readonly allowed: true; readonly reason: 'first-apply' | 'fast-forward' | 'same-commit' | 'rewrite-allowed' }
-  | { readonly allowed: false; readonly reason: 'forced-push' | 'not-a-descendant' | 'superseded'; readonly message: string };
+  | {
+      readonly allowed: false;
+      readonly reason: 'forced-push' | 'not-a-descendant' | 'superseded';
+      readonly message: string;
+    };
 
 export interface HistoryFacts {
   /** The commit last applied to the cluster, if any. */
@@ -23,7 +27,11 @@ export function judgeHistory(facts: HistoryFacts): HistoryVerdict {
   if (facts.applied === facts.candidate) return { allowed: true, reason: 'same-commit' };
   // Never an older commit over a newer one (invariant 3) — and that is not the commit's fault.
   if (facts.applied !== undefined && facts.older === true && !facts.forced) {
-    return { allowed: false, reason: 'superseded', message: `superseded by ${short(facts.applied)}, which is newer and already applied` };
+    return {
+      allowed: false,
+      reason: 'superseded',
+      message: `superseded by ${short(facts.applied)}, which is newer and already applied`,
+    };
   }
   const problem =
     facts.applied !== undefined && facts.forced

@@ -60,7 +60,8 @@ export async function planSync(input: PlanSyncInput): Promise<SyncPlan> {
           ? undefined
           : // GitHub guarantees a non-forced push descends from `before`: no history needed then.
             (job.before === applied && !job.forced) || (await mirror.isAncestor(remote, applied, job.after));
-      const older = applied !== undefined && descends === false ? await mirror.isAncestor(remote, job.after, applied) : false;
+      const older =
+        applied !== undefined && descends === false ? await mirror.isAncestor(remote, job.after, applied) : false;
       const verdict = judgeHistory({
         applied,
         candidate: job.after,

@@ -133,6 +133,45 @@ describe('applying objects with server-side apply against a real apiserver', () 
     }
   });
 
+  it('sends manifests exactly as rendered: x-kubernetes-* schema fields survive', async () => {
+    const group = `${uniqueName('raw')}.plumbline.dev`;
+    const crd = rendered({
+      apiVersion: 'apiextensions.k8s.io/v1',
+      kind: 'CustomResourceDefinition',
+      metadata: { name: `things.${group}` },
+      spec: {
+        group,
+        scope: 'Namespaced',
+        names: { plural: 'things', kind: 'Thing' },
+        versions: [
+          {
+            name: 'v1',
+            served: true,
+            storage: true,
+            schema: {
+              openAPIV3Schema: {
+                type: 'object',
+                properties: { spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
+              },
+            },
+          },
+        ],
+      },
+    });
+    try {
+      expect((await applyObjects(client, [crd], options)).ok).toBe(true);
+      const live = (await client.get(crd.manifest)) as {
+        spec: { versions: { schema: { openAPIV3Schema: { properties: { spec: Record<string, unknown> } } } }[] };
+      };
+      expect(live.spec.versions[0]?.schema.openAPIV3Schema.properties.spec).toEqual({
+        type: 'object',
+        'x-kubernetes-preserve-unknown-fields': true,
+      });
+    } finally {
+      await kube.config.makeApiClient(ApiextensionsV1Api).deleteCustomResourceDefinition({ name: `things.${group}` });
+    }
+  });
+
   it('takes ownership of fields another manager set, and says so', async () => {
     await kube.objects.patch(
       { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'shared', namespace }, data: { level: 'debug' } },
@@ -219,5 +258,25 @@ describe('applying objects with server-side apply against a real apiserver', () 
     } finally {
       await kube.config.makeApiClient(ApiextensionsV1Api).deleteCustomResourceDefinition({ name: `monitors.${group}` });
     }
+  });
+});
+
+describe('classifying apiserver errors', () => {
+  it('treats a schema mismatch reported as a 500 by server-side apply as the object being wrong', async () => {
+    const { classify } = await import('../../src/engine/cluster-client.ts');
+    const error = Object.assign(new Error('HTTP 500'), {
+      code: 500,
+      body: JSON.stringify({
+        message:
+          'failed to create typed patch object (n/x; example.com/v1, Kind=Thing): .spec: field not declared in schema',
+      }),
+    });
+    expect(classify(error, { kind: 'Thing', metadata: { name: 'x', namespace: 'n' } })).toMatchObject({
+      kind: 'rejected',
+      retryable: false,
+    });
+    expect(
+      classify(Object.assign(new Error('connect ECONNREFUSED'), {}), { kind: 'Thing', metadata: { name: 'x' } }),
+    ).toMatchObject({ kind: 'unavailable', retryable: true });
   });
 });
