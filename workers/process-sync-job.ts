@@ -9,7 +9,7 @@ import { type HealthReport, waitForHealth } from '../src/engine/health.ts';
 import { readInventory } from '../src/engine/inventory.ts';
 import type { ManifestProblem } from '../src/engine/manifest.ts';
 import { reconcileCluster } from '../src/engine/reconcile-cluster.ts';
-import { type KustomizeCommand, renderCluster } from '../src/engine/render-cluster.ts';
+import type { RenderResult } from '../src/engine/render-cluster.ts';
 import { checkSecrets } from '../src/engine/secrets-gate.ts';
 import type { Logger } from '../src/logging/create-logger.ts';
 import type { SyncJob } from '../src/queue/jobs.ts';
@@ -23,19 +23,16 @@ export interface EngineSettings {
   readonly establishTimeoutMs: number;
   readonly healthTimeoutMs: number;
   readonly pruneMaxShare: number;
-  readonly kustomize: KustomizeCommand;
-  readonly renderTimeoutMs: number;
   readonly lockLeaseMs: number;
   readonly lockWaitMs: number;
 }
 
-export const DEFAULT_ENGINE_SETTINGS: Omit<EngineSettings, 'kustomize'> = {
+export const DEFAULT_ENGINE_SETTINGS: EngineSettings = {
   applyConcurrency: 32,
   conflicts: 'take-ownership',
   establishTimeoutMs: 60_000,
   healthTimeoutMs: 120_000,
   pruneMaxShare: 0.5,
-  renderTimeoutMs: 60_000,
   lockLeaseMs: 30_000,
   lockWaitMs: 60_000,
 };
@@ -43,6 +40,8 @@ export const DEFAULT_ENGINE_SETTINGS: Omit<EngineSettings, 'kustomize'> = {
 export interface SyncDependencies {
   readonly registry: ClusterRegistry;
   readonly mirror: GitMirror;
+  /** Renders a cluster folder of an exported tree (cached by input content in production). */
+  readonly render: (treeDir: string, clusterPath: string) => Promise<RenderResult>;
   readonly workDir: string;
   readonly tokenFor: (installationId: number | undefined) => Promise<string | undefined>;
   readonly clusterClient: (cluster: ClusterEntry) => ClusterClient;
@@ -119,8 +118,14 @@ export async function processSyncJob(job: SyncJob, deps: SyncDependencies): Prom
     }
   });
   const done = outcomes.filter((o): o is ClusterOutcome => o !== undefined);
-  for (const outcome of done)
-    log.info({ cluster: outcome.cluster, status: outcome.status, description: outcome.description }, 'cluster synced');
+  for (const outcome of done) {
+    const changes =
+      'changeSet' in outcome ? outcome.changeSet?.changes.filter((c) => c.action !== 'unchanged') : undefined;
+    log.info(
+      { cluster: outcome.cluster, status: outcome.status, description: outcome.description, changes },
+      'cluster synced',
+    );
+  }
   if (infrastructure.length > 0) {
     throw new RetryableSyncError(
       `${infrastructure.length} cluster(s) could not be reached: ${infrastructure.map((e) => e.message).join('; ')}`,
@@ -159,10 +164,7 @@ async function syncCluster(
     if (cluster.suspend)
       return { cluster: cluster.name, status: 'suspended', description: 'suspended by the operator: not applied' };
 
-    const rendered = await renderCluster(plan.treeDir, cluster.path, {
-      kustomize: deps.engine.kustomize,
-      timeoutMs: deps.engine.renderTimeoutMs,
-    });
+    const rendered = await deps.render(plan.treeDir, cluster.path);
     if (!rendered.ok) return failed(cluster, rendered.problems);
     const secretProblems = checkSecrets(rendered.objects);
     if (secretProblems.length > 0) return failed(cluster, secretProblems);

@@ -4,6 +4,7 @@ import { Redis } from 'ioredis';
 import { type ClusterEntry, loadClusterRegistry } from '../src/clusters/cluster-registry.ts';
 import { ConfigError, type EnvOptions } from '../src/config/read-env-options.ts';
 import { type ClusterClient, createClusterClient, loadKubeConfig } from '../src/engine/cluster-client.ts';
+import { createRenderCache } from '../src/engine/render-cache.ts';
 import { resolveKustomize } from '../src/engine/render-cluster.ts';
 import { GitHubApp } from '../src/github/github-app.ts';
 import { loadAppCredentials } from '../src/github/load-app-credentials.ts';
@@ -46,7 +47,8 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
     redis,
     prefix: options.queuePrefix,
     logger,
-    engine: { ...DEFAULT_ENGINE_SETTINGS, kustomize: await resolveKustomize() },
+    render: createRenderCache({ kustomize: await resolveKustomize(), timeoutMs: 60_000 }).render,
+    engine: DEFAULT_ENGINE_SETTINGS,
   };
   const worker = createJobConsumer<SyncResult | undefined>({
     connection: redis,

@@ -230,3 +230,32 @@ describe('YAML 1.1 traps', () => {
     ]);
   });
 });
+
+describe('the render cache', () => {
+  it('reuses a render while the files it reads are unchanged, whatever else changes', async () => {
+    const { cp, mkdtemp, writeFile } = await import('node:fs/promises');
+    const { createRenderCache } = await import('../../src/engine/render-cache.ts');
+    const dir = await mkdtemp(join(tmpdir(), 'plumbline-cache-'));
+    await cp(portefaix, dir, { recursive: true });
+    const cache = createRenderCache(options);
+    const first = await cache.render(dir, 'clusters/gcp/production');
+    await writeFile(join(dir, 'README.md'), 'changed\n');
+    await writeFile(join(dir, 'stacks/security/external-secret.yaml'), 'kind: ExternalSecret\n');
+    expect(await cache.render(dir, 'clusters/gcp/production')).toBe(first);
+    expect(cache.stats).toEqual({ hits: 1, misses: 1 });
+    await writeFile(
+      join(dir, 'stacks/observability/grafana.yaml'),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: grafana-settings}\ndata: {theme: light}\n',
+    );
+    const third = await cache.render(dir, 'clusters/gcp/production');
+    expect(third).not.toBe(first);
+    expect(cache.stats).toEqual({ hits: 1, misses: 2 });
+    await cache.render(dir, 'clusters/homelab/dev');
+    await writeFile(
+      join(dir, 'clusters/homelab/dev/sub/new.yaml'),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: new}\n',
+    );
+    await cache.render(dir, 'clusters/homelab/dev');
+    expect(cache.stats.misses).toBe(4);
+  });
+});

@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { createClusterClient, loadKubeConfig } from '../../src/engine/cluster-client.ts';
 import { readInventory } from '../../src/engine/inventory.ts';
-import { KUBECTL_KUSTOMIZE } from '../../src/engine/render-cluster.ts';
+import { KUBECTL_KUSTOMIZE, renderCluster } from '../../src/engine/render-cluster.ts';
 import { createLogger } from '../../src/logging/create-logger.ts';
 import type { PlumblineJob } from '../../src/queue/jobs.ts';
 import { createJobConsumer } from '../../workers/job-consumer.ts';
@@ -116,7 +116,9 @@ clusters:
       redis,
       prefix: harness.prefix,
       logger: createLogger('silent'),
-      engine: { ...DEFAULT_ENGINE_SETTINGS, kustomize: KUBECTL_KUSTOMIZE, healthTimeoutMs: 1_000 },
+      render: (treeDir: string, path: string) =>
+        renderCluster(treeDir, path, { kustomize: KUBECTL_KUSTOMIZE, timeoutMs: 60_000 }),
+      engine: { ...DEFAULT_ENGINE_SETTINGS, healthTimeoutMs: 1_000 },
     };
     worker = createJobConsumer<SyncResult | undefined>({
       connection: redis,
