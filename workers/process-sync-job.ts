@@ -19,20 +19,16 @@ import { mapLimited } from '../src/support/limit-concurrency.ts';
 
 export interface EngineSettings {
   readonly applyConcurrency: number;
-  readonly conflicts: 'take-ownership' | 'fail';
   readonly establishTimeoutMs: number;
   readonly healthTimeoutMs: number;
-  readonly pruneMaxShare: number;
   readonly lockLeaseMs: number;
   readonly lockWaitMs: number;
 }
 
 export const DEFAULT_ENGINE_SETTINGS: EngineSettings = {
   applyConcurrency: 32,
-  conflicts: 'take-ownership',
   establishTimeoutMs: 60_000,
   healthTimeoutMs: 120_000,
-  pruneMaxShare: 0.5,
   lockLeaseMs: 30_000,
   lockWaitMs: 60_000,
 };
@@ -175,10 +171,10 @@ async function syncCluster(
       revision: job.after,
       objects: rendered.objects,
       prune: cluster.prune,
-      pruneGuards: { maxShare: deps.engine.pruneMaxShare, override: false },
+      pruneGuards: { maxShare: cluster.maxPruneShare, override: false },
       apply: {
         concurrency: deps.engine.applyConcurrency,
-        conflicts: deps.engine.conflicts,
+        conflicts: cluster.onConflict === 'fail' ? 'fail' : 'take-ownership',
         establishTimeoutMs: deps.engine.establishTimeoutMs,
         beforeWrite: assertLockHeld,
       },

@@ -21,6 +21,10 @@ export interface ClusterEntry {
   readonly selfHeal: boolean;
   /** Apply force-pushed and non-descendant commits instead of refusing them. */
   readonly allowHistoryRewrite: boolean;
+  /** Fields another field manager owns: take them over (and say so), or fail the commit. */
+  readonly onConflict: 'takeOwnership' | 'fail';
+  /** Largest share of the inventory one commit may prune (0–1); raise it on purpose for a big removal. */
+  readonly maxPruneShare: number;
 }
 
 export interface ClusterRegistry {
@@ -67,6 +71,8 @@ const clusterSchema = z
     suspend: z.boolean().default(false),
     selfHeal: z.boolean().default(true),
     allowHistoryRewrite: z.boolean().default(false),
+    onConflict: z.enum(['takeOwnership', 'fail']).default('takeOwnership'),
+    maxPruneShare: z.number().min(0).max(1).default(0.5),
   })
   .strict()
   .refine((c) => (c.kubeconfig !== undefined) !== c.inCluster, {
@@ -112,6 +118,8 @@ export function parseClusterRegistry(text: string, source = 'cluster registry'):
       suspend: c.suspend,
       selfHeal: c.selfHeal,
       allowHistoryRewrite: c.allowHistoryRewrite,
+      onConflict: c.onConflict,
+      maxPruneShare: c.maxPruneShare,
     }),
   );
   const seen = new Set<string>();

@@ -32,6 +32,8 @@ describe('the cluster registry', () => {
         suspend: false,
         selfHeal: true,
         allowHistoryRewrite: false,
+        onConflict: 'takeOwnership',
+        maxPruneShare: 0.5,
       },
       expect.objectContaining({ name: 'aws-staging', path: 'clusters/aws/staging', inCluster: true, branch: 'main' }),
     ]);
