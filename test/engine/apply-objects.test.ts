@@ -4,6 +4,7 @@ import { applyObjects } from '../../src/engine/apply-objects.ts';
 import { countActions } from '../../src/engine/change-set.ts';
 import { createClusterClient } from '../../src/engine/cluster-client.ts';
 import type { Manifest, RenderedObject } from '../../src/engine/manifest.ts';
+import { customResourceDefinition } from '../support/crd.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
 import { createTestNamespace, kubeClients } from '../support/kube.ts';
 
@@ -92,29 +93,14 @@ describe('applying objects with server-side apply against a real apiserver', () 
   it('applies a Namespace, a CRD and a custom resource of it in one commit', async () => {
     const group = `${uniqueName('widgets')}.plumbline.dev`;
     const ns = uniqueName('fresh');
-    const crd = rendered({
-      apiVersion: 'apiextensions.k8s.io/v1',
-      kind: 'CustomResourceDefinition',
-      metadata: { name: `widgets.${group}` },
-      spec: {
+    const crd = rendered(
+      customResourceDefinition({
         group,
-        scope: 'Namespaced',
-        names: { plural: 'widgets', singular: 'widget', kind: 'Widget' },
-        versions: [
-          {
-            name: 'v1',
-            served: true,
-            storage: true,
-            schema: {
-              openAPIV3Schema: {
-                type: 'object',
-                properties: { spec: { type: 'object', properties: { size: { type: 'integer' } } } },
-              },
-            },
-          },
-        ],
-      },
-    });
+        kind: 'Widget',
+        plural: 'widgets',
+        specSchema: { type: 'object', properties: { size: { type: 'integer' } } },
+      }),
+    );
     const widget = rendered({
       apiVersion: `${group}/v1`,
       kind: 'Widget',
@@ -135,29 +121,7 @@ describe('applying objects with server-side apply against a real apiserver', () 
 
   it('sends manifests exactly as rendered: x-kubernetes-* schema fields survive', async () => {
     const group = `${uniqueName('raw')}.plumbline.dev`;
-    const crd = rendered({
-      apiVersion: 'apiextensions.k8s.io/v1',
-      kind: 'CustomResourceDefinition',
-      metadata: { name: `things.${group}` },
-      spec: {
-        group,
-        scope: 'Namespaced',
-        names: { plural: 'things', kind: 'Thing' },
-        versions: [
-          {
-            name: 'v1',
-            served: true,
-            storage: true,
-            schema: {
-              openAPIV3Schema: {
-                type: 'object',
-                properties: { spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
-              },
-            },
-          },
-        ],
-      },
-    });
+    const crd = rendered(customResourceDefinition({ group, kind: 'Thing', plural: 'things' }));
     try {
       expect((await applyObjects(client, [crd], options)).ok).toBe(true);
       const live = (await client.get(crd.manifest)) as {
@@ -232,24 +196,14 @@ describe('applying objects with server-side apply against a real apiserver', () 
         { type: 'string', description: `${'A long generated description of this field. '.repeat(25)}${i}` },
       ]),
     );
-    const crd = rendered({
-      apiVersion: 'apiextensions.k8s.io/v1',
-      kind: 'CustomResourceDefinition',
-      metadata: { name: `monitors.${group}` },
-      spec: {
+    const crd = rendered(
+      customResourceDefinition({
         group,
-        scope: 'Namespaced',
-        names: { plural: 'monitors', kind: 'Monitor' },
-        versions: [
-          {
-            name: 'v1',
-            served: true,
-            storage: true,
-            schema: { openAPIV3Schema: { type: 'object', properties: { spec: { type: 'object', properties } } } },
-          },
-        ],
-      },
-    });
+        kind: 'Monitor',
+        plural: 'monitors',
+        specSchema: { type: 'object', properties },
+      }),
+    );
     expect(JSON.stringify(crd.manifest).length).toBeGreaterThan(400_000);
     try {
       const result = await applyObjects(client, [crd], options);

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { ApiextensionsV1Api, type KubernetesObject, PatchStrategy, VersionApi } from '@kubernetes/client-node';
+import { customResourceDefinition } from '../support/crd.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
 import { createTestNamespace, type KubeClients, kubeClients } from '../support/kube.ts';
 
@@ -63,29 +64,15 @@ describe('the Kubernetes control plane the tests run against', () => {
     const group = `${uniqueName('probe')}.plumbline.dev`;
     const extensions = clusterA.config.makeApiClient(ApiextensionsV1Api);
     const crdName = `widgets.${group}`;
-    await serverSideApply(clusterA, {
-      apiVersion: 'apiextensions.k8s.io/v1',
-      kind: 'CustomResourceDefinition',
-      metadata: { name: crdName },
-      spec: {
+    await serverSideApply(
+      clusterA,
+      customResourceDefinition({
         group,
-        scope: 'Namespaced',
-        names: { plural: 'widgets', singular: 'widget', kind: 'Widget' },
-        versions: [
-          {
-            name: 'v1',
-            served: true,
-            storage: true,
-            schema: {
-              openAPIV3Schema: {
-                type: 'object',
-                properties: { spec: { type: 'object', properties: { size: { type: 'integer' } } } },
-              },
-            },
-          },
-        ],
-      },
-    });
+        kind: 'Widget',
+        plural: 'widgets',
+        specSchema: { type: 'object', properties: { size: { type: 'integer' } } },
+      }),
+    );
     try {
       await eventually(async () => {
         const crd = await extensions.readCustomResourceDefinition({ name: crdName });

@@ -10,6 +10,7 @@ import { createLogger } from '../../src/logging/create-logger.ts';
 import type { PlumblineJob } from '../../src/queue/jobs.ts';
 import { createJobConsumer } from '../../workers/job-consumer.ts';
 import { DEFAULT_ENGINE_SETTINGS, processSyncJob, type SyncResult } from '../../workers/process-sync-job.ts';
+import { customResourceDefinition } from '../support/crd.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
 import { githubDelivery, pushPayload, send } from '../support/github-delivery.ts';
 import { kubeClients } from '../support/kube.ts';
@@ -24,29 +25,11 @@ import {
 const env = testEnvironment();
 
 /** The External Secrets Operator's CRD, as a cluster would have it before Plumbline applies references. */
-const externalSecretCrd = {
-  apiVersion: 'apiextensions.k8s.io/v1',
-  kind: 'CustomResourceDefinition',
-  metadata: { name: 'externalsecrets.external-secrets.io' },
-  spec: {
-    group: 'external-secrets.io',
-    scope: 'Namespaced',
-    names: { plural: 'externalsecrets', singular: 'externalsecret', kind: 'ExternalSecret' },
-    versions: [
-      {
-        name: 'v1',
-        served: true,
-        storage: true,
-        schema: {
-          openAPIV3Schema: {
-            type: 'object',
-            properties: { spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
-          },
-        },
-      },
-    ],
-  },
-};
+const externalSecretCrd = customResourceDefinition({
+  group: 'external-secrets.io',
+  kind: 'ExternalSecret',
+  plural: 'externalsecrets',
+});
 
 /** Renames namespaces (and same-named objects) in every file of a working tree: `name: x` / `namespace: x`. */
 async function renameInTree(dir: string, renames: Record<string, string>): Promise<void> {
