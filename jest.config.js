@@ -12,6 +12,8 @@ export default {
       { jsc: { parser: { syntax: 'typescript' }, target: 'es2023' }, module: { type: 'es6' } },
     ],
   },
+  // Only our own folders: `.local/` holds etcd's data, whose `.snap` files jest would take for snapshots.
+  roots: ['<rootDir>/test', '<rootDir>/src', '<rootDir>/workers'],
   testMatch: ['<rootDir>/test/**/*.test.ts'],
   globalSetup: '<rootDir>/test/support/global-setup.ts',
   globalTeardown: '<rootDir>/test/support/global-teardown.ts',

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { collectRenderInputs } from '../source/render-inputs.ts';
 import { fsTreeReader } from '../source/tree-reader.ts';
 import { CommandTimeoutError, runCommand } from '../support/run-command.ts';
-import type { ManifestProblem, RenderedObject } from './manifest.ts';
+import type { ManifestProblem, RenderedObject, SourceLocation } from './manifest.ts';
 import { findDuplicates, parseManifests } from './parse-manifests.ts';
 
 export type RenderResult =
@@ -63,6 +63,8 @@ export async function renderCluster(
     ? await runKustomize(treeDir, clusterPath, options)
     : await readPlainFolder(treeDir, clusterPath);
   if (!parsed.ok) return parsed;
+  // Files listed as resources declare objects; patches only mention them, so they come last.
+  if (isKustomization) await attachSources(parsed.objects, [...inputs.resources, ...inputs.files], tree);
   const problems = [...parsed.problems, ...findDuplicates(parsed.objects)];
   if (problems.length > 0) return { ok: false, problems };
   return { ok: true, objects: parsed.objects, renderer: isKustomization ? 'kustomize' : 'plain' };
@@ -96,6 +98,31 @@ async function runKustomize(treeDir: string, clusterPath: string, options: Rende
         ? `kustomize build did not finish within ${options.timeoutMs / 1000} s`
         : `kustomize could not run: ${(error as Error).message}`;
     return { ok: false, problems: [{ message, source: kustomization }] };
+  }
+}
+
+/**
+ * kustomize's output has no file names. Objects are traced back to the input file (and line) that
+ * declares the same kind and name, so errors and annotations point at what a person edits. Objects
+ * kustomize generates or renames keep no source.
+ */
+async function attachSources(
+  objects: RenderedObject[],
+  inputFiles: readonly string[],
+  tree: ReturnType<typeof fsTreeReader>,
+): Promise<void> {
+  const declared = new Map<string, SourceLocation>();
+  for (const file of inputFiles.filter((f) => MANIFEST_FILE.test(f) && !/(^|\/)kustomization\.ya?ml$/.test(f))) {
+    const text = await tree.readText(file);
+    if (text === undefined) continue;
+    for (const { manifest, source } of parseManifests(text, file).objects) {
+      const key = `${manifest.kind}|${manifest.metadata.name}`;
+      if (source && !declared.has(key)) declared.set(key, source);
+    }
+  }
+  for (const [index, object] of objects.entries()) {
+    const source = declared.get(`${object.manifest.kind}|${object.manifest.metadata.name}`);
+    if (source && !object.source) objects[index] = { ...object, source };
   }
 }
 

@@ -11,6 +11,8 @@ export interface TreeReader {
 /** Every path a cluster's render reads: exact files, and folders whose whole subtree counts. */
 export interface RenderInputs {
   readonly files: ReadonlySet<string>;
+  /** The files among them listed as `resources`: where objects are declared (not patched). */
+  readonly resources: ReadonlySet<string>;
   readonly subtrees: readonly string[];
   /** References the render must refuse: remote bases, and paths that leave the repository. */
   readonly forbidden: readonly ForbiddenReference[];
@@ -84,6 +86,7 @@ function resolveInRepository(dir: string, ref: string): string | undefined {
  */
 export async function collectRenderInputs(tree: TreeReader, clusterPath: string): Promise<RenderInputs> {
   const files = new Set<string>();
+  const resources = new Set<string>();
   const subtrees = new Set<string>();
   const visited = new Set<string>();
   const forbidden: ForbiddenReference[] = [];
@@ -118,7 +121,10 @@ export async function collectRenderInputs(tree: TreeReader, clusterPath: string)
           continue;
         }
         if (await tree.isDirectory(resolved)) await visitFolder(resolved);
-        else files.add(resolved);
+        else {
+          files.add(resolved);
+          resources.add(resolved);
+        }
       }
       return;
     }
@@ -126,7 +132,7 @@ export async function collectRenderInputs(tree: TreeReader, clusterPath: string)
   };
 
   await visitFolder(clusterPath.replace(/\/+$/, ''));
-  return { files, subtrees: [...subtrees].sort(), forbidden };
+  return { files, resources, subtrees: [...subtrees].sort(), forbidden };
 }
 
 /** True when a changed path is one the render reads. Pure. */

@@ -47,6 +47,8 @@ describe('rendering a cluster folder', () => {
       (o) => o.manifest.metadata.name === 'podinfo' && o.manifest.kind === 'Deployment',
     );
     expect(podinfo?.manifest.spec).toMatchObject({ replicas: 3 });
+    // kustomize's output is traced back to the file a person edits.
+    expect(podinfo?.source).toEqual({ file: 'apps/podinfo/deployment.yaml', line: 1 });
   });
 
   it('reads a plain-YAML folder recursively, with file and line for every object', async () => {

@@ -73,7 +73,12 @@ describe('render inputs', () => {
   });
 
   it('matches a subtree by path segment, not by string prefix', () => {
-    const inputs = { files: new Set<string>(), subtrees: ['clusters/dev'], forbidden: [] };
+    const inputs = {
+      files: new Set<string>(),
+      resources: new Set<string>(),
+      subtrees: ['clusters/dev'],
+      forbidden: [],
+    };
     expect(isAffectedBy(inputs, ['clusters/dev/x.yaml'])).toBe(true);
     expect(isAffectedBy(inputs, ['clusters/dev-2/x.yaml'])).toBe(false);
   });
