@@ -3,7 +3,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { mapLimited } from '../support/limit-concurrency.ts';
 import type { ChangeSet, ObjectChange } from './change-set.ts';
 import { type ClusterClient, KubeError, type LiveObject } from './cluster-client.ts';
-import { type Manifest, objectRef, type RenderedObject } from './manifest.ts';
+import { type Manifest, objectKey, objectRef, type RenderedObject } from './manifest.ts';
 import { STAGES, stageOf } from './stages.ts';
 
 export interface ApplyOptions {
@@ -45,7 +45,8 @@ export async function applyObjects(
   objects: readonly RenderedObject[],
   options: ApplyOptions,
 ): Promise<ApplyResult> {
-  const firstPass = await mapLimited(objects, options.concurrency, (object) => dryRun(client, object, options));
+  const live = await liveObjects(client, objects, options.concurrency);
+  const firstPass = await mapLimited(objects, options.concurrency, (object) => dryRun(client, object, options, live));
   throwIfUnavailable(firstPass);
   const created = creationsInCommit(objects);
   const deferred = firstPass.filter((r): r is Extract<DryRun, { ok: false }> => !r.ok && isDeferrable(r, created));
@@ -71,7 +72,9 @@ export async function applyObjects(
       firstStage.map((p) => p.object.manifest),
       options.establishTimeoutMs,
     );
-    const secondPass = await mapLimited(deferred, options.concurrency, (d) => dryRun(client, d.object, options));
+    const secondPass = await mapLimited(deferred, options.concurrency, (d) =>
+      dryRun(client, d.object, options, new Map()),
+    );
     throwIfUnavailable(secondPass);
     if (secondPass.some((r) => !r.ok)) {
       const rest = planned.filter((p) => stageOf(p.object.manifest) !== 'definitions');
@@ -96,10 +99,52 @@ export async function applyObjects(
   return { ok: true, changeSet: { changes } };
 }
 
-async function dryRun(client: ClusterClient, object: RenderedObject, options: ApplyOptions): Promise<DryRun> {
+/** Groups of at least this many objects of one kind and namespace are read with one LIST instead of GETs. */
+const LIST_THRESHOLD = 8;
+
+/** Live copies of the objects, keyed by `objectKey`: one LIST per large group; absent keys mean "use GET". */
+async function liveObjects(
+  client: ClusterClient,
+  objects: readonly RenderedObject[],
+  concurrency: number,
+): Promise<Map<string, LiveObject | undefined>> {
+  const groups = new Map<string, RenderedObject[]>();
+  for (const object of objects) {
+    const { apiVersion, kind, metadata } = object.manifest;
+    const group = `${apiVersion}|${kind}|${metadata.namespace ?? ''}`;
+    groups.set(group, [...(groups.get(group) ?? []), object]);
+  }
+  const live = new Map<string, LiveObject | undefined>();
+  const large = [...groups.values()].filter((members) => members.length >= LIST_THRESHOLD);
+  await mapLimited(large, concurrency, async (members) => {
+    const { apiVersion, kind, metadata } = (members[0] as RenderedObject).manifest;
+    let items: LiveObject[];
+    try {
+      items = await client.list(apiVersion, kind, metadata.namespace);
+    } catch (error) {
+      // A kind or namespace that does not exist yet: the dry-run reports it per object.
+      if (error instanceof KubeError && !error.retryable) return;
+      throw error;
+    }
+    const byName = new Map(items.map((item) => [(item.metadata as { name?: string } | undefined)?.name, item]));
+    for (const { manifest } of members) live.set(objectKey(manifest), byName.get(manifest.metadata.name));
+  });
+  return live;
+}
+
+async function dryRun(
+  client: ClusterClient,
+  object: RenderedObject,
+  options: ApplyOptions,
+  known: Map<string, LiveObject | undefined>,
+): Promise<DryRun> {
   const manifest = object.manifest;
+  const key = objectKey(manifest);
   try {
-    const [live, result] = await Promise.all([client.get(manifest), applyTakingOwnership(client, manifest, options)]);
+    const [live, result] = await Promise.all([
+      known.has(key) ? known.get(key) : client.get(manifest),
+      applyTakingOwnership(client, manifest, options),
+    ]);
     const action =
       live === undefined
         ? 'created'

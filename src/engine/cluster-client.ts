@@ -42,6 +42,8 @@ export interface ClusterClient {
   apply(manifest: Manifest, options: { readonly dryRun: boolean; readonly force: boolean }): Promise<LiveObject>;
   get(manifest: Pick<Manifest, 'apiVersion' | 'kind' | 'metadata'>): Promise<LiveObject | undefined>;
   delete(manifest: Pick<Manifest, 'apiVersion' | 'kind' | 'metadata'>): Promise<void>;
+  /** Every object of a kind in a namespace (or cluster-wide), with apiVersion and kind filled in. */
+  list(apiVersion: string, kind: string, namespace: string | undefined): Promise<LiveObject[]>;
 }
 
 export function loadKubeConfig(source: { kubeconfig?: string | undefined; inCluster?: boolean }): KubeConfig {
@@ -64,7 +66,11 @@ export function createClusterClient(config: KubeConfig): ClusterClient {
   if (!server) throw new Error('the kubeconfig has no current cluster');
   const agent = new HttpsAgent({ keepAlive: true, maxSockets: 256 });
 
-  const pathOf = async (manifest: Pick<Manifest, 'apiVersion' | 'kind' | 'metadata'>): Promise<string> => {
+  /** The object's URL path; with `collection`, the path of its kind in its namespace. */
+  const pathOf = async (
+    manifest: Pick<Manifest, 'apiVersion' | 'kind' | 'metadata'>,
+    collection = false,
+  ): Promise<string> => {
     let resource: { name: string; namespaced: boolean } | undefined;
     try {
       resource = await discovery.lookup(manifest.apiVersion, manifest.kind);
@@ -81,7 +87,8 @@ export function createClusterClient(config: KubeConfig): ClusterClient {
     const namespace = resource.namespaced
       ? `/namespaces/${encodeURIComponent(manifest.metadata.namespace ?? 'default')}`
       : '';
-    return `${base}${namespace}/${resource.name}/${encodeURIComponent(manifest.metadata.name)}`;
+    const collectionPath = `${base}${namespace}/${resource.name}`;
+    return collection ? collectionPath : `${collectionPath}/${encodeURIComponent(manifest.metadata.name)}`;
   };
 
   const send = async (
@@ -89,8 +96,9 @@ export function createClusterClient(config: KubeConfig): ClusterClient {
     method: string,
     query: Record<string, string>,
     body?: string,
+    collection = false,
   ): Promise<LiveObject> => {
-    const url = new URL(`${server}${await pathOf(manifest)}`);
+    const url = new URL(`${server}${await pathOf(manifest, collection)}`);
     for (const [key, value] of Object.entries(query)) url.searchParams.set(key, value);
     const options: RequestOptions = { method, headers: { accept: 'application/json' } };
     await config.applyToHTTPSOptions(options);
@@ -129,6 +137,11 @@ export function createClusterClient(config: KubeConfig): ClusterClient {
           return undefined;
         throw error;
       }
+    },
+    list: async (apiVersion, kind, namespace) => {
+      const what = { apiVersion, kind, metadata: namespace ? { name: '', namespace } : { name: '' } };
+      const list = (await send(what, 'GET', {}, undefined, true)) as { items?: LiveObject[] };
+      return (list.items ?? []).map((item) => ({ ...item, apiVersion, kind }));
     },
     delete: async (manifest) => {
       await send(manifest, 'DELETE', { propagationPolicy: 'Background' });
