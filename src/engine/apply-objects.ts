@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { mapLimited } from '../support/limit-concurrency.ts';
@@ -15,12 +16,29 @@ export interface ApplyOptions {
   readonly establishTimeoutMs: number;
   /** Called before every batch of writes: the fencing check of the cluster lock. */
   readonly beforeWrite?: () => Promise<void>;
+  /** What the last apply recorded per object (by `objectKey`): lets unchanged objects skip the dry-run. */
+  readonly recorded?: ReadonlyMap<string, AppliedRecord>;
+}
+
+/**
+ * The manifest Plumbline last sent for an object, and the resourceVersion the object had right after.
+ * While both still match, nobody changed the object and Git did not either: it is unchanged.
+ */
+export interface AppliedRecord {
+  readonly digest: string;
+  readonly resourceVersion: string;
+}
+
+export function manifestDigest(manifest: Manifest): string {
+  return createHash('sha256').update(JSON.stringify(manifest)).digest('hex').slice(0, 20);
 }
 
 export interface ApplyResult {
   /** False when any object was rejected: the commit failed (nothing written, or only the first stage). */
   readonly ok: boolean;
   readonly changeSet: ChangeSet;
+  /** Per `objectKey`, for every object now as the commit says: to record with the inventory. */
+  readonly records: ReadonlyMap<string, AppliedRecord>;
 }
 
 type Planned = {
@@ -28,6 +46,8 @@ type Planned = {
   readonly force: boolean;
   readonly takenFrom: readonly string[];
   readonly action: 'created' | 'configured' | 'unchanged';
+  /** The live resourceVersion of an unchanged object. */
+  readonly resourceVersion?: string | undefined;
 };
 type DryRun =
   | { readonly ok: true; readonly planned: Planned }
@@ -51,14 +71,20 @@ export async function applyObjects(
   const created = creationsInCommit(objects);
   const deferred = firstPass.filter((r): r is Extract<DryRun, { ok: false }> => !r.ok && isDeferrable(r, created));
   const rejected = firstPass.filter((r): r is Extract<DryRun, { ok: false }> => !r.ok && !isDeferrable(r, created));
-  if (rejected.length > 0) return { ok: false, changeSet: { changes: firstPass.map(toChange('skipped')) } };
+  if (rejected.length > 0)
+    return { ok: false, changeSet: { changes: firstPass.map(toChange('skipped')) }, records: new Map() };
 
   const planned = firstPass.filter((r): r is Extract<DryRun, { ok: true }> => r.ok).map((r) => r.planned);
   const changes: ObjectChange[] = [];
+  const records = new Map<string, AppliedRecord>();
   const write = async (items: readonly Planned[]) => {
     if (items.some((item) => item.action !== 'unchanged')) await options.beforeWrite?.();
     const written = await mapLimited(items, options.concurrency, async (item): Promise<ObjectChange> => {
-      if (item.action !== 'unchanged') await client.apply(item.object.manifest, { dryRun: false, force: item.force });
+      const { manifest } = item.object;
+      const result =
+        item.action === 'unchanged' ? undefined : await client.apply(manifest, { dryRun: false, force: item.force });
+      const resourceVersion = resourceVersionOf(result) ?? item.resourceVersion;
+      if (resourceVersion) records.set(objectKey(manifest), { digest: manifestDigest(manifest), resourceVersion });
       return changeOf(item);
     });
     changes.push(...written);
@@ -80,6 +106,7 @@ export async function applyObjects(
       const rest = planned.filter((p) => stageOf(p.object.manifest) !== 'definitions');
       return {
         ok: false,
+        records,
         changeSet: {
           changes: [
             ...changes,
@@ -96,7 +123,7 @@ export async function applyObjects(
     planned.push(...secondPass.flatMap((r) => (r.ok ? [r.planned] : [])));
   }
   for (const stage of STAGES.slice(1)) await write(planned.filter((p) => stageOf(p.object.manifest) === stage));
-  return { ok: true, changeSet: { changes } };
+  return { ok: true, changeSet: { changes }, records };
 }
 
 /** Groups of at least this many objects of one kind and namespace are read with one LIST instead of GETs. */
@@ -140,6 +167,16 @@ async function dryRun(
 ): Promise<DryRun> {
   const manifest = object.manifest;
   const key = objectKey(manifest);
+  const recorded = options.recorded?.get(key);
+  const knownLive = known.get(key);
+  const liveVersion = resourceVersionOf(knownLive);
+  if (recorded && liveVersion === recorded.resourceVersion && recorded.digest === manifestDigest(manifest)) {
+    // Neither Git nor anyone else changed it since Plumbline applied it: no dry-run, no write.
+    return {
+      ok: true,
+      planned: { object, force: false, takenFrom: [], action: 'unchanged', resourceVersion: liveVersion },
+    };
+  }
   try {
     const [live, result] = await Promise.all([
       known.has(key) ? known.get(key) : client.get(manifest),
@@ -151,7 +188,16 @@ async function dryRun(
         : isDeepStrictEqual(comparable(result.object), comparable(live))
           ? 'unchanged'
           : 'configured';
-    return { ok: true, planned: { object, force: result.force, takenFrom: result.takenFrom, action } };
+    return {
+      ok: true,
+      planned: {
+        object,
+        force: result.force,
+        takenFrom: result.takenFrom,
+        action,
+        resourceVersion: resourceVersionOf(live),
+      },
+    };
   } catch (error) {
     if (error instanceof KubeError) return { ok: false, object, error };
     throw error;
@@ -171,6 +217,10 @@ async function applyTakingOwnership(client: ClusterClient, manifest: Manifest, o
     const takenFrom = [...new Set([...error.message.matchAll(/conflict with "([^"]+)"/g)].map((m) => m[1] ?? ''))];
     return { object: await client.apply(manifest, { dryRun: true, force: true }), force: true, takenFrom };
   }
+}
+
+function resourceVersionOf(object: LiveObject | undefined): string | undefined {
+  return (object?.metadata as { resourceVersion?: string } | undefined)?.resourceVersion;
 }
 
 /** What a dry-run result and the live object are compared on: no bookkeeping the server changes by itself. */

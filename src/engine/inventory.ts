@@ -9,10 +9,16 @@ export interface ObjectId {
   readonly name: string;
 }
 
+/** An inventory entry: the object, and what its last apply recorded (see `AppliedRecord`). */
+export interface InventoryEntry extends ObjectId {
+  readonly digest?: string;
+  readonly resourceVersion?: string;
+}
+
 export interface Inventory {
   /** The commit last applied to the cluster. */
   readonly revision: string;
-  readonly objects: readonly ObjectId[];
+  readonly objects: readonly InventoryEntry[];
 }
 
 export const INVENTORY_NAMESPACE = 'plumbline-system';
@@ -56,7 +62,7 @@ export async function readInventory(client: ClusterClient, clusterName: string):
   const live = await client.get(inventoryConfigMap(clusterName));
   const data = live?.data as { revision?: string; objects?: string } | undefined;
   if (!data?.revision || !data.objects) return undefined;
-  return { revision: data.revision, objects: JSON.parse(data.objects) as ObjectId[] };
+  return { revision: data.revision, objects: JSON.parse(data.objects) as InventoryEntry[] };
 }
 
 export async function writeInventory(client: ClusterClient, clusterName: string, inventory: Inventory): Promise<void> {

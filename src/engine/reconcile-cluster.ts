@@ -1,7 +1,7 @@
 import { type ApplyOptions, applyObjects } from './apply-objects.ts';
 import type { ChangeSet, ObjectChange } from './change-set.ts';
 import type { ClusterClient } from './cluster-client.ts';
-import { idKey, type ObjectId, objectIdOf, readInventory, writeInventory } from './inventory.ts';
+import { type InventoryEntry, idKey, type ObjectId, objectIdOf, readInventory, writeInventory } from './inventory.ts';
 import { objectRef, type RenderedObject } from './manifest.ts';
 import { executePrune, type PruneGuards, planPrune } from './prune.ts';
 
@@ -42,7 +42,14 @@ export async function reconcileCluster(input: ReconcileInput): Promise<Reconcile
       : ({ ok: true, stale: [] } as const);
   if (!plan.ok) return { status: 'failed', reason: plan.reason, changeSet: { changes: [] } };
 
-  const applied = await applyObjects(input.client, input.objects, input.apply);
+  const recorded = new Map(
+    (previous?.objects ?? []).flatMap((entry) =>
+      entry.digest && entry.resourceVersion
+        ? [[idKey(entry), { digest: entry.digest, resourceVersion: entry.resourceVersion }] as const]
+        : [],
+    ),
+  );
+  const applied = await applyObjects(input.client, input.objects, { ...input.apply, recorded });
   if (!applied.ok) {
     // Whatever the first stage wrote is now ours too: remember it so a later commit can prune it.
     const written = writtenObjects(applied.changeSet.changes, input.objects);
@@ -66,9 +73,10 @@ export async function reconcileCluster(input: ReconcileInput): Promise<Reconcile
     plan.stale.length > 0
       ? await executePrune(input.client, plan.stale, input.apply.concurrency)
       : { changes: [], retained: [] };
+  const entries = current.map((id) => ({ ...id, ...applied.records.get(idKey(id)) }));
   await writeInventory(input.client, input.clusterName, {
     revision: input.revision,
-    objects: union(current, pruned.retained),
+    objects: union(entries, pruned.retained),
   });
   return { status: 'applied', changeSet: { changes: [...applied.changeSet.changes, ...pruned.changes] } };
 }
@@ -80,7 +88,7 @@ function writtenObjects(changes: readonly ObjectChange[], objects: readonly Rend
   return objects.filter((o) => wroteRefs.has(objectRef(o.manifest))).map((o) => objectIdOf(o.manifest));
 }
 
-function union(a: readonly ObjectId[], b: readonly ObjectId[]): ObjectId[] {
+function union(a: readonly InventoryEntry[], b: readonly InventoryEntry[]): InventoryEntry[] {
   const seen = new Map(a.map((id) => [idKey(id), id]));
   for (const id of b) seen.set(idKey(id), id);
   return [...seen.values()];

@@ -143,3 +143,61 @@ describe('reconciling a cluster: inventory and prune', () => {
     await kube.core.deleteNamespace({ name: kept });
   });
 });
+
+describe('a reconcile of a commit that changes nothing', () => {
+  it('sends no dry-run and no write for objects neither Git nor anyone else changed, and notices when someone did', async () => {
+    const [namespace, cleanup] = await createTestNamespace(kube.core, 'noop');
+    try {
+      const calls = { dryRuns: 0, writes: 0 };
+      const counting = {
+        ...client,
+        apply: (manifest: Parameters<typeof client.apply>[0], options: Parameters<typeof client.apply>[1]) => {
+          if (options.dryRun) calls.dryRuns += 1;
+          else calls.writes += 1;
+          return client.apply(manifest, options);
+        },
+      };
+      const objects = Array.from({ length: 20 }, (_, i) => configMap(namespace, `noop-${i}`, { i: String(i) }));
+      const clusterName = uniqueName('noop');
+      const reconcileSame = (revision: string, desired: RenderedObject[]) =>
+        reconcileCluster({
+          client: counting,
+          clusterName,
+          revision,
+          objects: desired,
+          prune: true,
+          pruneGuards: { maxShare: 0.5, override: false },
+          apply: { concurrency: 16, conflicts: 'take-ownership', establishTimeoutMs: 30_000 },
+        });
+      await reconcileSame('a'.repeat(40), objects);
+      Object.assign(calls, { dryRuns: 0, writes: 0 });
+
+      const noop = await reconcileSame('b'.repeat(40), objects);
+      expect(countActions(noop.changeSet)).toMatchObject({ unchanged: 20 });
+      expect(calls.dryRuns).toBe(0);
+      expect(calls.writes).toBe(2); // the inventory (its namespace and ConfigMap), nothing else
+
+      await kube.objects.patch(
+        { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'noop-7', namespace }, data: { i: 'edited by hand' } },
+        undefined,
+        undefined,
+        'kubectl-edit',
+        true,
+        'application/apply-patch+yaml',
+      );
+      Object.assign(calls, { dryRuns: 0, writes: 0 });
+      const corrected = await reconcileSame('c'.repeat(40), objects);
+      expect(corrected.changeSet.changes.filter((c) => c.action !== 'unchanged')).toEqual([
+        expect.objectContaining({
+          object: `ConfigMap/${namespace}/noop-7`,
+          action: 'configured',
+          tookOwnershipFrom: ['kubectl-edit'],
+        }),
+      ]);
+      expect(calls.dryRuns).toBeLessThanOrEqual(2);
+      expect((await kube.core.readNamespacedConfigMap({ name: 'noop-7', namespace })).data).toEqual({ i: '7' });
+    } finally {
+      await cleanup();
+    }
+  });
+});
