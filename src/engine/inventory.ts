@@ -1,4 +1,4 @@
-import type { ClusterClient } from './cluster-client.ts';
+import { type ClusterClient, KubeError } from './cluster-client.ts';
 import type { Manifest } from './manifest.ts';
 
 /** How an applied object is remembered: enough to find and delete it later. */
@@ -65,10 +65,26 @@ export async function readInventory(client: ClusterClient, clusterName: string):
   return { revision: data.revision, objects: JSON.parse(data.objects) as InventoryEntry[] };
 }
 
-export async function writeInventory(client: ClusterClient, clusterName: string, inventory: Inventory): Promise<void> {
-  await client.apply(
-    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: INVENTORY_NAMESPACE } },
-    { dryRun: false, force: true },
-  );
-  await client.apply(inventoryConfigMap(clusterName, inventory), { dryRun: false, force: true });
+/**
+ * Records the inventory; nothing is written when it is what `previous` already says (a no-op reconcile
+ * makes no write at all), and the namespace is created only the first time.
+ */
+export async function writeInventory(
+  client: ClusterClient,
+  clusterName: string,
+  inventory: Inventory,
+  previous?: Inventory,
+): Promise<void> {
+  if (previous && JSON.stringify(previous) === JSON.stringify(inventory)) return;
+  const configMap = inventoryConfigMap(clusterName, inventory);
+  try {
+    await client.apply(configMap, { dryRun: false, force: true });
+  } catch (error) {
+    if (!(error instanceof KubeError) || error.kind !== 'missing-namespace') throw error;
+    await client.apply(
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: INVENTORY_NAMESPACE } },
+      { dryRun: false, force: true },
+    );
+    await client.apply(configMap, { dryRun: false, force: true });
+  }
 }

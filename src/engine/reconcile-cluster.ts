@@ -74,10 +74,12 @@ export async function reconcileCluster(input: ReconcileInput): Promise<Reconcile
       ? await executePrune(input.client, plan.stale, input.apply.concurrency)
       : { changes: [], retained: [] };
   const entries = current.map((id) => ({ ...id, ...applied.records.get(idKey(id)) }));
-  await writeInventory(input.client, input.clusterName, {
-    revision: input.revision,
-    objects: union(entries, pruned.retained),
-  });
+  await writeInventory(
+    input.client,
+    input.clusterName,
+    { revision: input.revision, objects: union(entries, pruned.retained) },
+    previous,
+  );
   return { status: 'applied', changeSet: { changes: [...applied.changeSet.changes, ...pruned.changes] } };
 }
 

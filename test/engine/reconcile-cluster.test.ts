@@ -175,7 +175,7 @@ describe('a reconcile of a commit that changes nothing', () => {
       const noop = await reconcileSame('b'.repeat(40), objects);
       expect(countActions(noop.changeSet)).toMatchObject({ unchanged: 20 });
       expect(calls.dryRuns).toBe(0);
-      expect(calls.writes).toBe(2); // the inventory (its namespace and ConfigMap), nothing else
+      expect(calls.writes).toBe(1); // the inventory's new revision, nothing else
 
       await kube.objects.patch(
         { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'noop-7', namespace }, data: { i: 'edited by hand' } },
