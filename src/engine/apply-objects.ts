@@ -5,6 +5,7 @@ import { mapLimited } from '../support/limit-concurrency.ts';
 import type { ChangeSet, ObjectChange } from './change-set.ts';
 import { type ClusterClient, KubeError, type LiveObject } from './cluster-client.ts';
 import { type Manifest, objectKey, objectRef, type RenderedObject } from './manifest.ts';
+import { readLiveObjects } from './read-live-objects.ts';
 import { STAGES, stageOf } from './stages.ts';
 
 export interface ApplyOptions {
@@ -65,7 +66,11 @@ export async function applyObjects(
   objects: readonly RenderedObject[],
   options: ApplyOptions,
 ): Promise<ApplyResult> {
-  const live = await liveObjects(client, objects, options.concurrency);
+  const live = await readLiveObjects(
+    client,
+    objects.map((o) => o.manifest),
+    options.concurrency,
+  );
   const firstPass = await mapLimited(objects, options.concurrency, (object) => dryRun(client, object, options, live));
   throwIfUnavailable(firstPass);
   const created = creationsInCommit(objects);
@@ -124,39 +129,6 @@ export async function applyObjects(
   }
   for (const stage of STAGES.slice(1)) await write(planned.filter((p) => stageOf(p.object.manifest) === stage));
   return { ok: true, changeSet: { changes }, records };
-}
-
-/** Groups of at least this many objects of one kind and namespace are read with one LIST instead of GETs. */
-const LIST_THRESHOLD = 8;
-
-/** Live copies of the objects, keyed by `objectKey`: one LIST per large group; absent keys mean "use GET". */
-async function liveObjects(
-  client: ClusterClient,
-  objects: readonly RenderedObject[],
-  concurrency: number,
-): Promise<Map<string, LiveObject | undefined>> {
-  const groups = new Map<string, RenderedObject[]>();
-  for (const object of objects) {
-    const { apiVersion, kind, metadata } = object.manifest;
-    const group = `${apiVersion}|${kind}|${metadata.namespace ?? ''}`;
-    groups.set(group, [...(groups.get(group) ?? []), object]);
-  }
-  const live = new Map<string, LiveObject | undefined>();
-  const large = [...groups.values()].filter((members) => members.length >= LIST_THRESHOLD);
-  await mapLimited(large, concurrency, async (members) => {
-    const { apiVersion, kind, metadata } = (members[0] as RenderedObject).manifest;
-    let items: LiveObject[];
-    try {
-      items = await client.list(apiVersion, kind, metadata.namespace);
-    } catch (error) {
-      // A kind or namespace that does not exist yet: the dry-run reports it per object.
-      if (error instanceof KubeError && !error.retryable) return;
-      throw error;
-    }
-    const byName = new Map(items.map((item) => [(item.metadata as { name?: string } | undefined)?.name, item]));
-    for (const { manifest } of members) live.set(objectKey(manifest), byName.get(manifest.metadata.name));
-  });
-  return live;
 }
 
 async function dryRun(

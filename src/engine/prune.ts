@@ -1,8 +1,9 @@
 import { mapLimited } from '../support/limit-concurrency.ts';
 import type { ObjectChange } from './change-set.ts';
-import { type ClusterClient, FIELD_MANAGER, KubeError } from './cluster-client.ts';
+import { type ClusterClient, FIELD_MANAGER, KubeError, type LiveObject } from './cluster-client.ts';
 import { idKey, manifestOf, type ObjectId } from './inventory.ts';
-import { objectRef } from './manifest.ts';
+import { objectKey, objectRef } from './manifest.ts';
+import { readLiveObjects } from './read-live-objects.ts';
 import { STAGES, stageOf } from './stages.ts';
 
 /** Deleting these loses data or everything inside them: only with this annotation on the live object. */
@@ -46,9 +47,10 @@ export async function executePrune(
 ): Promise<{ changes: ObjectChange[]; retained: ObjectId[] }> {
   const changes: ObjectChange[] = [];
   const retained: ObjectId[] = [];
+  const live = await readLiveObjects(client, stale.map(manifestOf), concurrency);
   for (const stage of [...STAGES].reverse()) {
     const batch = stale.filter((id) => stageOf(id) === stage);
-    const results = await mapLimited(batch, concurrency, async (id) => pruneOne(client, id));
+    const results = await mapLimited(batch, concurrency, async (id) => pruneOne(client, id, live));
     for (const [index, result] of results.entries()) {
       changes.push(result.change);
       if (result.retain) retained.push(batch[index] as ObjectId);
@@ -57,11 +59,16 @@ export async function executePrune(
   return { changes, retained };
 }
 
-async function pruneOne(client: ClusterClient, id: ObjectId): Promise<{ change: ObjectChange; retain: boolean }> {
+async function pruneOne(
+  client: ClusterClient,
+  id: ObjectId,
+  known: Map<string, LiveObject | undefined>,
+): Promise<{ change: ObjectChange; retain: boolean }> {
   const manifest = manifestOf(id);
   const object = objectRef(manifest);
   try {
-    const live = await client.get(manifest);
+    const key = objectKey(manifest);
+    const live = known.has(key) ? known.get(key) : await client.get(manifest);
     if (!live) return { change: { object, action: 'deleted', message: 'already gone' }, retain: false };
     const metadata = live.metadata as
       | { annotations?: Record<string, string>; managedFields?: { manager?: string }[] }

@@ -125,6 +125,21 @@ describe('reconciling a cluster: inventory and prune', () => {
     expect(await names()).not.toContain('p2');
   });
 
+  it('prunes many objects of one kind read with a single LIST, leaving objects it no longer manages', async () => {
+    const cluster = uniqueName('bulk');
+    const many = Array.from({ length: 12 }, (_, i) => configMap(namespace, `bulk-${i}`));
+    await reconcile(cluster, 'a'.repeat(40), many);
+    // Someone else took over bulk-11 entirely: it is no longer Plumbline's to delete.
+    await kube.core.replaceNamespacedConfigMap({
+      name: 'bulk-11',
+      namespace,
+      body: { metadata: { name: 'bulk-11', namespace, managedFields: [{}] }, data: { a: 'theirs' } },
+    });
+    const outcome = await reconcile(cluster, 'b'.repeat(40), many.slice(0, 2), true);
+    expect(countActions(outcome.changeSet)).toMatchObject({ deleted: 9, skipped: 1 });
+    expect((await names()).filter((n) => n.startsWith('bulk-')).sort()).toEqual(['bulk-0', 'bulk-1', 'bulk-11']);
+  });
+
   it('prunes a Namespace only when it carries the opt-in annotation', async () => {
     const cluster = uniqueName('nsprune');
     const [kept, optedIn] = [uniqueName('kept'), uniqueName('optin')];
