@@ -21,8 +21,11 @@ describe('receiver shutdown', () => {
       });
       req.on('error', reject);
     });
+    const connected = new Promise((resolve) => req.once('socket', (socket) => socket.once('connect', resolve)));
     req.write(delivery.body.slice(0, half));
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // The delivery is under way (connected, headers and half the body sent) before shutdown starts.
+    await connected;
+    await new Promise((resolve) => setTimeout(resolve, 200));
 
     const closing = harness.close();
     req.end(delivery.body.slice(half));
