@@ -20,6 +20,12 @@ const log = (line: string) => process.stdout.write(`${line}\n`);
 
 const dir = await mkdtemp(join(tmpdir(), 'plumbline-bench-'));
 const redis = await startRedisServer(dir, await freePort(), { name: 'bench' });
+// Interrupted (Ctrl-C, a CI timeout): the Redis this run started must not outlive it.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    void stopProcess(redis.pid, redis.command).finally(() => process.exit(130));
+  });
+}
 try {
   const b1 = wanted('b1') ? await runB1(redis.url, reps, log) : undefined;
   const kubeconfig = process.env.PLUMBLINE_BENCH_KUBECONFIG ?? process.env.KUBECONFIG;
