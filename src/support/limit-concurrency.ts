@@ -1,33 +1,24 @@
 /**
- * Runs at most `limit` tasks at once, in submission order. The Kubernetes JS client has no client-side
- * limiter; without one, a large commit would open thousands of requests against the apiserver's
- * in-flight slots at the same time.
+ * `Promise.all` over `items` with at most `limit` in flight: the Kubernetes JS client has no limiter, and
+ * a large commit must not open thousands of requests at once. On the first failure no further item is
+ * started, and the rejection waits until the ones in flight have settled: a caller that releases a lock
+ * on failure must not leave requests running behind it.
  */
-export function createLimiter(limit: number): <T>(task: () => Promise<T>) => Promise<T> {
-  let active = 0;
-  const queue: (() => void)[] = [];
-  const next = () => {
-    if (active >= limit) return;
-    const start = queue.shift();
-    if (start) start();
+export async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const lane = async () => {
+    while (failure === undefined && next < items.length) {
+      const index = next++;
+      try {
+        results[index] = await fn(items[index] as T);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
   };
-  return <T>(task: () => Promise<T>) =>
-    new Promise<T>((resolve, reject) => {
-      queue.push(() => {
-        active += 1;
-        task()
-          .then(resolve, reject)
-          .finally(() => {
-            active -= 1;
-            next();
-          });
-      });
-      next();
-    });
-}
-
-/** `Promise.all` over `items` with at most `limit` in flight. */
-export function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const run = createLimiter(limit);
-  return Promise.all(items.map((item) => run(() => fn(item))));
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  if (failure) throw failure.error;
+  return results;
 }
