@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { isNode, LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
+import { normalizeFolder } from '../source/render-inputs.ts';
 
 /** One cluster as the operator registered it (`PLUMBLINE_CLUSTERS`); credentials never come from Git. */
 export interface ClusterEntry {
@@ -49,7 +50,7 @@ const relativePath = z
   .string()
   .min(1)
   .refine((p) => !p.startsWith('/') && !p.split('/').includes('..'), 'must be a path inside the repository')
-  .transform((p) => p.replace(/\/+$/, '').replace(/^\.\//, ''));
+  .transform(normalizeFolder);
 
 const clusterSchema = z
   .object({

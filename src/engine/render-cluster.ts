@@ -1,6 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { collectRenderInputs } from '../source/render-inputs.ts';
+import { collectRenderInputs, KUSTOMIZATION_FILES, normalizeFolder } from '../source/render-inputs.ts';
 import { fsTreeReader } from '../source/tree-reader.ts';
 import { CommandTimeoutError, runCommand } from '../support/run-command.ts';
 import type { ManifestProblem, RenderedObject, SourceLocation } from './manifest.ts';
@@ -51,14 +51,15 @@ export async function renderCluster(
         message:
           f.reason === 'remote'
             ? `remote base ${f.reference} is not allowed: vendor it into the repository`
-            : `${f.reference} leaves the repository`,
+            : f.reason === 'outside-repository'
+              ? `${f.reference} leaves the repository`
+              : `${f.reference} is neither a file nor a folder of the repository (remote bases are not allowed)`,
         source: { file: f.file },
       })),
     };
   }
-  const isKustomization = [...inputs.files].some(
-    (file) => file.startsWith(`${clusterPath}/`) && /\/(kustomization\.ya?ml|Kustomization)$/.test(file),
-  );
+  const folder = normalizeFolder(clusterPath);
+  const isKustomization = KUSTOMIZATION_FILES.some((name) => inputs.files.has(folder ? `${folder}/${name}` : name));
   const parsed = isKustomization
     ? await runKustomize(treeDir, clusterPath, options)
     : await readPlainFolder(treeDir, clusterPath);

@@ -22,14 +22,19 @@ export interface ForbiddenReference {
   /** The kustomization that makes the reference. */
   readonly file: string;
   readonly reference: string;
-  readonly reason: 'remote' | 'outside-repository';
+  readonly reason: 'remote' | 'outside-repository' | 'not-in-repository';
 }
 
 export const KUSTOMIZATION_FILES = ['kustomization.yaml', 'kustomization.yml', 'Kustomization'] as const;
 
 type Kustomization = Record<string, unknown>;
 
-const isRemote = (ref: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(ref) || /^(github\.com|gitlab\.com|git@)/.test(ref);
+/** URLs, go-getter (`git::…`) and scp-like (`user@host:path`) forms, and bare hosts kustomize fetches. */
+const isRemote = (ref: string) =>
+  /^[a-z][a-z0-9+.-]*:\/\//i.test(ref) ||
+  ref.includes('::') ||
+  /^[\w.-]+@[\w.-]+:/.test(ref) ||
+  /^(github|gitlab|bitbucket)\.(com|org)\//i.test(ref);
 const strings = (value: unknown): string[] =>
   Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
 const records = (value: unknown): Record<string, unknown>[] =>
@@ -121,9 +126,12 @@ export async function collectRenderInputs(tree: TreeReader, clusterPath: string)
           continue;
         }
         if (await tree.isDirectory(resolved)) await visitFolder(resolved);
-        else {
+        else if ((await tree.readText(resolved)) !== undefined) {
           files.add(resolved);
           resources.add(resolved);
+        } else {
+          // Whatever kustomize would make of it (a remote in a form we do not recognise), it is not ours.
+          forbidden.push({ file: path, reference: entry, reason: 'not-in-repository' });
         }
       }
       return;
@@ -131,8 +139,14 @@ export async function collectRenderInputs(tree: TreeReader, clusterPath: string)
     subtrees.add(dir);
   };
 
-  await visitFolder(clusterPath.replace(/\/+$/, ''));
+  await visitFolder(normalizeFolder(clusterPath));
   return { files, resources, subtrees: [...subtrees].sort(), forbidden };
+}
+
+/** `./a/b/`, `a//b`, `.` → `a/b`, `a/b`, `` (the repository root). */
+export function normalizeFolder(path: string): string {
+  const normalized = posix.normalize(path).replace(/\/+$/, '');
+  return normalized === '.' ? '' : normalized;
 }
 
 /** True when a changed path is one the render reads. Pure. */

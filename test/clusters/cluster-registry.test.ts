@@ -39,6 +39,13 @@ describe('the cluster registry', () => {
     ]);
   });
 
+  it('normalises paths, the repository root included', () => {
+    const registry = parseClusterRegistry(
+      'clusters:\n  - {name: root, repo: a/b, path: ., inCluster: true}\n  - {name: two, repo: a/b, path: ./x//y/, inCluster: true}\n',
+    );
+    expect(registry.clusters.map((c) => c.path)).toEqual(['', 'x/y']);
+  });
+
   it('lets a repository reach only the clusters registered for it', () => {
     const registry = parseClusterRegistry(valid);
     expect(clustersForRepository(registry, 'acme/platform-gitops').map((c) => c.name)).toEqual([

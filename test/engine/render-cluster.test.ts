@@ -136,6 +136,34 @@ describe('rendering a cluster folder', () => {
     });
   });
 
+  it.each([
+    'git::https://evil.example/x/y//base',
+    'deploy@git.example.com:org/repo.git//base',
+    'GitHub.com/acme/remote/base',
+    'ssh://git@example.com/org/repo',
+    'missing-folder',
+  ])('refuses %s before kustomize could fetch it', async (reference) => {
+    const dir = await tree({ 'c/kustomization.yaml': `resources:\n  - ${reference}\n` });
+    const result = await renderCluster(dir, 'c', options);
+    expect(result).toMatchObject({
+      ok: false,
+      problems: [{ message: expect.stringMatching(/not allowed/), source: { file: 'c/kustomization.yaml' } }],
+    });
+  });
+
+  it('renders a cluster whose folder is the repository root', async () => {
+    const dir = await tree({
+      'kustomization.yaml': 'resources: [cm.yaml]\n',
+      'cm.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: root}\n',
+    });
+    expect(await renderCluster(dir, '', options)).toMatchObject({
+      ok: true,
+      renderer: 'kustomize',
+      objects: [{ manifest: { metadata: { name: 'root' } } }],
+    });
+    expect(await renderCluster(dir, '.', options)).toMatchObject({ ok: true, renderer: 'kustomize' });
+  });
+
   it('refuses references and symlinks that leave the repository', async () => {
     const up = await renderCluster(
       await tree({ 'c/kustomization.yaml': 'resources: [../../../../../etc]\n' }),
@@ -168,11 +196,14 @@ describe('rendering a cluster folder', () => {
   });
 
   it('reports a kustomize failure with the file it names', async () => {
-    const dir = await tree({ 'c/kustomization.yaml': 'resources: [missing.yaml]\n' });
+    const dir = await tree({
+      'c/kustomization.yaml': 'resources: [list.yaml]\n',
+      'c/list.yaml': '- not\n- an object\n',
+    });
     const result = await renderCluster(dir, 'c', options);
     expect(result).toMatchObject({
       ok: false,
-      problems: [{ message: expect.stringMatching(/kustomize build failed: .*missing\.yaml/) }],
+      problems: [{ message: expect.stringMatching(/kustomize build failed: /) }],
     });
   });
 
