@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { mapLimited } from '../support/limit-concurrency.ts';
 import type { ChangeSet, ObjectChange } from './change-set.ts';
-import { type ClusterClient, KubeError, type LiveObject } from './cluster-client.ts';
+import { type ClusterClient, FIELD_MANAGER, KubeError, type LiveObject } from './cluster-client.ts';
 import { type Manifest, objectKey, objectRef, type RenderedObject } from './manifest.ts';
 import { readLiveObjects } from './read-live-objects.ts';
 import { STAGES, stageOf } from './stages.ts';
@@ -82,21 +82,49 @@ export async function applyObjects(
   const planned = firstPass.filter((r): r is Extract<DryRun, { ok: true }> => r.ok).map((r) => r.planned);
   const changes: ObjectChange[] = [];
   const records = new Map<string, AppliedRecord>();
-  const write = async (items: readonly Planned[]) => {
+  /** Writes one stage; false when the apiserver refused a write that its dry-run had accepted. */
+  const write = async (items: readonly Planned[]): Promise<boolean> => {
     if (items.some((item) => item.action !== 'unchanged')) await options.beforeWrite?.();
     const written = await mapLimited(items, options.concurrency, async (item): Promise<ObjectChange> => {
       const { manifest } = item.object;
-      const result =
-        item.action === 'unchanged' ? undefined : await client.apply(manifest, { dryRun: false, force: item.force });
+      let result: LiveObject | undefined;
+      try {
+        result =
+          item.action === 'unchanged' ? undefined : await client.apply(manifest, { dryRun: false, force: item.force });
+      } catch (error) {
+        // A webhook or a racing change can refuse what the dry-run accepted: a failed object, not a retry.
+        if (error instanceof KubeError && !error.retryable)
+          return { ...changeOf(item), action: 'failed', message: error.message };
+        throw error;
+      }
       const resourceVersion = resourceVersionOf(result) ?? item.resourceVersion;
       if (resourceVersion) records.set(objectKey(manifest), { digest: manifestDigest(manifest), resourceVersion });
       return changeOf(item);
     });
     changes.push(...written);
+    return written.every((change) => change.action !== 'failed');
+  };
+  const stopped = (): ApplyResult => {
+    const done = new Set(changes.map((c) => c.object));
+    const rest = planned.filter((p) => !done.has(objectRef(p.object.manifest)));
+    return {
+      ok: false,
+      records,
+      changeSet: {
+        changes: [
+          ...changes,
+          ...rest.map((p) => ({
+            ...changeOf(p),
+            action: 'skipped' as const,
+            message: 'not applied: another object of the commit was rejected',
+          })),
+        ],
+      },
+    };
   };
 
   const firstStage = planned.filter((p) => stageOf(p.object.manifest) === 'definitions');
-  await write(firstStage);
+  if (!(await write(firstStage))) return stopped();
   if (deferred.length > 0) {
     await waitForDefinitions(
       client,
@@ -127,7 +155,9 @@ export async function applyObjects(
     }
     planned.push(...secondPass.flatMap((r) => (r.ok ? [r.planned] : [])));
   }
-  for (const stage of STAGES.slice(1)) await write(planned.filter((p) => stageOf(p.object.manifest) === stage));
+  for (const stage of STAGES.slice(1)) {
+    if (!(await write(planned.filter((p) => stageOf(p.object.manifest) === stage)))) return stopped();
+  }
   return { ok: true, changeSet: { changes }, records };
 }
 
@@ -154,10 +184,13 @@ async function dryRun(
       known.has(key) ? known.get(key) : client.get(manifest),
       applyTakingOwnership(client, manifest, options),
     ]);
+    // Same content but not (yet) ours — created by hand, or fields held by another manager — still needs
+    // the write that makes Plumbline its field manager, or prune and drift detection would not see it.
+    const owned = managers(live).includes(FIELD_MANAGER) && !result.force;
     const action =
       live === undefined
         ? 'created'
-        : isDeepStrictEqual(comparable(result.object), comparable(live))
+        : owned && isDeepStrictEqual(comparable(result.object), comparable(live))
           ? 'unchanged'
           : 'configured';
     return {
@@ -189,6 +222,11 @@ async function applyTakingOwnership(client: ClusterClient, manifest: Manifest, o
     const takenFrom = [...new Set([...error.message.matchAll(/conflict with "([^"]+)"/g)].map((m) => m[1] ?? ''))];
     return { object: await client.apply(manifest, { dryRun: true, force: true }), force: true, takenFrom };
   }
+}
+
+function managers(object: LiveObject | undefined): string[] {
+  const fields = (object?.metadata as { managedFields?: { manager?: string }[] } | undefined)?.managedFields ?? [];
+  return fields.map((entry) => entry.manager ?? '');
 }
 
 function resourceVersionOf(object: LiveObject | undefined): string | undefined {

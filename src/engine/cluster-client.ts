@@ -190,6 +190,8 @@ export function classify(error: unknown, what: Pick<Manifest, 'kind' | 'metadata
     return new KubeError('not-found', `${ref}: not found`, status);
   }
   if (status === 409) return new KubeError('conflict', `${ref}: ${message}`, status);
+  // Expired credentials or missing RBAC are the installation's problem, not the commit's: retry.
+  if (status === 401 || status === 403) return new KubeError('unavailable', `${ref}: ${message}`, status);
   // Server-side apply answers 500 when the object does not fit the kind's schema: still the object's fault.
   if (/failed to create typed patch object|field not declared in schema/.test(message)) {
     return new KubeError('rejected', `${ref}: ${message}`, status);

@@ -61,8 +61,9 @@ function inventoryConfigMap(clusterName: string, inventory?: Inventory): Manifes
 export async function readInventory(client: ClusterClient, clusterName: string): Promise<Inventory | undefined> {
   const live = await client.get(inventoryConfigMap(clusterName));
   const data = live?.data as { revision?: string; objects?: string } | undefined;
-  if (!data?.revision || !data.objects) return undefined;
-  return { revision: data.revision, objects: JSON.parse(data.objects) as InventoryEntry[] };
+  // An empty revision is a first commit that failed after writing its first stage: its objects still count.
+  if (data?.objects === undefined) return undefined;
+  return { revision: data.revision ?? '', objects: JSON.parse(data.objects) as InventoryEntry[] };
 }
 
 /**

@@ -63,7 +63,7 @@ export async function reconcileCluster(input: ReconcileInput): Promise<Reconcile
     const failed = applied.changeSet.changes.filter((c) => c.action === 'failed').length;
     return {
       status: 'failed',
-      reason: `${failed} object(s) rejected by the cluster; nothing else was applied`,
+      reason: `${failed} object(s) rejected by the cluster; the rest of the commit was not applied`,
       changeSet: applied.changeSet,
     };
   }

@@ -31,6 +31,7 @@ export function createRenderCache(options: RenderOptions, maxEntries = 64): Rend
       }
       stats.misses += 1;
       const result = await renderCluster(treeDir, clusterPath, options);
+      if (!result.ok && result.transient) return result;
       entries.set(key, result);
       if (entries.size > maxEntries) entries.delete(entries.keys().next().value as string);
       return result;

@@ -8,7 +8,12 @@ import { findDuplicates, parseManifests } from './parse-manifests.ts';
 
 export type RenderResult =
   | { readonly ok: true; readonly objects: readonly RenderedObject[]; readonly renderer: 'kustomize' | 'plain' }
-  | { readonly ok: false; readonly problems: readonly ManifestProblem[] };
+  | {
+      readonly ok: false;
+      readonly problems: readonly ManifestProblem[];
+      /** The render may succeed when tried again (it timed out): not to be cached. */
+      readonly transient?: true;
+    };
 
 /** How to run kustomize: the standalone binary, or the copy built into kubectl. */
 export interface KustomizeCommand {
@@ -73,7 +78,7 @@ export async function renderCluster(
 
 type Parsed =
   | { readonly ok: true; readonly objects: RenderedObject[]; readonly problems: ManifestProblem[] }
-  | { readonly ok: false; readonly problems: ManifestProblem[] };
+  | { readonly ok: false; readonly problems: ManifestProblem[]; readonly transient?: true };
 
 async function runKustomize(treeDir: string, clusterPath: string, options: RenderOptions): Promise<Parsed> {
   const kustomization = { file: `${clusterPath}/kustomization.yaml` };
@@ -94,11 +99,10 @@ async function runKustomize(treeDir: string, clusterPath: string, options: Rende
     }
     return { ok: true, ...parseManifests(result.stdout.toString('utf8'), undefined) };
   } catch (error) {
-    const message =
-      error instanceof CommandTimeoutError
-        ? `kustomize build did not finish within ${options.timeoutMs / 1000} s`
-        : `kustomize could not run: ${(error as Error).message}`;
-    return { ok: false, problems: [{ message, source: kustomization }] };
+    // kustomize missing or the machine out of processes is the worker's problem: thrown, so the job retries.
+    if (!(error instanceof CommandTimeoutError)) throw error;
+    const message = `kustomize build did not finish within ${options.timeoutMs / 1000} s`;
+    return { ok: false, problems: [{ message, source: kustomization }], transient: true };
   }
 }
 

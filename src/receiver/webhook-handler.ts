@@ -57,7 +57,11 @@ export function createWebhookHandler(deps: WebhookDependencies) {
 
     const stopTimer = deps.metrics.enqueueSeconds.startTimer({ event: label });
     try {
-      const records = route.kind === 'enqueue' ? route.jobs.map((job) => deps.producer.latestRecord(job)) : [];
+      // A re-run names an older commit on purpose; it must not pass for the newest push of its branch.
+      const records =
+        route.kind === 'enqueue'
+          ? route.jobs.filter((job) => job.trigger !== 'rerun').map((job) => deps.producer.latestRecord(job))
+          : [];
       const claim = await withTimeout(deps.ledger.claim(deliveryId, records), deps.enqueueTimeoutMs);
       if (claim === 'duplicate') {
         log.info('redelivery acknowledged; its job was queued before');
@@ -82,6 +86,8 @@ export function createWebhookHandler(deps: WebhookDependencies) {
       log.info(describe(route), 'delivery queued');
       return reply(202, 'queued', { queued: route.kind === 'enqueue' ? route.jobs.length : 0 });
     } catch (error) {
+      // The claim may have reached Redis even if its answer did not: free it so a redelivery is not refused.
+      await deps.ledger.release(deliveryId).catch(() => undefined);
       log.error({ error: errorSummary(error) }, 'delivery not queued: Redis unavailable');
       return reply(503, 'unavailable', { error: 'queue unavailable; GitHub will show this delivery as failed' });
     }

@@ -3,8 +3,11 @@ import { collectRenderInputs, isAffectedBy, type TreeReader } from './render-inp
 
 export interface AffectedCluster {
   readonly cluster: ClusterEntry;
-  /** `first-apply`: nothing applied yet; `inputs-changed`: a file its render reads changed. */
-  readonly reason: 'first-apply' | 'inputs-changed';
+  /**
+   * `first-apply`: nothing applied yet; `inputs-changed`: a file its render reads changed;
+   * `history-unknown`: the applied commit no longer exists upstream, so nothing can be compared.
+   */
+  readonly reason: 'first-apply' | 'inputs-changed' | 'history-unknown';
   /** The changed paths among its inputs (empty for a first apply). */
   readonly changedInputs: readonly string[];
 }
@@ -16,8 +19,8 @@ export interface AffectedClustersInput {
   readonly targetSha: string;
   /** The target commit's tree. */
   readonly tree: TreeReader;
-  /** `git diff --name-only from to`: the truth, unlike a webhook's truncated file list. */
-  readonly changedPaths: (from: string, to: string) => Promise<readonly string[]>;
+  /** `git diff --name-only from to` (the truth, unlike a webhook's truncated file list); `unknown` when `from` is gone. */
+  readonly changedPaths: (from: string, to: string) => Promise<readonly string[] | 'unknown'>;
 }
 
 /**
@@ -28,7 +31,7 @@ export async function selectAffectedClusters(input: AffectedClustersInput): Prom
   affected: AffectedCluster[];
   unaffected: ClusterEntry[];
 }> {
-  const diffs = new Map<string, Promise<readonly string[]>>();
+  const diffs = new Map<string, Promise<readonly string[] | 'unknown'>>();
   const affected: AffectedCluster[] = [];
   const unaffected: ClusterEntry[] = [];
   for (const cluster of input.clusters) {
@@ -43,6 +46,10 @@ export async function selectAffectedClusters(input: AffectedClustersInput): Prom
     }
     if (!diffs.has(applied)) diffs.set(applied, input.changedPaths(applied, input.targetSha));
     const changed = (await diffs.get(applied)) ?? [];
+    if (changed === 'unknown') {
+      affected.push({ cluster, reason: 'history-unknown', changedInputs: [] });
+      continue;
+    }
     const inputs = await collectRenderInputs(input.tree, cluster.path);
     const changedInputs = changed.filter((path) => isAffectedBy(inputs, [path]));
     if (changedInputs.length > 0) affected.push({ cluster, reason: 'inputs-changed', changedInputs });

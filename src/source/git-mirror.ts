@@ -139,9 +139,10 @@ export class GitMirror {
   /** Runs git under the mirror's exclusive lock (util-linux `flock`: released by the kernel if we crash). */
   private locked(mirror: string, args: readonly string[], remote?: Remote): Promise<CommandResult> {
     const env = remote ? credentialEnv(remote) : {};
+    // --no-fork: flock execs git, so a timeout's SIGKILL ends git and releases the lock with it.
     return runCommand(
       'flock',
-      ['--wait', String(Math.ceil(this.options.timeoutMs / 1000)), `${mirror}.lock`, 'git', ...args],
+      ['--no-fork', '--wait', String(Math.ceil(this.options.timeoutMs / 1000)), `${mirror}.lock`, 'git', ...args],
       {
         env: { ...baseEnv, ...env },
         timeoutMs: this.options.timeoutMs,
@@ -188,11 +189,7 @@ function git(
 
 function fetchError(result: CommandResult, remote: Remote, sha: string): Error {
   const reason = firstLine(result.stderr);
-  if (
-    /not our ref|couldn't find remote ref|no such remote ref|unadvertised object|did not send all necessary objects/i.test(
-      result.stderr,
-    )
-  ) {
+  if (/not our ref|couldn't find remote ref|no such remote ref|unadvertised object/i.test(result.stderr)) {
     return new CommitNotFoundError(`commit ${sha} does not exist in repository ${remote.repositoryId}`);
   }
   return new GitError(`git fetch of ${sha.slice(0, 7)} failed: ${reason}`);

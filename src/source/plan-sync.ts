@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { ClusterEntry } from '../clusters/cluster-registry.ts';
 import type { SyncJob } from '../queue/jobs.ts';
 import { selectAffectedClusters } from './affected-clusters.ts';
-import type { GitMirror, Remote } from './git-mirror.ts';
+import { CommitNotFoundError, type GitMirror, type Remote } from './git-mirror.ts';
 import { type HistoryVerdict, judgeHistory } from './history-guard.ts';
 import { fsTreeReader } from './tree-reader.ts';
 
@@ -17,7 +17,7 @@ export type ClusterPlan =
   | {
       readonly cluster: ClusterEntry;
       readonly action: 'reconcile';
-      readonly reason: 'first-apply' | 'inputs-changed';
+      readonly reason: 'first-apply' | 'inputs-changed' | 'history-unknown';
       readonly changedInputs: readonly string[];
     };
 
@@ -55,13 +55,19 @@ export async function planSync(input: PlanSyncInput): Promise<SyncPlan> {
     const allowed: ClusterEntry[] = [];
     for (const cluster of input.clusters) {
       const applied = input.appliedSha(cluster);
+      // An applied commit that no longer exists upstream (history rewritten, repository replaced) cannot be
+      // an ancestor: the guard refuses unless the operator allows rewrites.
+      const appliedExists = applied === undefined || (await present(() => mirror.fetch(remote, applied)));
       const descends =
         applied === undefined || applied === job.after
           ? undefined
-          : // GitHub guarantees a non-forced push descends from `before`: no history needed then.
-            (job.before === applied && !job.forced) || (await mirror.isAncestor(remote, applied, job.after));
+          : appliedExists &&
+            // GitHub guarantees a non-forced push descends from `before`: no history needed then.
+            ((job.before === applied && !job.forced) || (await mirror.isAncestor(remote, applied, job.after)));
       const older =
-        applied !== undefined && descends === false ? await mirror.isAncestor(remote, job.after, applied) : false;
+        applied !== undefined && appliedExists && descends === false
+          ? await mirror.isAncestor(remote, job.after, applied)
+          : false;
       const verdict = judgeHistory({
         applied,
         candidate: job.after,
@@ -79,7 +85,7 @@ export async function planSync(input: PlanSyncInput): Promise<SyncPlan> {
       targetSha: job.after,
       tree: fsTreeReader(treeDir),
       changedPaths: async (from, to) => {
-        await mirror.fetch(remote, from);
+        if (!(await present(() => mirror.fetch(remote, from)))) return 'unknown';
         return mirror.changedPaths(job.repository.id, from, to);
       },
     });
@@ -91,6 +97,17 @@ export async function planSync(input: PlanSyncInput): Promise<SyncPlan> {
     return { treeDir, plans, cleanup };
   } catch (error) {
     await cleanup();
+    throw error;
+  }
+}
+
+/** False when the commit does not exist upstream; any other failure is thrown (it may be worth a retry). */
+async function present(fetch: () => Promise<void>): Promise<boolean> {
+  try {
+    await fetch();
+    return true;
+  } catch (error) {
+    if (error instanceof CommitNotFoundError) return false;
     throw error;
   }
 }

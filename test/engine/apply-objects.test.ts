@@ -152,6 +152,39 @@ describe('applying objects with server-side apply against a real apiserver', () 
     expect((await kube.core.readNamespacedConfigMap({ name: 'shared', namespace })).data).toEqual({ level: 'info' });
   });
 
+  it('adopts an identical object someone else created, so that it becomes Plumbline-managed', async () => {
+    await kube.core.createNamespacedConfigMap({
+      namespace,
+      body: { metadata: { name: 'handmade' }, data: { same: 'content' } },
+    });
+    const result = await applyObjects(client, [configMap(namespace, 'handmade', { same: 'content' })], options);
+    expect(result.changeSet.changes[0]?.action).toBe('configured');
+    const live = await kube.core.readNamespacedConfigMap({ name: 'handmade', namespace });
+    expect(live.metadata?.managedFields?.map((f) => f.manager)).toContain('plumbline');
+    expect(
+      (await applyObjects(client, [configMap(namespace, 'handmade', { same: 'content' })], options)).changeSet
+        .changes[0]?.action,
+    ).toBe('unchanged');
+  });
+
+  it('stops at a write the apiserver refuses after its dry-run passed, and says what was written', async () => {
+    const { KubeError } = await import('../../src/engine/cluster-client.ts');
+    const refusing = {
+      ...client,
+      apply: (manifest: Manifest, o: { dryRun: boolean; force: boolean }) =>
+        !o.dryRun && manifest.metadata.name === 'refused'
+          ? Promise.reject(new KubeError('rejected', `ConfigMap/${namespace}/refused: denied by a webhook`, 403))
+          : client.apply(manifest, o),
+    };
+    const ns = rendered({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } });
+    const result = await applyObjects(refusing, [ns, configMap(namespace, 'refused', { a: '1' })], options);
+    expect(result.ok).toBe(false);
+    expect(result.changeSet.changes.map((c) => [c.object, c.action])).toEqual([
+      [`Namespace/${namespace}`, expect.stringMatching(/configured|unchanged/)],
+      [`ConfigMap/${namespace}/refused`, 'failed'],
+    ]);
+  });
+
   it('fails on field conflicts when the policy says so', async () => {
     await kube.objects.patch(
       { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'guarded', namespace }, data: { level: 'debug' } },

@@ -140,6 +140,46 @@ describe('reconciling a cluster: inventory and prune', () => {
     expect((await names()).filter((n) => n.startsWith('bulk-')).sort()).toEqual(['bulk-0', 'bulk-1', 'bulk-11']);
   });
 
+  it('remembers what a failed first commit wrote in its first stage, so the next commit can prune it', async () => {
+    const cluster = uniqueName('firststage');
+    const [role, fresh] = [uniqueName('role'), uniqueName('fresh')];
+    const clusterRole: RenderedObject = {
+      manifest: {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRole',
+        metadata: { name: role },
+        rules: [],
+      },
+      source: undefined,
+    };
+    const freshNamespace: RenderedObject = {
+      manifest: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: fresh } },
+      source: undefined,
+    };
+    const invalid: RenderedObject = {
+      manifest: {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'bad', namespace: fresh },
+        spec: { ports: [{ port: 99999 }] },
+      },
+      source: undefined,
+    };
+    const failed = await reconcile(cluster, 'a'.repeat(40), [clusterRole, freshNamespace, invalid]);
+    expect(failed.status).toBe('failed');
+    expect(await readInventory(client, cluster)).toMatchObject({
+      revision: '',
+      objects: expect.arrayContaining([expect.objectContaining({ name: role })]),
+    });
+
+    const next = await reconcile(cluster, 'b'.repeat(40), [configMap(namespace, 'after-failure')], true);
+    expect(next.status).toBe('applied');
+    expect(next.changeSet.changes).toEqual(
+      expect.arrayContaining([expect.objectContaining({ object: `ClusterRole/${role}`, action: 'deleted' })]),
+    );
+    await kube.core.deleteNamespace({ name: fresh });
+  });
+
   it('prunes a Namespace only when it carries the opt-in annotation', async () => {
     const cluster = uniqueName('nsprune');
     const [kept, optedIn] = [uniqueName('kept'), uniqueName('optin')];

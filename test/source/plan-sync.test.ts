@@ -168,6 +168,22 @@ describe('planning a sync in a repository with the Portefaix layout', () => {
     });
   });
 
+  it('treats an applied commit that no longer exists upstream as a rewritten history', async () => {
+    const head = await f.work.head();
+    const vanished = 'feed'.repeat(10);
+    expect(await plan(head, { applied: vanished })).toEqual({
+      'gcp-production': 'refuse:not-a-descendant',
+      'aws-staging': 'refuse:not-a-descendant',
+      'homelab-dev': 'refuse:not-a-descendant',
+    });
+    const allowing = registry.clusters.map((c) => ({ ...c, allowHistoryRewrite: true }));
+    expect(await plan(head, { applied: vanished, clusters: allowing })).toEqual({
+      'gcp-production': 'reconcile',
+      'aws-staging': 'reconcile',
+      'homelab-dev': 'reconcile',
+    });
+  });
+
   it('applies a rewritten history where the operator allows it', async () => {
     const allowing = registry.clusters.map((c) => ({ ...c, allowHistoryRewrite: c.name === 'gcp-production' }));
     const applied = await change({ 'apps/podinfo/deployment.yaml': 'kind: Deployment\nmetadata: {name: v4}\n' });
