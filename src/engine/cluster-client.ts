@@ -171,6 +171,15 @@ export function classify(error: unknown, what: Pick<Manifest, 'kind' | 'metadata
     typeof (error as { code?: unknown }).code === 'number' ? ((error as { code: number }).code as number) : undefined;
   const body = parseStatusBody((error as { body?: unknown }).body);
   const message = body?.message ?? (error instanceof Error ? error.message : String(error));
+  // No answer at all (refused, reset, timed out, DNS): the cluster is unreachable, whatever the wrapper says.
+  const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as { code?: unknown }).code;
+  if (
+    status === undefined &&
+    (typeof cause === 'string' ||
+      /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN|socket hang up|timed out/i.test(message))
+  ) {
+    return new KubeError('unavailable', `${ref}: cluster unreachable: ${message}`, status);
+  }
   if (
     /Unrecognized API version and kind|Failed to fetch resource metadata|no matches for kind|the server could not find the requested resource/i.test(
       message,

@@ -249,6 +249,21 @@ describe('applying objects with server-side apply against a real apiserver', () 
 });
 
 describe('classifying apiserver errors', () => {
+  it('treats a discovery failure without an answer as an unreachable cluster, not a missing kind', async () => {
+    const { classify } = await import('../../src/engine/cluster-client.ts');
+    const error = new Error(
+      'Failed to fetch resource metadata for v1/ConfigMap: request to https://127.0.0.1:1/api/v1 failed, reason: connect ECONNREFUSED 127.0.0.1:1',
+    );
+    expect(classify(error, { kind: 'ConfigMap', metadata: { name: 'x' } })).toMatchObject({
+      kind: 'unavailable',
+      retryable: true,
+    });
+    const notServed = Object.assign(new Error('Failed to fetch resource metadata for x.dev/v1/Thing: HTTP 404'), {
+      code: 404,
+    });
+    expect(classify(notServed, { kind: 'Thing', metadata: { name: 'x' } })).toMatchObject({ kind: 'missing-kind' });
+  });
+
   it('treats a schema mismatch reported as a 500 by server-side apply as the object being wrong', async () => {
     const { classify } = await import('../../src/engine/cluster-client.ts');
     const error = Object.assign(new Error('HTTP 500'), {

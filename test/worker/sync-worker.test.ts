@@ -50,6 +50,7 @@ describe('a push, end to end: receiver → Redis → worker → two real cluster
   let redis: Redis;
   let worker: Worker<PlumblineJob, SyncResult | undefined>;
   const results: SyncResult[] = [];
+  let deps: Parameters<typeof processSyncJob>[1];
   const failures: string[] = [];
   const gcp = uniqueName('gcp-production');
   const monitoring = uniqueName('monitoring');
@@ -89,7 +90,7 @@ clusters:
   - {name: ${gcp}, repo: ${f.repository.fullName}, path: clusters/gcp/production, kubeconfig: ${env.kubeconfig}}
   - {name: ${aws}, repo: ${f.repository.fullName}, path: clusters/aws/staging, kubeconfig: ${env.kubeconfigB}}
 `);
-    const deps = {
+    deps = {
       registry,
       mirror: f.mirror,
       workDir: join(f.dir, 'work'),
@@ -177,5 +178,37 @@ clusters:
     await expect(
       kubeClients(env.kubeconfig).core.readNamespacedSecret({ name: 'leaked', namespace: podinfo }),
     ).rejects.toMatchObject({ code: 404 });
+  });
+
+  it('reports an unreachable cluster as retryable, after the reachable ones had their turn', async () => {
+    const { mkdtemp, writeFile } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { freePort } = await import('../../src/local-stack/free-port.ts');
+    const { RetryableSyncError } = await import('../../workers/process-sync-job.ts');
+    const dead = join(await mkdtemp(join(tmpdir(), 'plumbline-dead-')), 'kubeconfig');
+    const port = await freePort();
+    await writeFile(
+      dead,
+      `apiVersion: v1\nkind: Config\nclusters: [{name: dead, cluster: {server: "https://127.0.0.1:${port}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: dead, context: {cluster: dead, user: u}}]\ncurrent-context: dead\n`,
+    );
+    const unreachable = uniqueName('unreachable');
+    const registry = parseClusterRegistry(`
+clusters:
+  - {name: ${unreachable}, repo: ${f.repository.fullName}, path: clusters/gcp/production, kubeconfig: ${dead}}
+`);
+    const job = {
+      type: 'sync' as const,
+      trigger: 'push' as const,
+      deliveryId: 'd',
+      repository: { id: f.repository.id, fullName: f.repository.fullName, cloneUrl: f.repository.cloneUrl },
+      installationId: INSTALLATION_ID,
+      branch: 'main',
+      before: undefined,
+      after: await f.work.head(),
+      forced: false,
+      receivedAt: new Date().toISOString(),
+    };
+    await expect(processSyncJob(job, { ...deps, registry })).rejects.toThrow(RetryableSyncError);
+    await expect(processSyncJob(job, { ...deps, registry })).rejects.toThrow(/could not be reached: .*ECONNREFUSED/);
   });
 });
