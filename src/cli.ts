@@ -31,15 +31,21 @@ async function main(command: string | undefined): Promise<void> {
 
   const options = readEnvOptions(process.env);
   const logger = createLogger(options.logLevel);
+  // Signals are handled from the first moment: a SIGTERM during start-up waits for it, then stops cleanly.
   const running: { close(): Promise<void> }[] = [];
-  if (command === 'worker' || command === 'all') running.push(await startWorker(options, logger));
-  if (command === 'receiver' || command === 'all') running.push(await startReceiver(options, logger));
+  let starting: Promise<unknown> = Promise.resolve();
   const stop = async (signal: string) => {
     logger.info({ signal }, 'shutting down');
+    await starting.catch(() => undefined);
     await Promise.all(running.map((part) => part.close()));
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));
   process.once('SIGINT', () => void stop('SIGINT'));
+  starting = (async () => {
+    if (command === 'worker' || command === 'all') running.push(await startWorker(options, logger));
+    if (command === 'receiver' || command === 'all') running.push(await startReceiver(options, logger));
+  })();
+  await starting;
 }
 
 main(process.argv[2]).catch((error: unknown) => {
