@@ -249,6 +249,17 @@ describe('applying objects with server-side apply against a real apiserver', () 
 });
 
 describe('classifying apiserver errors', () => {
+  it('retries expired credentials and missing RBAC instead of blaming the commit', async () => {
+    const { classify } = await import('../../src/engine/cluster-client.ts');
+    for (const code of [401, 403]) {
+      const error = Object.assign(new Error(`HTTP ${code}`), { code, body: JSON.stringify({ message: 'forbidden' }) });
+      expect(classify(error, { kind: 'ConfigMap', metadata: { name: 'x' } })).toMatchObject({
+        kind: 'unavailable',
+        retryable: true,
+      });
+    }
+  });
+
   it('treats a discovery failure without an answer as an unreachable cluster, not a missing kind', async () => {
     const { classify } = await import('../../src/engine/cluster-client.ts');
     const error = new Error(

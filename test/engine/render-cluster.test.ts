@@ -265,6 +265,19 @@ describe('YAML 1.1 traps', () => {
 });
 
 describe('the render cache', () => {
+  it('does not keep a render that timed out: the next attempt runs kustomize again', async () => {
+    const { createRenderCache } = await import('../../src/engine/render-cache.ts');
+    const cache = createRenderCache({ kustomize: KUBECTL_KUSTOMIZE, timeoutMs: 1 });
+    const first = await cache.render(portefaix, 'clusters/gcp/production');
+    expect(first).toMatchObject({
+      ok: false,
+      transient: true,
+      problems: [{ message: expect.stringMatching(/did not finish/) }],
+    });
+    await cache.render(portefaix, 'clusters/gcp/production');
+    expect(cache.stats).toEqual({ hits: 0, misses: 2 });
+  });
+
   it('reuses a render while the files it reads are unchanged, whatever else changes', async () => {
     const { cp, mkdtemp, writeFile } = await import('node:fs/promises');
     const { createRenderCache } = await import('../../src/engine/render-cache.ts');

@@ -176,6 +176,21 @@ describe('the webhook receiver', () => {
       expect(latest).toMatchObject({ after: fakeSha(401), branch: 'prod' });
     });
 
+    it('does not let a re-run of an older commit pose as the newest push of its branch', async () => {
+      const newest = pushPayload({ after: fakeSha(801), repositoryId: 800 });
+      await send(harness.baseUrl, githubDelivery('push', newest, WEBHOOK_SECRET));
+      const rerun = {
+        action: 'rerequested',
+        check_run: { head_sha: fakeSha(800), check_suite: { head_branch: 'main' }, pull_requests: [] },
+        repository: newest.repository,
+        installation: { id: 77 },
+      };
+      expect((await send(harness.baseUrl, githubDelivery('check_run', rerun, WEBHOOK_SECRET))).status).toBe(202);
+      const [job] = (await syncJobs()).filter((j) => j.repository.id === 800);
+      const latest = JSON.parse((await harness.redis.get(latestJobKey(harness.prefix, job!))) ?? 'null') as SyncJob;
+      expect(latest.after).toBe(fakeSha(801));
+    });
+
     it('keeps pushes to different branches apart', async () => {
       for (const branch of ['main', 'staging']) {
         const payload = pushPayload({ after: fakeSha(500), repositoryId: 500, branch });
