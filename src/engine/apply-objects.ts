@@ -104,23 +104,16 @@ export async function applyObjects(
     changes.push(...written);
     return written.every((change) => change.action !== 'failed');
   };
-  const stopped = (): ApplyResult => {
-    const done = new Set(changes.map((c) => c.object));
+  /** The commit stops here: what was written, `extra` (the objects that failed), and everything else skipped. */
+  const stopped = (extra: readonly ObjectChange[] = []): ApplyResult => {
+    const done = new Set([...changes, ...extra].map((c) => c.object));
     const rest = planned.filter((p) => !done.has(objectRef(p.object.manifest)));
-    return {
-      ok: false,
-      records,
-      changeSet: {
-        changes: [
-          ...changes,
-          ...rest.map((p) => ({
-            ...changeOf(p),
-            action: 'skipped' as const,
-            message: 'not applied: another object of the commit was rejected',
-          })),
-        ],
-      },
-    };
+    const skipped = rest.map((p) => ({
+      ...changeOf(p),
+      action: 'skipped' as const,
+      message: 'not applied: another object of the commit was rejected',
+    }));
+    return { ok: false, records, changeSet: { changes: [...changes, ...extra, ...skipped] } };
   };
 
   const firstStage = planned.filter((p) => stageOf(p.object.manifest) === 'definitions');
@@ -135,24 +128,7 @@ export async function applyObjects(
       dryRun(client, d.object, options, new Map()),
     );
     throwIfUnavailable(secondPass);
-    if (secondPass.some((r) => !r.ok)) {
-      const rest = planned.filter((p) => stageOf(p.object.manifest) !== 'definitions');
-      return {
-        ok: false,
-        records,
-        changeSet: {
-          changes: [
-            ...changes,
-            ...secondPass.map(toChange('skipped')),
-            ...rest.map((p) => ({
-              ...changeOf(p),
-              action: 'skipped' as const,
-              message: 'not applied: another object of the commit was rejected',
-            })),
-          ],
-        },
-      };
-    }
+    if (secondPass.some((r) => !r.ok)) return stopped(secondPass.map(toChange('skipped')));
     planned.push(...secondPass.flatMap((r) => (r.ok ? [r.planned] : [])));
   }
   for (const stage of STAGES.slice(1)) {
