@@ -6,7 +6,7 @@ import { createClusterClient } from '../../src/engine/cluster-client.ts';
 import type { Manifest, RenderedObject } from '../../src/engine/manifest.ts';
 import { customResourceDefinition } from '../support/crd.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
-import { createTestNamespace, kubeClients } from '../support/kube.ts';
+import { applyAsManager, createTestNamespace, kubeClients } from '../support/kube.ts';
 
 const env = testEnvironment();
 const kube = kubeClients(env.kubeconfig);
@@ -137,14 +137,12 @@ describe('applying objects with server-side apply against a real apiserver', () 
   });
 
   it('takes ownership of fields another manager set, and says so', async () => {
-    await kube.objects.patch(
-      { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'shared', namespace }, data: { level: 'debug' } },
-      undefined,
-      undefined,
-      'kubectl-edit',
-      true,
-      'application/apply-patch+yaml',
-    );
+    await applyAsManager(kube, 'kubectl-edit', {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'shared', namespace },
+      data: { level: 'debug' },
+    });
     const result = await applyObjects(client, [configMap(namespace, 'shared', { level: 'info' })], options);
     expect(result.changeSet.changes).toEqual([
       expect.objectContaining({ action: 'configured', tookOwnershipFrom: ['kubectl-edit'] }),
@@ -186,14 +184,12 @@ describe('applying objects with server-side apply against a real apiserver', () 
   });
 
   it('fails on field conflicts when the policy says so', async () => {
-    await kube.objects.patch(
-      { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'guarded', namespace }, data: { level: 'debug' } },
-      undefined,
-      undefined,
-      'someone-else',
-      true,
-      'application/apply-patch+yaml',
-    );
+    await applyAsManager(kube, 'someone-else', {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'guarded', namespace },
+      data: { level: 'debug' },
+    });
     const result = await applyObjects(client, [configMap(namespace, 'guarded', { level: 'info' })], {
       ...options,
       conflicts: 'fail',

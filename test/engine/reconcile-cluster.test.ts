@@ -9,7 +9,7 @@ import type { RenderedObject } from '../../src/engine/manifest.ts';
 import { reconcileCluster } from '../../src/engine/reconcile-cluster.ts';
 import { KUBECTL_KUSTOMIZE, renderCluster } from '../../src/engine/render-cluster.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
-import { createTestNamespace, kubeClients } from '../support/kube.ts';
+import { applyAsManager, createTestNamespace, kubeClients } from '../support/kube.ts';
 
 const env = testEnvironment();
 const kube = kubeClients(env.kubeconfig);
@@ -232,14 +232,12 @@ describe('a reconcile of a commit that changes nothing', () => {
       expect(calls.dryRuns).toBe(0);
       expect(calls.writes).toBe(1); // the inventory's new revision, nothing else
 
-      await kube.objects.patch(
-        { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'noop-7', namespace }, data: { i: 'edited by hand' } },
-        undefined,
-        undefined,
-        'kubectl-edit',
-        true,
-        'application/apply-patch+yaml',
-      );
+      await applyAsManager(kube, 'kubectl-edit', {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'noop-7', namespace },
+        data: { i: 'edited by hand' },
+      });
       Object.assign(calls, { dryRuns: 0, writes: 0 });
       const corrected = await reconcileSame('c'.repeat(40), objects);
       expect(corrected.changeSet.changes.filter((c) => c.action !== 'unchanged')).toEqual([

@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { ApiextensionsV1Api, type KubernetesObject, PatchStrategy, VersionApi } from '@kubernetes/client-node';
+import { ApiextensionsV1Api, type KubernetesObject, VersionApi } from '@kubernetes/client-node';
 import { customResourceDefinition } from '../support/crd.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
-import { createTestNamespace, type KubeClients, kubeClients } from '../support/kube.ts';
+import { applyAsManager, createTestNamespace, type KubeClients, kubeClients } from '../support/kube.ts';
 
 const env = testEnvironment();
 const clusterA = kubeClients(env.kubeconfig);
@@ -22,14 +22,7 @@ async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs = 30
 type Manifest = KubernetesObject & Record<string, unknown>;
 
 function serverSideApply(clients: KubeClients, object: Manifest): Promise<Manifest> {
-  return clients.objects.patch<Manifest>(
-    object,
-    undefined,
-    undefined,
-    'plumbline',
-    true,
-    PatchStrategy.ServerSideApply,
-  );
+  return applyAsManager(clients, 'plumbline', object);
 }
 
 describe('the Kubernetes control plane the tests run against', () => {

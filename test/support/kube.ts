@@ -1,4 +1,10 @@
-import { CoreV1Api, KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  KubeConfig,
+  type KubernetesObject,
+  KubernetesObjectApi,
+  PatchStrategy,
+} from '@kubernetes/client-node';
 import { uniqueName } from './environment.ts';
 
 export interface KubeClients {
@@ -22,4 +28,13 @@ export async function createTestNamespace(core: CoreV1Api, prefix = 'test'): Pro
   const name = uniqueName(prefix);
   await core.createNamespace({ body: { metadata: { name, labels: { 'plumbline.dev/test': 'true' } } } });
   return [name, () => core.deleteNamespace({ name }).then(() => undefined)];
+}
+
+/** A server-side apply under another field manager: how tests play `kubectl edit`, a controller, or us. */
+export function applyAsManager<T extends KubernetesObject>(
+  clients: KubeClients,
+  manager: string,
+  object: T,
+): Promise<T> {
+  return clients.objects.patch<T>(object, undefined, undefined, manager, true, PatchStrategy.ServerSideApply);
 }
