@@ -9,10 +9,15 @@ export interface JobConsumerOptions<Result> {
   readonly prefix: string;
   readonly queue: keyof typeof QUEUE_NAMES;
   readonly concurrency: number;
+  /**
+   * How long a job stays claimed by a worker that stopped renewing its lock: after that, another worker
+   * takes it over (a crashed worker's job is run again). BullMQ's default is 30 s.
+   */
+  readonly lockDurationMs?: number;
   /** Receives the newest job for the job's branch or pull request (see ADR 2). */
   readonly process: (
     job: PlumblineJob,
-    context: { readonly jobId: string; readonly attempt: number },
+    context: { readonly jobId: string; readonly attempt: number; readonly maxAttempts: number },
   ) => Promise<Result>;
   readonly onError: (error: Error) => void;
 }
@@ -26,6 +31,8 @@ export function newestJob(job: PlumblineJob, recorded: PlumblineJob | undefined)
   return Date.parse(recorded.receivedAt) > Date.parse(job.receivedAt) ? recorded : job;
 }
 
+export const MAX_STALLED_COUNT = 3;
+
 /** Consumer side of the job protocol: a BullMQ worker that always runs the newest job for its key. */
 export function createJobConsumer<Result>(options: JobConsumerOptions<Result>): Worker<PlumblineJob, Result> {
   const worker = new Worker<PlumblineJob, Result>(
@@ -33,9 +40,23 @@ export function createJobConsumer<Result>(options: JobConsumerOptions<Result>): 
     async (job: Job<PlumblineJob, Result>) => {
       const raw = await options.connection.get(latestJobKey(options.prefix, job.data));
       const effective = newestJob(job.data, raw ? (JSON.parse(raw) as PlumblineJob) : undefined);
-      return options.process(effective, { jobId: job.id ?? '', attempt: job.attemptsMade + 1 });
+      return options.process(effective, {
+        jobId: job.id ?? '',
+        attempt: job.attemptsMade + 1,
+        maxAttempts: job.opts.attempts ?? 1,
+      });
     },
-    { connection: options.connection, prefix: options.prefix, concurrency: options.concurrency, autorun: true },
+    {
+      connection: options.connection,
+      prefix: options.prefix,
+      concurrency: options.concurrency,
+      autorun: true,
+      ...(options.lockDurationMs
+        ? { lockDuration: options.lockDurationMs, stalledInterval: options.lockDurationMs }
+        : {}),
+      // A job whose worker died is run again this often before it fails (and its statuses say so).
+      maxStalledCount: MAX_STALLED_COUNT,
+    },
   );
   worker.on('error', options.onError);
   return worker;

@@ -2,20 +2,22 @@ import { mkdir } from 'node:fs/promises';
 import { UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type ClusterEntry, type ClusterRegistry, clustersForRepository } from '../src/clusters/cluster-registry.ts';
-import { type ChangeSet, describeChangeSet } from '../src/engine/change-set.ts';
+import { describeChangeSet } from '../src/engine/change-set.ts';
 import type { ClusterClient } from '../src/engine/cluster-client.ts';
 import { withClusterLock } from '../src/engine/cluster-lock.ts';
-import { type HealthReport, waitForHealth } from '../src/engine/health.ts';
+import type { ClusterOutcome } from '../src/engine/cluster-outcome.ts';
+import { waitForHealth } from '../src/engine/health.ts';
 import { readInventory } from '../src/engine/inventory.ts';
-import type { ManifestProblem } from '../src/engine/manifest.ts';
 import { reconcileCluster } from '../src/engine/reconcile-cluster.ts';
 import type { RenderResult } from '../src/engine/render-cluster.ts';
 import { checkSecrets } from '../src/engine/secrets-gate.ts';
 import type { Logger } from '../src/logging/create-logger.ts';
 import type { SyncJob } from '../src/queue/jobs.ts';
+import type { Reporter } from '../src/reporting/github-reporter.ts';
 import { CommitNotFoundError, type GitMirror } from '../src/source/git-mirror.ts';
 import { planSync } from '../src/source/plan-sync.ts';
 import { mapLimited } from '../src/support/limit-concurrency.ts';
+import { CommitReporting, failedOutcome, type JobRun, SINGLE_RUN } from './report-outcome.ts';
 
 export interface EngineSettings {
   readonly applyConcurrency: number;
@@ -45,29 +47,10 @@ export interface SyncDependencies {
   readonly prefix: string;
   readonly logger: Logger;
   readonly engine: EngineSettings;
+  readonly reporter: Reporter;
+  /** The status page's public URL, for `target_url`; statuses carry no link without it. */
+  readonly statusPageUrl: string | undefined;
 }
-
-/** What happened to one cluster; the status text, metrics and logs all derive from it. */
-export type ClusterOutcome =
-  | {
-      readonly cluster: string;
-      readonly status: 'applied';
-      readonly changeSet: ChangeSet;
-      readonly unhealthy: readonly HealthReport[];
-      readonly description: string;
-    }
-  | {
-      readonly cluster: string;
-      readonly status: 'failed';
-      readonly description: string;
-      readonly problems: readonly ManifestProblem[];
-      readonly changeSet?: ChangeSet;
-    }
-  | {
-      readonly cluster: string;
-      readonly status: 'unchanged' | 'superseded' | 'suspended';
-      readonly description: string;
-    };
 
 export interface SyncResult {
   readonly sha: string;
@@ -82,52 +65,93 @@ export class RetryableSyncError extends Error {
 /**
  * A sync job end to end, per registered cluster of the branch: under the cluster's lock, read what it
  * has applied, pull the commit and apply the history guard, then render → secrets gate → apply → prune →
- * health. Problems with the commit are outcomes; infrastructure errors are retried.
+ * health. Problems with the commit are outcomes; infrastructure errors are retried. Every cluster the
+ * commit concerns gets a `pending` status when its work starts and a final one when it ends, and the
+ * commit a roll-up; the job's last attempt turns whatever is still pending into `error`.
  */
-export async function processSyncJob(job: SyncJob, deps: SyncDependencies): Promise<SyncResult> {
+export async function processSyncJob(
+  job: SyncJob,
+  deps: SyncDependencies,
+  run: JobRun = SINGLE_RUN,
+): Promise<SyncResult> {
   const log = deps.logger.child({ deliveryId: job.deliveryId, repo: job.repository.fullName, sha: job.after });
   const clusters = clustersForRepository(deps.registry, job.repository.fullName, job.branch);
   if (clusters.length === 0) {
     log.info({ branch: job.branch }, 'no cluster is registered for this repository and branch');
     return { sha: job.after, outcomes: [] };
   }
-  await mkdir(deps.workDir, { recursive: true });
-  const token = await deps.tokenFor(job.installationId);
-  const infrastructure: Error[] = [];
-  const outcomes = await mapLimited(clusters, 4, async (cluster) => {
-    try {
-      return await withClusterLock(
-        deps.redis,
-        {
-          prefix: deps.prefix,
+  const finalAttempt = run.attempt >= run.maxAttempts;
+  const reporting = new CommitReporting(
+    deps.reporter.forCommit({ repository: job.repository, installationId: job.installationId, sha: job.after }),
+    job.after,
+    'sync',
+    deps.statusPageUrl,
+  );
+  reporting.jobStarted();
+  try {
+    await mkdir(deps.workDir, { recursive: true });
+    const token = await deps.tokenFor(job.installationId);
+    const unreachable: string[] = [];
+    const outcomes = await mapLimited(clusters, 4, async (cluster): Promise<ClusterOutcome | undefined> => {
+      let outcome: ClusterOutcome;
+      try {
+        outcome = await withClusterLock(
+          deps.redis,
+          {
+            prefix: deps.prefix,
+            cluster: cluster.name,
+            leaseMs: deps.engine.lockLeaseMs,
+            waitMs: deps.engine.lockWaitMs,
+          },
+          (lock) =>
+            syncCluster(job, cluster, deps, token, {
+              assertLockHeld: () => lock.assertHeld(),
+              started: () => reporting.clusterStarted(cluster.name),
+            }),
+        );
+      } catch (error) {
+        if (error instanceof CommitNotFoundError) throw error;
+        const message = (error as Error).message;
+        unreachable.push(`${cluster.name}: ${message}`);
+        log.warn({ cluster: cluster.name, error: message, attempt: run.attempt }, 'cluster sync failed');
+        if (!finalAttempt) return undefined;
+        outcome = {
           cluster: cluster.name,
-          leaseMs: deps.engine.lockLeaseMs,
-          waitMs: deps.engine.lockWaitMs,
-        },
-        (lock) => syncCluster(job, cluster, deps, token, () => lock.assertHeld()),
+          status: 'error',
+          description: `not applied after ${run.attempt} attempt(s): ${message}`,
+        };
+      }
+      reporting.clusterFinished(outcome);
+      return outcome;
+    });
+    const done = outcomes.filter((o): o is ClusterOutcome => o !== undefined);
+    for (const outcome of done) {
+      const changes =
+        'changeSet' in outcome ? outcome.changeSet?.changes.filter((c) => c.action !== 'unchanged') : undefined;
+      log.info(
+        { cluster: outcome.cluster, status: outcome.status, description: outcome.description, changes },
+        'cluster synced',
       );
-    } catch (error) {
-      if (error instanceof CommitNotFoundError) throw new UnrecoverableError(error.message);
-      infrastructure.push(error as Error);
-      log.warn({ cluster: cluster.name, error: (error as Error).message }, 'cluster sync failed; will retry');
-      return undefined;
     }
-  });
-  const done = outcomes.filter((o): o is ClusterOutcome => o !== undefined);
-  for (const outcome of done) {
-    const changes =
-      'changeSet' in outcome ? outcome.changeSet?.changes.filter((c) => c.action !== 'unchanged') : undefined;
-    log.info(
-      { cluster: outcome.cluster, status: outcome.status, description: outcome.description, changes },
-      'cluster synced',
-    );
+    if (unreachable.length > 0 && !finalAttempt) {
+      await reporting.settle(log, false);
+      throw new RetryableSyncError(`${unreachable.length} cluster(s) could not be reached: ${unreachable.join('; ')}`);
+    }
+    reporting.jobFinished(done);
+    await reporting.settle(log, finalAttempt);
+    return { sha: job.after, outcomes: done };
+  } catch (error) {
+    const recoverable = !(error instanceof CommitNotFoundError || error instanceof UnrecoverableError);
+    if (recoverable && !finalAttempt) throw error;
+    await reporting.gaveUp(`not applied: ${describeFailure(error)}`);
+    await reporting.settle(log, true);
+    if (error instanceof CommitNotFoundError) throw new UnrecoverableError(error.message);
+    throw error;
   }
-  if (infrastructure.length > 0) {
-    throw new RetryableSyncError(
-      `${infrastructure.length} cluster(s) could not be reached: ${infrastructure.map((e) => e.message).join('; ')}`,
-    );
-  }
-  return { sha: job.after, outcomes: done };
+}
+
+function describeFailure(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 async function syncCluster(
@@ -135,7 +159,7 @@ async function syncCluster(
   cluster: ClusterEntry,
   deps: SyncDependencies,
   token: string | undefined,
-  assertLockHeld: () => Promise<void>,
+  hooks: { readonly assertLockHeld: () => Promise<void>; readonly started: () => void },
 ): Promise<ClusterOutcome> {
   const started = Date.now();
   const client = deps.clusterClient(cluster);
@@ -154,16 +178,17 @@ async function syncCluster(
       return { cluster: cluster.name, status: 'unchanged', description: 'no change affects this cluster' };
     if (decision.action === 'refuse') {
       return decision.verdict.reason === 'superseded'
-        ? { cluster: cluster.name, status: 'superseded', description: decision.verdict.message }
+        ? { cluster: cluster.name, status: 'superseded', description: `not applied: ${decision.verdict.message}` }
         : { cluster: cluster.name, status: 'failed', description: decision.verdict.message, problems: [] };
     }
     if (cluster.suspend)
       return { cluster: cluster.name, status: 'suspended', description: 'suspended by the operator: not applied' };
+    hooks.started();
 
     const rendered = await deps.render(plan.treeDir, cluster.path);
-    if (!rendered.ok) return failed(cluster, rendered.problems);
+    if (!rendered.ok) return failedOutcome(cluster.name, rendered.problems);
     const secretProblems = checkSecrets(rendered.objects);
-    if (secretProblems.length > 0) return failed(cluster, secretProblems);
+    if (secretProblems.length > 0) return failedOutcome(cluster.name, secretProblems);
 
     const outcome = await reconcileCluster({
       client,
@@ -176,7 +201,7 @@ async function syncCluster(
         concurrency: deps.engine.applyConcurrency,
         conflicts: cluster.onConflict === 'fail' ? 'fail' : 'take-ownership',
         establishTimeoutMs: deps.engine.establishTimeoutMs,
-        beforeWrite: assertLockHeld,
+        beforeWrite: hooks.assertLockHeld,
       },
     });
     if (outcome.status === 'failed') {
@@ -197,27 +222,21 @@ async function syncCluster(
       { timeoutMs: deps.engine.healthTimeoutMs, concurrency: deps.engine.applyConcurrency },
     );
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
-    const health = unhealthy.length > 0 ? `; ${unhealthy.length} not healthy` : '';
+    const failing = unhealthy.filter((u) => u.health.state === 'failed').map((u) => u.object);
+    const progressing = unhealthy.filter((u) => u.health.state !== 'failed').map((u) => u.object);
+    const health = [
+      failing.length > 0 ? `; failing: ${failing.join(', ')}` : '',
+      progressing.length > 0 ? `; still progressing: ${progressing.join(', ')}` : '',
+    ].join('');
+    const again = decision.reason === 'already-applied' ? 'already applied; ' : '';
     return {
       cluster: cluster.name,
       status: 'applied',
       changeSet: outcome.changeSet,
       unhealthy,
-      description: `${describeChangeSet(outcome.changeSet)} in ${seconds} s${health}`,
+      description: `${again}${describeChangeSet(outcome.changeSet)} in ${seconds} s${health}`,
     };
   } finally {
     await plan.cleanup();
   }
-}
-
-function failed(cluster: ClusterEntry, problems: readonly ManifestProblem[]): ClusterOutcome {
-  const [first] = problems;
-  const where = first?.source ? ` (${first.source.file}${first.source.line ? `:${first.source.line}` : ''})` : '';
-  const more = problems.length > 1 ? ` and ${problems.length - 1} more` : '';
-  return {
-    cluster: cluster.name,
-    status: 'failed',
-    description: `${first?.message ?? 'render failed'}${where}${more}`,
-    problems,
-  };
 }

@@ -11,17 +11,24 @@ import { loadAppCredentials } from '../src/github/load-app-credentials.ts';
 import type { Logger } from '../src/logging/create-logger.ts';
 import type { PlumblineJob } from '../src/queue/jobs.ts';
 import { logConnectionChanges } from '../src/queue/log-connection-changes.ts';
+import { createGitHubReporter } from '../src/reporting/github-reporter.ts';
+import { createWriteBudget } from '../src/reporting/write-budget.ts';
 import { GitMirror } from '../src/source/git-mirror.ts';
+import { finalizeFailedJobs } from './finalize-failed-jobs.ts';
 import { createJobConsumer } from './job-consumer.ts';
-import { DEFAULT_ENGINE_SETTINGS, processSyncJob, type SyncResult } from './process-sync-job.ts';
+import { processPreviewJob } from './process-preview-job.ts';
+import { DEFAULT_ENGINE_SETTINGS, processSyncJob, type SyncDependencies, type SyncResult } from './process-sync-job.ts';
 
 export interface RunningWorker {
-  readonly worker: Worker<PlumblineJob, SyncResult | undefined>;
+  readonly workers: readonly Worker<PlumblineJob, SyncResult | undefined>[];
   /** Finishes the jobs in progress, then closes Redis. */
   close(): Promise<void>;
 }
 
-/** `npx plumbline worker`: consumes sync jobs with everything they need, built once at start. */
+/** Burst of the shared GitHub write budget: a commit's pending statuses go out at once. */
+const WRITE_BURST = 20;
+
+/** `npx plumbline worker`: consumes sync and preview jobs with everything they need, built once at start. */
 export async function startWorker(options: EnvOptions, logger: Logger): Promise<RunningWorker> {
   if (!options.clustersFile) throw new ConfigError('PLUMBLINE_CLUSTERS is required: the path of the cluster registry');
   const registry = await loadClusterRegistry(options.clustersFile);
@@ -37,7 +44,18 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
     }
     return client;
   };
-  const deps = {
+  const reporter = createGitHubReporter({
+    redis,
+    prefix: options.queuePrefix,
+    octokitFor: (installationId) => app.installationOctokit(installationId),
+    budget: createWriteBudget(redis, {
+      prefix: options.queuePrefix,
+      perMinute: options.githubWritesPerMinute,
+      burst: Math.min(WRITE_BURST, options.githubWritesPerMinute),
+    }),
+    logger,
+  });
+  const deps: SyncDependencies = {
     registry,
     mirror: new GitMirror({ cacheDir: join(options.cacheDir, 'mirrors'), timeoutMs: 120_000 }),
     workDir: join(options.cacheDir, 'work'),
@@ -49,23 +67,31 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
     logger,
     render: createRenderCache({ kustomize: await resolveKustomize(), timeoutMs: 60_000 }).render,
     engine: DEFAULT_ENGINE_SETTINGS,
+    reporter,
+    statusPageUrl: options.publicUrl,
   };
-  const worker = createJobConsumer<SyncResult | undefined>({
-    connection: redis,
-    prefix: options.queuePrefix,
-    queue: 'sync',
-    concurrency: options.workerConcurrency,
-    process: async (job) => (job.type === 'sync' ? processSyncJob(job, deps) : undefined),
-    onError: (error) => logger.warn({ error: error.message }, 'worker error'),
-  });
+  const consumer = (queue: 'sync' | 'preview') =>
+    createJobConsumer<SyncResult | undefined>({
+      connection: redis,
+      prefix: options.queuePrefix,
+      queue,
+      concurrency: options.workerConcurrency,
+      lockDurationMs: options.jobLockMs,
+      process: async (job, run) =>
+        job.type === 'sync' ? processSyncJob(job, deps, run) : processPreviewJob(job, deps, run),
+      onError: (error) => logger.warn({ error: error.message, queue }, 'worker error'),
+    });
+  const workers = [consumer('sync'), consumer('preview')];
+  const finalizer = finalizeFailedJobs({ connection: redis, prefix: options.queuePrefix, reporter, logger });
   logger.info(
     { clusters: registry.clusters.map((c) => c.name), concurrency: options.workerConcurrency },
     'worker started',
   );
   return {
-    worker,
+    workers,
     async close() {
-      await worker.close();
+      await Promise.all(workers.map((worker) => worker.close()));
+      await finalizer.close();
       await redis.quit().catch(() => redis.disconnect());
       logger.info('worker stopped');
     },

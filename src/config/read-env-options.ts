@@ -21,6 +21,12 @@ export interface EnvOptions {
   readonly cacheDir: string;
   /** Jobs one worker process runs at once. */
   readonly workerConcurrency: number;
+  /** Public URL of the status page (the receiver), for the `target_url` of statuses; none when unset. */
+  readonly publicUrl: string | undefined;
+  /** Content writes per minute per installation, shared by all workers (GitHub's guidance: ~80). */
+  readonly githubWritesPerMinute: number;
+  /** How long a crashed worker's job stays claimed before another worker runs it. */
+  readonly jobLockMs: number;
 }
 
 const integer = (min: number, max: number) =>
@@ -43,6 +49,9 @@ const schema = z.object({
   PLUMBLINE_PUSH_COALESCE_MS: integer(0, 60_000).default(250),
   PLUMBLINE_CACHE_DIR: z.string().min(1).optional(),
   PLUMBLINE_WORKER_CONCURRENCY: integer(1, 64).default(4),
+  PLUMBLINE_PUBLIC_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+  PLUMBLINE_GITHUB_WRITES_PER_MINUTE: integer(1, 5_000).default(80),
+  PLUMBLINE_JOB_LOCK_MS: integer(1_000, 600_000).default(30_000),
 });
 
 export class ConfigError extends Error {
@@ -75,6 +84,9 @@ export function readEnvOptions(env: NodeJS.ProcessEnv = process.env): EnvOptions
     pushCoalesceMs: e.PLUMBLINE_PUSH_COALESCE_MS,
     cacheDir: e.PLUMBLINE_CACHE_DIR ?? join(tmpdir(), 'plumbline'),
     workerConcurrency: e.PLUMBLINE_WORKER_CONCURRENCY,
+    publicUrl: e.PLUMBLINE_PUBLIC_URL?.replace(/\/+$/, ''),
+    githubWritesPerMinute: e.PLUMBLINE_GITHUB_WRITES_PER_MINUTE,
+    jobLockMs: e.PLUMBLINE_JOB_LOCK_MS,
   });
 }
 

@@ -5,6 +5,7 @@ import { mapLimited } from '../support/limit-concurrency.ts';
 import type { ChangeSet, ObjectChange } from './change-set.ts';
 import { type ClusterClient, FIELD_MANAGER, KubeError, type LiveObject } from './cluster-client.ts';
 import { type Manifest, objectKey, objectRef, type RenderedObject } from './manifest.ts';
+import { diffObjects, type FieldChange } from './object-diff.ts';
 import { readLiveObjects } from './read-live-objects.ts';
 import { STAGES, stageOf } from './stages.ts';
 
@@ -49,6 +50,8 @@ type Planned = {
   readonly action: 'created' | 'configured' | 'unchanged';
   /** The live resourceVersion of an unchanged object. */
   readonly resourceVersion?: string | undefined;
+  /** For a configured object: the fields that change, secret-like values masked. */
+  readonly diff?: { readonly changes: readonly FieldChange[]; readonly truncated: number } | undefined;
 };
 type DryRun =
   | { readonly ok: true; readonly planned: Planned }
@@ -66,16 +69,7 @@ export async function applyObjects(
   objects: readonly RenderedObject[],
   options: ApplyOptions,
 ): Promise<ApplyResult> {
-  const live = await readLiveObjects(
-    client,
-    objects.map((o) => o.manifest),
-    options.concurrency,
-  );
-  const firstPass = await mapLimited(objects, options.concurrency, (object) => dryRun(client, object, options, live));
-  throwIfUnavailable(firstPass);
-  const created = creationsInCommit(objects);
-  const deferred = firstPass.filter((r): r is Extract<DryRun, { ok: false }> => !r.ok && isDeferrable(r, created));
-  const rejected = firstPass.filter((r): r is Extract<DryRun, { ok: false }> => !r.ok && !isDeferrable(r, created));
+  const { firstPass, deferred, rejected } = await validateAll(client, objects, options);
   if (rejected.length > 0)
     return { ok: false, changeSet: { changes: firstPass.map(toChange('skipped')) }, records: new Map() };
 
@@ -137,6 +131,49 @@ export async function applyObjects(
   return { ok: true, changeSet: { changes }, records };
 }
 
+/**
+ * The first pass: every object dry-run against the live cluster. `deferred` are the objects that can only
+ * be validated once a Namespace or CRD of the same commit exists; `rejected`, the ones the cluster refuses.
+ */
+async function validateAll(client: ClusterClient, objects: readonly RenderedObject[], options: ApplyOptions) {
+  const live = await readLiveObjects(
+    client,
+    objects.map((o) => o.manifest),
+    options.concurrency,
+  );
+  const firstPass = await mapLimited(objects, options.concurrency, (object) => dryRun(client, object, options, live));
+  throwIfUnavailable(firstPass);
+  const created = creationsInCommit(objects);
+  const deferred = firstPass.filter((r): r is Extract<DryRun, { ok: false }> => !r.ok && isDeferrable(r, created));
+  const rejected = firstPass.filter((r): r is Extract<DryRun, { ok: false }> => !r.ok && !isDeferrable(r, created));
+  return { firstPass, deferred, rejected };
+}
+
+/**
+ * What applying the objects would do, from a server-side dry-run of each against the live cluster;
+ * nothing is written. Objects waiting for a Namespace or CRD of the same commit are reported as
+ * creations that the cluster can only validate once that exists.
+ */
+export async function previewObjects(
+  client: ClusterClient,
+  objects: readonly RenderedObject[],
+  options: ApplyOptions,
+): Promise<{ readonly ok: boolean; readonly changeSet: ChangeSet }> {
+  const { firstPass, deferred, rejected } = await validateAll(client, objects, options);
+  const deferredSet = new Set(deferred);
+  const changes = firstPass.map((result): ObjectChange => {
+    if (result.ok) return changeOf(result.planned);
+    if (!deferredSet.has(result)) return toChange('skipped')(result);
+    return {
+      object: objectRef(result.object.manifest),
+      action: 'created',
+      source: result.object.source,
+      message: `validated once the ${result.error.kind === 'missing-namespace' ? 'Namespace' : 'CRD'} it needs is created by this commit`,
+    };
+  });
+  return { ok: rejected.length === 0, changeSet: { changes } };
+}
+
 async function dryRun(
   client: ClusterClient,
   object: RenderedObject,
@@ -177,6 +214,10 @@ async function dryRun(
         takenFrom: result.takenFrom,
         action,
         resourceVersion: resourceVersionOf(live),
+        diff:
+          action === 'configured' && live
+            ? diffObjects(comparable(live), comparable(result.object), { kind: manifest.kind })
+            : undefined,
       },
     };
   } catch (error) {
@@ -259,6 +300,9 @@ function changeOf(item: Planned): ObjectChange {
     action: item.action,
     source: item.object.source,
     ...(item.takenFrom.length > 0 ? { tookOwnershipFrom: item.takenFrom } : {}),
+    ...(item.diff && item.diff.changes.length > 0
+      ? { diff: item.diff.changes, ...(item.diff.truncated > 0 ? { diffTruncated: item.diff.truncated } : {}) }
+      : {}),
   };
 }
 

@@ -1,4 +1,5 @@
 import type { SourceLocation } from './manifest.ts';
+import type { FieldChange } from './object-diff.ts';
 
 export type ObjectAction = 'created' | 'configured' | 'unchanged' | 'deleted' | 'skipped' | 'failed';
 
@@ -11,6 +12,10 @@ export interface ObjectChange {
   readonly message?: string;
   /** Another field manager's fields this apply took over. */
   readonly tookOwnershipFrom?: readonly string[];
+  /** For a configured object: what changes, secret-like values masked (see object-diff.ts). */
+  readonly diff?: readonly FieldChange[];
+  /** How many more field changes the diff left out. */
+  readonly diffTruncated?: number;
 }
 
 /** The result of a reconcile: everything else (status text, metrics, logs, inventory) derives from it. */
@@ -41,4 +46,17 @@ export function describeChangeSet(changeSet: ChangeSet): string {
     c.failed && `${c.failed} failed`,
   ].filter(Boolean);
   return parts.length > 0 ? parts.join(', ') : 'no changes';
+}
+
+/** "would create 2, configure 1, prune 1" — a dry-run's change set, for pull-request previews. */
+export function describePreview(changeSet: ChangeSet): string {
+  const c = countActions(changeSet);
+  const parts = [
+    c.created && `create ${c.created}`,
+    c.configured && `configure ${c.configured}`,
+    c.deleted && `prune ${c.deleted}`,
+  ].filter(Boolean);
+  const rejected = c.failed > 0 ? `${c.failed} would be rejected` : '';
+  if (parts.length === 0) return rejected || 'would change nothing';
+  return [`would ${parts.join(', ')}`, rejected].filter(Boolean).join('; ');
 }

@@ -37,20 +37,22 @@ export function planPrune(previous: readonly ObjectId[], current: readonly Objec
 
 /**
  * Deletes stale objects, one stage at a time in reverse order. Nothing is deleted that is not in the
- * inventory and still managed by Plumbline; protected kinds need the opt-in annotation. Objects whose
+ * inventory and still managed by Plumbline; protected kinds need the opt-in annotation. In `dry-run` mode
+ * nothing is deleted: the changes say what would be (for pull-request previews). Objects whose
  * delete failed are returned so they stay in the inventory and are retried next time.
  */
 export async function executePrune(
   client: ClusterClient,
   stale: readonly ObjectId[],
   concurrency: number,
+  mode: 'delete' | 'dry-run' = 'delete',
 ): Promise<{ changes: ObjectChange[]; retained: ObjectId[] }> {
   const changes: ObjectChange[] = [];
   const retained: ObjectId[] = [];
   const live = await readLiveObjects(client, stale.map(manifestOf), concurrency);
   for (const stage of [...STAGES].reverse()) {
     const batch = stale.filter((id) => stageOf(id) === stage);
-    const results = await mapLimited(batch, concurrency, async (id) => pruneOne(client, id, live));
+    const results = await mapLimited(batch, concurrency, async (id) => pruneOne(client, id, live, mode));
     for (const [index, result] of results.entries()) {
       changes.push(result.change);
       if (result.retain) retained.push(batch[index] as ObjectId);
@@ -63,6 +65,7 @@ async function pruneOne(
   client: ClusterClient,
   id: ObjectId,
   known: Map<string, LiveObject | undefined>,
+  mode: 'delete' | 'dry-run',
 ): Promise<{ change: ObjectChange; retain: boolean }> {
   const manifest = manifestOf(id);
   const object = objectRef(manifest);
@@ -89,6 +92,7 @@ async function pruneOne(
         retain: false,
       };
     }
+    if (mode === 'dry-run') return { change: { object, action: 'deleted', message: 'would be pruned' }, retain: true };
     await client.delete(manifest);
     return { change: { object, action: 'deleted' }, retain: false };
   } catch (error) {

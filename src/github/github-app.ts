@@ -2,10 +2,16 @@ import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/core';
 import { retry } from '@octokit/plugin-retry';
 import { throttling } from '@octokit/plugin-throttling';
+import Bottleneck from 'bottleneck';
 import type { Logger } from '../logging/create-logger.ts';
+import { honourRetryAfter } from './honour-retry-after.ts';
 
-/** Octokit with GitHub's documented retry and rate-limit behaviour (retry-after, secondary limits). */
-export const PlumblineOctokit = Octokit.plugin(retry, throttling);
+/**
+ * Octokit with GitHub's documented retry and rate-limit behaviour: the retry plugin for 5xx and network
+ * errors, the throttling plugin for primary and secondary rate limits, and `honourRetryAfter` for any
+ * other 403/429 that names a `retry-after`.
+ */
+export const PlumblineOctokit = Octokit.plugin(retry, throttling, honourRetryAfter);
 export type PlumblineOctokit = InstanceType<typeof PlumblineOctokit>;
 
 export interface GitHubAppOptions {
@@ -82,6 +88,8 @@ export class GitHubApp {
   }
 }
 
+const UNPACED_WRITES = new Bottleneck.Group({ maxConcurrent: 16 });
+
 function createOctokit(options: GitHubAppOptions, auth: Record<string, unknown>): PlumblineOctokit {
   const retries = options.rateLimitRetries ?? 3;
   const log = options.logger;
@@ -95,7 +103,12 @@ function createOctokit(options: GitHubAppOptions, auth: Record<string, unknown>)
       warn: (message: string) => log.warn({ detail: message.slice(0, 300) }, 'github client warning'),
       error: (message: string) => log.error({ detail: message.slice(0, 300) }, 'github client error'),
     },
+    // 429 is left to `honourRetryAfter`, which waits as long as GitHub asks instead of a fixed backoff.
+    retry: { doNotRetry: [400, 401, 403, 404, 410, 422, 429, 451] },
     throttle: {
+      // The plugin's own write limiter spaces writes one second apart per process; the shared
+      // per-installation budget in Redis (src/reporting/write-budget.ts) paces writes across all workers.
+      write: UNPACED_WRITES,
       onRateLimit: (
         retryAfter: number,
         request: { method: string; url: string },

@@ -1,13 +1,17 @@
 import type { ClusterEntry } from '../clusters/cluster-registry.ts';
 import { collectRenderInputs, isAffectedBy, type TreeReader } from './render-inputs.ts';
 
+export type AffectedReason = 'first-apply' | 'inputs-changed' | 'history-unknown' | 'already-applied';
+
 export interface AffectedCluster {
   readonly cluster: ClusterEntry;
   /**
    * `first-apply`: nothing applied yet; `inputs-changed`: a file its render reads changed;
-   * `history-unknown`: the applied commit no longer exists upstream, so nothing can be compared.
+   * `history-unknown`: the applied commit no longer exists upstream, so nothing can be compared;
+   * `already-applied`: the same commit again (a re-run, or a job retried after a crash) — applying it
+   * is cheap when nothing changed, and it is the only way the job ends with a final status.
    */
-  readonly reason: 'first-apply' | 'inputs-changed' | 'history-unknown';
+  readonly reason: AffectedReason;
   /** The changed paths among its inputs (empty for a first apply). */
   readonly changedInputs: readonly string[];
 }
@@ -41,7 +45,7 @@ export async function selectAffectedClusters(input: AffectedClustersInput): Prom
       continue;
     }
     if (applied === input.targetSha) {
-      unaffected.push(cluster);
+      affected.push({ cluster, reason: 'already-applied', changedInputs: [] });
       continue;
     }
     if (!diffs.has(applied)) diffs.set(applied, input.changedPaths(applied, input.targetSha));

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ClusterEntry } from '../clusters/cluster-registry.ts';
 import type { SyncJob } from '../queue/jobs.ts';
-import { selectAffectedClusters } from './affected-clusters.ts';
+import { type AffectedReason, selectAffectedClusters } from './affected-clusters.ts';
 import { CommitNotFoundError, type GitMirror, type Remote } from './git-mirror.ts';
 import { type HistoryVerdict, judgeHistory } from './history-guard.ts';
 import { fsTreeReader } from './tree-reader.ts';
@@ -17,7 +17,7 @@ export type ClusterPlan =
   | {
       readonly cluster: ClusterEntry;
       readonly action: 'reconcile';
-      readonly reason: 'first-apply' | 'inputs-changed' | 'history-unknown';
+      readonly reason: AffectedReason;
       readonly changedInputs: readonly string[];
     };
 

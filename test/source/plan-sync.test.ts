@@ -134,6 +134,15 @@ describe('planning a sync in a repository with the Portefaix layout', () => {
     expect(await plan(sha)).toEqual({ 'gcp-production': 'skip', 'aws-staging': 'skip', 'homelab-dev': 'reconcile' });
   });
 
+  it('the applied commit again (a re-run, a retried job) is reconciled, so its job ends with a result', async () => {
+    const sha = await change({ 'README.md': '# again\n' });
+    expect(await plan(sha, { applied: sha })).toEqual({
+      'gcp-production': 'reconcile',
+      'aws-staging': 'reconcile',
+      'homelab-dev': 'reconcile',
+    });
+  });
+
   it('files no render reads affect nothing', async () => {
     const sha = await change({ 'README.md': '# changed\n', 'clusters/gcp/production/notes.md': 'new notes\n' });
     expect(await plan(sha)).toEqual({ 'gcp-production': 'skip', 'aws-staging': 'skip', 'homelab-dev': 'skip' });

@@ -5,11 +5,9 @@ import { Redis } from 'ioredis';
 import { parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { createClusterClient, loadKubeConfig } from '../../src/engine/cluster-client.ts';
 import { readInventory } from '../../src/engine/inventory.ts';
-import { KUBECTL_KUSTOMIZE, renderCluster } from '../../src/engine/render-cluster.ts';
-import { createLogger } from '../../src/logging/create-logger.ts';
 import type { PlumblineJob } from '../../src/queue/jobs.ts';
 import { createJobConsumer } from '../../workers/job-consumer.ts';
-import { DEFAULT_ENGINE_SETTINGS, processSyncJob, type SyncResult } from '../../workers/process-sync-job.ts';
+import { processSyncJob, type SyncResult } from '../../workers/process-sync-job.ts';
 import { customResourceDefinition } from '../support/crd.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
 import { githubDelivery, pushPayload, send } from '../support/github-delivery.ts';
@@ -21,6 +19,7 @@ import {
   INSTALLATION_ID,
   type SourceFixture,
 } from '../support/source-fixture.ts';
+import { STATUS_PAGE_URL, workerDependencies } from '../support/worker-deps.ts';
 
 const env = testEnvironment();
 
@@ -90,20 +89,7 @@ clusters:
   - {name: ${gcp}, repo: ${f.repository.fullName}, path: clusters/gcp/production, kubeconfig: ${env.kubeconfig}}
   - {name: ${aws}, repo: ${f.repository.fullName}, path: clusters/aws/staging, kubeconfig: ${env.kubeconfigB}}
 `);
-    deps = {
-      registry,
-      mirror: f.mirror,
-      workDir: join(f.dir, 'work'),
-      tokenFor: async (id: number | undefined) => (id === undefined ? undefined : f.app.installationToken(id)),
-      clusterClient: (cluster: { kubeconfig: string | undefined }) =>
-        createClusterClient(loadKubeConfig({ kubeconfig: cluster.kubeconfig })),
-      redis,
-      prefix: harness.prefix,
-      logger: createLogger('silent'),
-      render: (treeDir: string, path: string) =>
-        renderCluster(treeDir, path, { kustomize: KUBECTL_KUSTOMIZE, timeoutMs: 60_000 }),
-      engine: { ...DEFAULT_ENGINE_SETTINGS, healthTimeoutMs: 1_000 },
-    };
+    deps = workerDependencies(f, { registry, redis, prefix: harness.prefix });
     worker = createJobConsumer<SyncResult | undefined>({
       connection: redis,
       prefix: harness.prefix,
@@ -147,6 +133,27 @@ clusters:
     ).resolves.toBeDefined();
     await expect(a.core.readNamespace({ name: podinfo })).resolves.toBeDefined();
     expect((await readInventory(createClusterClient(a.config), gcp))?.revision).toBe(sha);
+
+    // GitHub: one pending and one final status per context, a roll-up, and a check run per cluster.
+    const full = f.repository.fullName;
+    const states = (context: string) =>
+      f.github
+        .statuses(full, sha)
+        .filter((s) => s.context === context)
+        .map((s) => s.state);
+    expect(states(`plumbline/${gcp}`)).toEqual(['pending', 'success']);
+    expect(states(`plumbline/${aws}`)).toEqual(['pending', 'success']);
+    expect(states('plumbline')).toEqual(['pending', 'success']);
+    expect(f.github.latestStatus(full, sha, `plumbline/${gcp}`)).toMatchObject({
+      description: expect.stringMatching(/^5 created in [\d.]+ s; still progressing: Deployment\//),
+      targetUrl: `${STATUS_PAGE_URL}/#cluster-${gcp}`,
+    });
+    expect(f.github.latestStatus(full, sha, 'plumbline')?.description).toBe('2 applied');
+    const [run] = f.github.checkRuns(full, sha).filter((r) => r.name === `plumbline/${gcp}`);
+    expect(run).toMatchObject({ status: 'completed', conclusion: 'success' });
+    expect(run?.output.summary).toContain(`| created | \`ConfigMap/${monitoring}/grafana-settings\``);
+    expect(f.github.violations).toEqual([]);
+    expect(f.github.unexpected).toEqual([]);
   });
 
   it('reconciles only the clusters a commit affects', async () => {
@@ -158,6 +165,15 @@ clusters:
     const outcomes = await pushAndWait(sha, before);
     expect(outcomes[gcp]).toMatchObject({ status: 'unchanged' });
     expect(outcomes[aws]).toMatchObject({ status: 'applied', description: expect.stringMatching(/^1 configured/) });
+    // Only the affected cluster gets a status; the roll-up counts the other as unaffected.
+    const contexts = f.github.statuses(f.repository.fullName, sha).map((s) => s.context);
+    expect(new Set(contexts)).toEqual(new Set([`plumbline/${aws}`, 'plumbline']));
+    expect(f.github.latestStatus(f.repository.fullName, sha, 'plumbline')).toMatchObject({
+      state: 'success',
+      description: '1 applied, 1 unaffected',
+    });
+    const [run] = f.github.checkRuns(f.repository.fullName, sha);
+    expect(run?.output.text).toContain('~ spec.refreshInterval: "1h" → "30m"');
   });
 
   it('fails a commit with a plaintext Secret on the clusters that render it, and applies nothing there', async () => {
@@ -174,6 +190,16 @@ clusters:
       description: expect.stringMatching(new RegExp(`^Secret/${podinfo}/leaked carries secret data in Git`)),
     });
     expect(JSON.stringify(outcomes)).not.toContain('hunter2');
+    expect(f.github.latestStatus(f.repository.fullName, sha, `plumbline/${gcp}`)?.state).toBe('failure');
+    expect(f.github.latestStatus(f.repository.fullName, sha, 'plumbline')).toMatchObject({
+      state: 'failure',
+      description: expect.stringContaining(`see ${gcp}`),
+    });
+    const [run] = f.github.checkRuns(f.repository.fullName, sha).filter((r) => r.name === `plumbline/${gcp}`);
+    expect(run?.annotations).toEqual([
+      expect.objectContaining({ path: 'apps/podinfo/secret.yaml', start_line: 1, annotation_level: 'failure' }),
+    ]);
+    expect(JSON.stringify(f.github.calls)).not.toContain('hunter2');
     expect(outcomes[aws]).toMatchObject({ status: 'unchanged' });
     await expect(
       kubeClients(env.kubeconfig).core.readNamespacedSecret({ name: 'leaked', namespace: podinfo }),
@@ -208,7 +234,10 @@ clusters:
       forced: false,
       receivedAt: new Date().toISOString(),
     };
-    await expect(processSyncJob(job, { ...deps, registry })).rejects.toThrow(RetryableSyncError);
-    await expect(processSyncJob(job, { ...deps, registry })).rejects.toThrow(/could not be reached: .*ECONNREFUSED/);
+    const firstOfFive = { attempt: 1, maxAttempts: 5 };
+    await expect(processSyncJob(job, { ...deps, registry }, firstOfFive)).rejects.toThrow(RetryableSyncError);
+    await expect(processSyncJob(job, { ...deps, registry }, firstOfFive)).rejects.toThrow(
+      /could not be reached: .*ECONNREFUSED/,
+    );
   });
 });

@@ -1,0 +1,39 @@
+import type { ChangeSet } from './change-set.ts';
+import type { HealthReport } from './health.ts';
+import type { ManifestProblem } from './manifest.ts';
+
+/** What happened to one cluster for one commit; statuses, check runs, metrics and logs all derive from it. */
+export type ClusterOutcome =
+  | {
+      readonly cluster: string;
+      readonly status: 'applied';
+      readonly changeSet: ChangeSet;
+      readonly unhealthy: readonly HealthReport[];
+      readonly description: string;
+    }
+  | {
+      /** A pull request's dry-run: what applying the commit would do; nothing was written. */
+      readonly cluster: string;
+      readonly status: 'previewed';
+      readonly changeSet: ChangeSet;
+      readonly description: string;
+    }
+  | {
+      /** The commit is wrong (render, validation, rejected object, secret in Git, unsafe prune). */
+      readonly cluster: string;
+      readonly status: 'failed';
+      readonly description: string;
+      readonly problems: readonly ManifestProblem[];
+      readonly changeSet?: ChangeSet;
+    }
+  | {
+      /** Infrastructure (unreachable cluster, timeouts) after every retry: not the commit's fault. */
+      readonly cluster: string;
+      readonly status: 'error';
+      readonly description: string;
+    }
+  | {
+      readonly cluster: string;
+      readonly status: 'unchanged' | 'superseded' | 'suspended';
+      readonly description: string;
+    };

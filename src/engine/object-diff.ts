@@ -1,0 +1,289 @@
+/**
+ * A small, pure, field-level diff of two Kubernetes objects — the live object and the server-side
+ * dry-run of the new manifest — short enough for a GitHub check run and safe to publish there:
+ * Secret payloads, secret-looking keys and credential-looking values are masked on both sides, so a
+ * reader learns *that* a field changed, never *what* it holds.
+ */
+
+/** One differing field, as shown to a person; `before`/`after` are display strings, already masked. */
+export interface FieldChange {
+  /**
+   * Dotted path; list items are named by their identity when the list has one
+   * (`spec.template.spec.containers[podinfo].env[DB_PASSWORD].value`, `ports[8080]`), else by index
+   * (`args[2]`). Keys that are not plain identifiers are quoted: `metadata.labels["app.kubernetes.io/name"]`.
+   */
+  readonly path: string;
+  readonly change: 'added' | 'removed' | 'changed';
+  /** Display string (JSON-ish, at most ~80 chars), absent on the `added` side. */
+  readonly before?: string;
+  /** Display string (JSON-ish, at most ~80 chars), absent on the `removed` side. */
+  readonly after?: string;
+}
+
+/** Options for {@link diffObjects}. */
+export interface DiffOptions {
+  /** The object's kind; a `Secret` (given here or found on either object) masks everything under `data`/`stringData`. */
+  readonly kind?: string | undefined;
+  /** At most this many changes are returned (default 20); the rest are only counted in `truncated`. */
+  readonly maxChanges?: number | undefined;
+}
+
+/** What a masked value is shown as: it says a value changed without saying anything about it. */
+export const MASK = '••••••';
+
+const DEFAULT_MAX_CHANGES = 20;
+const MAX_DISPLAY_CHARS = 80;
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+/** Server bookkeeping under the top-level `metadata` that says nothing about what the user changed. */
+const IGNORED_METADATA = new Set(['managedFields', 'resourceVersion', 'generation', 'uid', 'creationTimestamp']);
+/** Keys (and list-item names such as an env var's) whose values are treated as secrets. */
+const SECRET_KEY =
+  /(pass(word|wd)?|secret|token|credential|api[-_]?key|private[-_]?key|auth|cert|dsn|connection[-_]?string)/i;
+/** Well-known credential prefixes: GitHub and Slack tokens, AWS access keys, PEM blocks, JWTs. */
+const CREDENTIAL_PREFIX = /^(?:gh[pousr]_|github_pat_|xox[abpr]-|AKIA|-----BEGIN|eyJ)/;
+/** Credentials embedded in a longer string: a PEM block, a URL with a password, `password=…`-style assignments. */
+const EMBEDDED_CREDENTIAL = [
+  /-----BEGIN/,
+  /[a-z][a-z0-9+.-]*:\/\/[^\s/:@]+:[^\s/@]+@/i,
+  /(?:pass(?:word|wd)?|secret|token|credential|api[-_]?key|private[-_]?key|auth(?:orization)?|dsn)["']?\s*[=:]\s*["']?[^\s"',;]{3,}/i,
+];
+/** Image and content digests (`sha256:<hex>`) are public identifiers, not credentials. */
+const DIGEST = /\bsha(?:1|224|256|384|512):[0-9a-f]+/gi;
+/** Splits a string into the pieces a token could be one of. */
+const PIECE_SEPARATOR = /[\s=:,;"'`()[\]{}<>|]+/;
+const TOKEN_CHARS = /^[A-Za-z0-9+/=_-]{32,}$/;
+const HEX_CHARS = /^[0-9a-fA-F]+$/;
+
+type JsonRecord = Record<string, unknown>;
+
+const isRecord = (value: unknown): value is JsonRecord =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** Bits of Shannon entropy per character. */
+function entropy(text: string): number {
+  const counts = new Map<string, number>();
+  for (const char of text) counts.set(char, (counts.get(char) ?? 0) + 1);
+  let bits = 0;
+  for (const count of counts.values()) {
+    const p = count / text.length;
+    bits -= p * Math.log2(p);
+  }
+  return bits;
+}
+
+/** How often neighbouring letters/digits switch class (lower, upper, digit): words rarely do, random text often. */
+function classSwitchRate(piece: string): number {
+  const chars = piece.replace(/[^A-Za-z0-9]/g, '');
+  const classOf = (char: string) => (/[a-z]/.test(char) ? 0 : /[A-Z]/.test(char) ? 1 : 2);
+  let switches = 0;
+  for (let i = 1; i < chars.length; i++) if (classOf(chars.charAt(i)) !== classOf(chars.charAt(i - 1))) switches++;
+  return chars.length > 1 ? switches / (chars.length - 1) : 0;
+}
+
+/**
+ * A long, random-looking base64/hex run without spaces: high entropy, and (unless hex) letters that
+ * keep switching case or to digits — which keeps `my-application-configuration-v2` and paths visible.
+ */
+function isHighEntropyToken(piece: string): boolean {
+  if (!TOKEN_CHARS.test(piece)) return false;
+  const [digit, lower, upper] = [/[0-9]/.test(piece), /[a-z]/.test(piece), /[A-Z]/.test(piece)];
+  if (HEX_CHARS.test(piece)) return digit && (lower || upper) && entropy(piece) >= 3;
+  return (digit ? lower || upper : lower && upper) && entropy(piece) >= 3.5 && classSwitchRate(piece) >= 0.15;
+}
+
+/** Whether a string value looks like a credential, whatever key it sits under. */
+function looksLikeCredential(value: string): boolean {
+  if (CREDENTIAL_PREFIX.test(value.trimStart())) return true;
+  if (EMBEDDED_CREDENTIAL.some((pattern) => pattern.test(value))) return true;
+  return value
+    .replace(DIGEST, ' ')
+    .split(PIECE_SEPARATOR)
+    .some((piece) => CREDENTIAL_PREFIX.test(piece) || isHighEntropyToken(piece));
+}
+
+/** Whether a path segment (an object key or a list item's name) marks what lies under it as secret. */
+const isSecretSegment = (segment: string): boolean => SECRET_KEY.test(segment) || looksLikeCredential(segment);
+
+/** The `name`/`key` of a list item, which names what it holds (an env var, a ConfigMap item). */
+function itemNames(item: unknown): string[] {
+  if (!isRecord(item)) return [];
+  return [item.name, item.key].filter((name): name is string => typeof name === 'string');
+}
+
+/** Whether anything inside a whole added/removed/replaced value would be masked on its own. */
+function containsSecret(value: unknown): boolean {
+  if (typeof value === 'string') return looksLikeCredential(value);
+  if (Array.isArray(value)) return value.some((item) => itemNames(item).some(isSecretSegment) || containsSecret(item));
+  if (isRecord(value)) {
+    return Object.entries(value).some(([key, child]) => isSecretSegment(key) || containsSecret(child));
+  }
+  return false;
+}
+
+/** JSON with sorted keys, so summaries are deterministic. */
+function stableStringify(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map((item) => stableStringify(item ?? null)).join(',')}]`;
+  if (isRecord(value)) {
+    const entries = Object.keys(value)
+      .filter((key) => value[key] !== undefined)
+      .sort()
+      .map((key) => `${JSON.stringify(key)}:${stableStringify(value[key])}`);
+    return `{${entries.join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+function display(value: unknown): string {
+  const text = stableStringify(value);
+  if (text.length <= MAX_DISPLAY_CHARS) return text;
+  return `${Array.from(text)
+    .slice(0, MAX_DISPLAY_CHARS - 1)
+    .join('')}…`;
+}
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_-]*$/;
+
+function keyPath(parent: string, key: string): string {
+  const shown = looksLikeCredential(key) ? MASK : key;
+  if (IDENTIFIER.test(shown)) return parent === '' ? shown : `${parent}.${shown}`;
+  return `${parent}[${JSON.stringify(shown)}]`;
+}
+
+const itemPath = (parent: string, identity: string | number): string =>
+  `${parent}[${typeof identity === 'string' && looksLikeCredential(identity) ? MASK : identity}]`;
+
+type IdentityField = 'name' | 'key' | 'containerPort' | 'port';
+const IDENTITY_FIELDS: readonly IdentityField[] = ['name', 'key', 'containerPort', 'port'];
+
+/** The field that identifies items of both lists, if every item has a unique one; else lists match by index. */
+function listIdentity(before: readonly unknown[], after: readonly unknown[]): IdentityField | undefined {
+  return IDENTITY_FIELDS.find((field) => {
+    const wanted = field === 'name' || field === 'key' ? 'string' : 'number';
+    return [before, after].every((list) => {
+      const seen = new Set<unknown>();
+      for (const item of list) {
+        if (!isRecord(item) || typeof item[field] !== wanted || seen.has(item[field])) return false;
+        seen.add(item[field]);
+      }
+      return true;
+    });
+  });
+}
+
+function compareIdentities(a: string | number, b: string | number): number {
+  if (typeof a === 'number' && typeof b === 'number') return a - b;
+  const [x, y] = [String(a), String(b)];
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+interface Walk {
+  readonly out: FieldChange[];
+  readonly secretKind: boolean;
+}
+
+/** Records one leaf-level difference; a masked change keeps its kind but shows {@link MASK} on each present side. */
+function record(walk: Walk, path: string, before: unknown, after: unknown, masked: boolean): void {
+  const mask = masked || containsSecret(before) || containsSecret(after);
+  const show = (value: unknown) => (mask ? MASK : display(value));
+  if (before === undefined) walk.out.push({ path, change: 'added', after: show(after) });
+  else if (after === undefined) walk.out.push({ path, change: 'removed', before: show(before) });
+  else walk.out.push({ path, change: 'changed', before: show(before), after: show(after) });
+}
+
+function diffValue(walk: Walk, path: string, before: unknown, after: unknown, masked: boolean): void {
+  if (before === undefined && after === undefined) return;
+  if (isRecord(before) && isRecord(after)) diffRecords(walk, path, before, after, masked, false);
+  else if (Array.isArray(before) && Array.isArray(after)) diffLists(walk, path, before, after, masked);
+  else if (before !== after) record(walk, path, before, after, masked);
+}
+
+function diffRecords(
+  walk: Walk,
+  path: string,
+  before: JsonRecord,
+  after: JsonRecord,
+  masked: boolean,
+  root: boolean,
+): void {
+  const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])].sort();
+  for (const key of keys) {
+    const secretPayload = root && walk.secretKind && (key === 'data' || key === 'stringData');
+    const childMasked = masked || secretPayload || isSecretSegment(key);
+    diffValue(walk, keyPath(path, key), before[key], after[key], childMasked);
+  }
+}
+
+function diffLists(walk: Walk, path: string, before: readonly unknown[], after: readonly unknown[], masked: boolean) {
+  const field = listIdentity(before, after);
+  if (field === undefined) {
+    for (let i = 0; i < Math.max(before.length, after.length); i++) {
+      const secretItem = [...itemNames(before[i]), ...itemNames(after[i])].some(isSecretSegment);
+      diffValue(walk, itemPath(path, i), before[i], after[i], masked || secretItem);
+    }
+    return;
+  }
+  const byIdentity = (list: readonly unknown[]) =>
+    new Map(list.filter(isRecord).map((item) => [item[field] as string | number, item] as const));
+  const [old, next] = [byIdentity(before), byIdentity(after)];
+  const identities = [...new Set([...old.keys(), ...next.keys()])].sort(compareIdentities);
+  for (const identity of identities) {
+    const secretItem = typeof identity === 'string' && isSecretSegment(identity);
+    diffValue(walk, itemPath(path, identity), old.get(identity), next.get(identity), masked || secretItem);
+  }
+}
+
+/**
+ * A shallow copy without what the server maintains (`status`, `managedFields`, `resourceVersion`,
+ * `generation`, `uid`, `creationTimestamp`) and without the last-applied annotation, which can hold a
+ * whole earlier object — Secret data included. Annotations left empty by that are dropped too.
+ */
+function withoutBookkeeping(value: unknown): unknown {
+  if (!isRecord(value)) return value;
+  const { status: _status, ...rest } = value;
+  if (!isRecord(rest.metadata)) return rest;
+  const metadata = Object.fromEntries(Object.entries(rest.metadata).filter(([key]) => !IGNORED_METADATA.has(key)));
+  if (isRecord(metadata.annotations) && LAST_APPLIED in metadata.annotations) {
+    const { [LAST_APPLIED]: _lastApplied, ...annotations } = metadata.annotations;
+    if (Object.keys(annotations).length > 0) metadata.annotations = annotations;
+    else delete metadata.annotations;
+  }
+  return { ...rest, metadata };
+}
+
+const kindOf = (value: unknown): unknown => (isRecord(value) ? value.kind : undefined);
+
+/**
+ * The field changes that turn `before` (the live object) into `after` (the dry-run result), deepest
+ * differing paths only, in sorted path order, with secrets masked on both sides. A whole added or
+ * removed subtree is one change at its root. At most `maxChanges` (default 20) are returned;
+ * `truncated` counts the rest. Objects are compared as given: strip nothing but what is listed above.
+ */
+export function diffObjects(
+  before: unknown,
+  after: unknown,
+  options: DiffOptions = {},
+): { changes: FieldChange[]; truncated: number } {
+  const secretKind = [options.kind, kindOf(before), kindOf(after)].includes('Secret');
+  const walk: Walk = { out: [], secretKind };
+  const [old, next] = [withoutBookkeeping(before), withoutBookkeeping(after)];
+  if (isRecord(old) && isRecord(next)) diffRecords(walk, '', old, next, false, true);
+  else {
+    const secretPayload = secretKind && [old, next].some((o) => isRecord(o) && ('data' in o || 'stringData' in o));
+    diffValue(walk, '', old, next, secretPayload);
+  }
+  const limit = Math.max(0, Math.floor(options.maxChanges ?? DEFAULT_MAX_CHANGES));
+  return { changes: walk.out.slice(0, limit), truncated: Math.max(0, walk.out.length - limit) };
+}
+
+/**
+ * One line per change for a check run's Markdown (`~ spec.replicas: 2 → 3`, `+ metadata.labels.team: "platform"`,
+ * `- …args[1]: "--debug"`); the values are the already-masked display strings.
+ */
+export function formatDiff(changes: readonly FieldChange[]): string[] {
+  return changes.map(({ path, change, before, after }) => {
+    const where = path === '' ? '(object)' : path;
+    if (change === 'added') return `+ ${where}: ${after ?? ''}`;
+    if (change === 'removed') return `- ${where}: ${before ?? ''}`;
+    return `~ ${where}: ${before ?? ''} → ${after ?? ''}`;
+  });
+}

@@ -1,0 +1,58 @@
+import { type ApplyOptions, previewObjects } from './apply-objects.ts';
+import type { ChangeSet } from './change-set.ts';
+import type { ClusterClient } from './cluster-client.ts';
+import { objectIdOf, readInventory } from './inventory.ts';
+import type { RenderedObject } from './manifest.ts';
+import { executePrune, type PruneGuards, planPrune } from './prune.ts';
+
+export interface PreviewInput {
+  readonly client: ClusterClient;
+  readonly clusterName: string;
+  readonly objects: readonly RenderedObject[];
+  readonly prune: boolean;
+  readonly pruneGuards: PruneGuards;
+  readonly apply: Pick<ApplyOptions, 'concurrency' | 'conflicts' | 'establishTimeoutMs'>;
+}
+
+export type PreviewOutcome =
+  | { readonly status: 'previewed'; readonly changeSet: ChangeSet }
+  | { readonly status: 'failed'; readonly reason: string; readonly changeSet: ChangeSet };
+
+/**
+ * What reconciling the objects would do to the live cluster, with nothing written: a server-side
+ * dry-run of every object and the prune plan against the inventory, refused for the same reasons a
+ * real reconcile would refuse (empty render, prune share).
+ */
+export async function previewCluster(input: PreviewInput): Promise<PreviewOutcome> {
+  const previous = await readInventory(input.client, input.clusterName);
+  if (input.objects.length === 0 && (previous?.objects.length ?? 0) > 0) {
+    return {
+      status: 'failed',
+      reason: `an empty render would remove all ${previous?.objects.length} objects: it would be refused`,
+      changeSet: { changes: [] },
+    };
+  }
+  const plan =
+    input.prune && previous
+      ? planPrune(
+          previous.objects,
+          input.objects.map((o) => objectIdOf(o.manifest)),
+          input.pruneGuards,
+        )
+      : ({ ok: true, stale: [] } as const);
+  if (!plan.ok) return { status: 'failed', reason: `would be refused: ${plan.reason}`, changeSet: { changes: [] } };
+  const previewed = await previewObjects(input.client, input.objects, { ...input.apply });
+  if (!previewed.ok) {
+    const failed = previewed.changeSet.changes.filter((c) => c.action === 'failed').length;
+    return {
+      status: 'failed',
+      reason: `${failed} object(s) would be rejected by the cluster`,
+      changeSet: previewed.changeSet,
+    };
+  }
+  const pruned =
+    plan.stale.length > 0
+      ? await executePrune(input.client, plan.stale, input.apply.concurrency, 'dry-run')
+      : { changes: [] };
+  return { status: 'previewed', changeSet: { changes: [...previewed.changeSet.changes, ...pruned.changes] } };
+}

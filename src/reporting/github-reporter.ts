@@ -1,0 +1,308 @@
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { PlumblineOctokit } from '../github/github-app.ts';
+import type { Logger } from '../logging/create-logger.ts';
+import { annotationBatches, type CheckRunContent } from './check-run-report.ts';
+import type { StatusState } from './status-text.ts';
+import type { WriteBudget } from './write-budget.ts';
+
+export interface ReportTarget {
+  readonly repository: { readonly id: number; readonly fullName: string };
+  readonly installationId: number | undefined;
+  readonly sha: string;
+}
+
+export interface StatusUpdate {
+  readonly context: string;
+  readonly state: StatusState;
+  readonly description: string;
+  readonly targetUrl?: string | undefined;
+}
+
+export interface CheckRunUpdate extends CheckRunContent {
+  readonly name: string;
+  readonly detailsUrl?: string | undefined;
+}
+
+/** Everything reported about one commit. Calls return at once; writes happen in order per context. */
+export interface CommitReport {
+  status(update: StatusUpdate): void;
+  checkRun(update: CheckRunUpdate): void;
+  /** Turns every status of the commit still `pending` into `error` with this reason (a job that gave up). */
+  abandon(reason: string): Promise<void>;
+  /** Waits for every write; returns a line per write that failed for good (empty: all written). */
+  flush(): Promise<readonly string[]>;
+}
+
+export interface Reporter {
+  forCommit(target: ReportTarget): CommitReport;
+}
+
+export interface GitHubReporterOptions {
+  readonly redis: Redis;
+  readonly prefix: string;
+  readonly octokitFor: (installationId: number) => PlumblineOctokit;
+  readonly budget: WriteBudget;
+  readonly logger: Logger;
+}
+
+const RECORD_TTL_SECONDS = 30 * 24 * 60 * 60;
+const CHECKS_OFF_SECONDS = 60 * 60;
+const EXHAUSTED = 'exhausted';
+
+/**
+ * Claims a status write: 0 when GitHub already shows this value (or the context is exhausted), else
+ * records the new value and returns the previous one, so that a failed write can be rolled back.
+ */
+const CLAIM = `
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current == ARGV[2] or current == '${EXHAUSTED}' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return {current or ''}
+`;
+/** Puts back the previous value after a failed write, unless another write has changed it since. */
+const ROLL_BACK = `
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+if ARGV[3] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
+return 1
+`;
+
+/**
+ * Reports to GitHub as commit statuses and check runs. Writes only what changed: the last value
+ * written per (commit, context) lives in Redis, so re-runs, duplicate jobs and other workers skip
+ * it. Every write draws from the installation's shared budget. A context GitHub declares full
+ * (1,000 statuses) is marked and never retried; an App without the Checks permission keeps its statuses.
+ */
+export function createGitHubReporter(options: GitHubReporterOptions): Reporter {
+  const { redis, prefix, logger } = options;
+  const octokits = new Map<number, PlumblineOctokit>();
+  const octokitFor = (installationId: number) => {
+    let octokit = octokits.get(installationId);
+    if (!octokit) {
+      octokit = options.octokitFor(installationId);
+      octokits.set(installationId, octokit);
+    }
+    return octokit;
+  };
+
+  return {
+    forCommit(target) {
+      const [owner, repo] = target.repository.fullName.split('/') as [string, string];
+      const base = `${prefix}:github:${target.repository.id}:${target.sha}`;
+      const statusKey = `${base}:statuses`;
+      const checkKey = `${base}:checks`;
+      const log = logger.child({ repo: target.repository.fullName, sha: target.sha });
+      const lanes = new LatestWins();
+      const failures: string[] = [];
+      const installationId = target.installationId;
+
+      const writeStatus = async (update: StatusUpdate, octokit: PlumblineOctokit, id: number) => {
+        const value = `${update.state}\n${update.description}`;
+        const claim = (await redis.eval(CLAIM, 1, statusKey, update.context, value, RECORD_TTL_SECONDS)) as
+          | 0
+          | [string];
+        if (claim === 0) return;
+        try {
+          await options.budget.take(id);
+          await octokit.request('POST /repos/{owner}/{repo}/statuses/{sha}', {
+            owner,
+            repo,
+            sha: target.sha,
+            context: update.context,
+            state: update.state,
+            description: update.description,
+            ...(update.targetUrl ? { target_url: update.targetUrl } : {}),
+          });
+        } catch (error) {
+          if (isContextFull(error)) {
+            await redis.hset(statusKey, update.context, EXHAUSTED);
+            log.warn(
+              { context: update.context },
+              'GitHub holds 1,000 statuses for this commit and context: not writing more',
+            );
+            return;
+          }
+          await redis.eval(ROLL_BACK, 1, statusKey, update.context, value, claim[0]);
+          throw error;
+        }
+      };
+
+      const writeCheckRun = async (update: CheckRunUpdate, octokit: PlumblineOctokit, id: number) => {
+        if (await redis.exists(`${prefix}:github:checks-off:${id}`)) return;
+        const digest = createHash('sha256').update(JSON.stringify(update)).digest('hex').slice(0, 24);
+        const recorded = parseCheckRecord(await redis.hget(checkKey, update.name));
+        if (recorded?.digest === digest) return;
+        const [first = [], ...rest] = annotationBatches(update.annotations);
+        const output = (annotations: CheckRunContent['annotations']) => ({
+          title: update.title,
+          summary: update.summary,
+          ...(update.text ? { text: update.text } : {}),
+          annotations: [...annotations],
+        });
+        const fields = {
+          owner,
+          repo,
+          name: update.name,
+          status: update.status,
+          ...(update.conclusion ? { conclusion: update.conclusion } : {}),
+          ...(update.detailsUrl ? { details_url: update.detailsUrl } : {}),
+          output: output(first),
+        };
+        try {
+          await options.budget.take(id);
+          // Annotations accumulate on a run: a finished run is not rewritten, a re-run gets a new one.
+          const checkRunId =
+            recorded === undefined || recorded.completed
+              ? Number(
+                  (await octokit.request('POST /repos/{owner}/{repo}/check-runs', { ...fields, head_sha: target.sha }))
+                    .data.id,
+                )
+              : recorded.id;
+          if (recorded !== undefined && !recorded.completed) {
+            await octokit.request('PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}', {
+              ...fields,
+              check_run_id: checkRunId,
+            });
+          }
+          for (const batch of rest) {
+            await options.budget.take(id);
+            await octokit.request('PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}', {
+              owner,
+              repo,
+              check_run_id: checkRunId,
+              output: output(batch),
+            });
+          }
+          const record: CheckRecord = { id: checkRunId, digest, completed: update.status === 'completed' };
+          await redis
+            .multi()
+            .hset(checkKey, update.name, JSON.stringify(record))
+            .expire(checkKey, RECORD_TTL_SECONDS)
+            .exec();
+        } catch (error) {
+          if (isMissingPermission(error)) {
+            await redis.set(`${prefix}:github:checks-off:${id}`, '1', 'EX', CHECKS_OFF_SECONDS);
+            log.warn(
+              { installationId: id },
+              'the App may not write check runs (Checks permission missing): reporting with commit statuses only',
+            );
+            return;
+          }
+          throw error;
+        }
+      };
+
+      const enqueue = <T>(lane: string, update: T, write: (u: T, o: PlumblineOctokit, id: number) => Promise<void>) => {
+        if (installationId === undefined) {
+          log.warn({ lane }, 'no GitHub App installation for this repository: cannot report');
+          return;
+        }
+        lanes.push(lane, async () => {
+          try {
+            await write(update, octokitFor(installationId), installationId);
+          } catch (error) {
+            const message = `${lane}: ${describeError(error)}`;
+            failures.push(message);
+            log.warn({ lane, error: describeError(error) }, 'writing to GitHub failed');
+          }
+        });
+      };
+
+      const report: CommitReport = {
+        status(update) {
+          enqueue(`status ${update.context}`, update, writeStatus);
+        },
+        checkRun(update) {
+          enqueue(`check ${update.name}`, update, writeCheckRun);
+        },
+        async abandon(reason) {
+          const recorded = await redis.hgetall(statusKey);
+          for (const [context, value] of Object.entries(recorded)) {
+            if (value.startsWith('pending\n')) report.status({ context, state: 'error', description: reason });
+          }
+          const checks = await redis.hgetall(checkKey);
+          for (const [name, value] of Object.entries(checks)) {
+            if (parseCheckRecord(value)?.completed === false) {
+              report.checkRun({
+                name,
+                status: 'completed',
+                conclusion: 'failure',
+                title: reason,
+                summary: reason,
+                annotations: [],
+              });
+            }
+          }
+        },
+        async flush() {
+          await lanes.idle();
+          return failures.splice(0);
+        },
+      };
+      return report;
+    },
+  };
+}
+
+interface CheckRecord {
+  readonly id: number;
+  readonly digest: string;
+  readonly completed: boolean;
+}
+
+function parseCheckRecord(raw: string | null): CheckRecord | undefined {
+  return raw ? (JSON.parse(raw) as CheckRecord) : undefined;
+}
+
+/**
+ * Runs tasks one at a time per lane; a task queued while another waits replaces it, since only the
+ * newest state of a status matters (a `pending` not yet sent when the final one arrives is never sent).
+ */
+class LatestWins {
+  private readonly lanes = new Map<string, { running: Promise<void>; next: (() => Promise<void>) | undefined }>();
+
+  push(lane: string, task: () => Promise<void>): void {
+    const current = this.lanes.get(lane);
+    if (current) {
+      current.next = task;
+      return;
+    }
+    const state = { running: Promise.resolve(), next: task as (() => Promise<void>) | undefined };
+    state.running = (async () => {
+      while (state.next) {
+        const run = state.next;
+        state.next = undefined;
+        await run();
+      }
+      this.lanes.delete(lane);
+    })();
+    this.lanes.set(lane, state);
+  }
+
+  async idle(): Promise<void> {
+    while (this.lanes.size > 0) await Promise.all([...this.lanes.values()].map((l) => l.running));
+  }
+}
+
+function statusOf(error: unknown): number | undefined {
+  return typeof error === 'object' && error !== null && 'status' in error ? Number(error.status) : undefined;
+}
+
+function isContextFull(error: unknown): boolean {
+  return statusOf(error) === 422 && /maximum number of statuses/i.test(JSON.stringify(responseData(error)));
+}
+
+function isMissingPermission(error: unknown): boolean {
+  return statusOf(error) === 403 && /not accessible by integration/i.test(describeError(error));
+}
+
+function responseData(error: unknown): unknown {
+  return (error as { response?: { data?: unknown } }).response?.data;
+}
+
+function describeError(error: unknown): string {
+  const status = statusOf(error);
+  const message = error instanceof Error ? error.message : String(error);
+  return status ? `${status} ${message}`.slice(0, 300) : message.slice(0, 300);
+}

@@ -1,0 +1,51 @@
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import type { ClusterRegistry } from '../../src/clusters/cluster-registry.ts';
+import { createClusterClient, loadKubeConfig } from '../../src/engine/cluster-client.ts';
+import { KUBECTL_KUSTOMIZE, renderCluster } from '../../src/engine/render-cluster.ts';
+import { createLogger, type Logger } from '../../src/logging/create-logger.ts';
+import { createGitHubReporter } from '../../src/reporting/github-reporter.ts';
+import { createWriteBudget } from '../../src/reporting/write-budget.ts';
+import { DEFAULT_ENGINE_SETTINGS, type SyncDependencies } from '../../workers/process-sync-job.ts';
+import type { SourceFixture } from './source-fixture.ts';
+
+export const STATUS_PAGE_URL = 'https://plumbline.example.test';
+
+/** Everything a sync or preview job needs, wired to a source fixture's GitHub stand-in and real clusters. */
+export function workerDependencies(
+  f: SourceFixture,
+  options: {
+    readonly registry: ClusterRegistry;
+    readonly redis: Redis;
+    readonly prefix: string;
+    readonly logger?: Logger;
+    readonly writesPerMinute?: number;
+  },
+): SyncDependencies {
+  const logger = options.logger ?? createLogger('silent');
+  return {
+    registry: options.registry,
+    mirror: f.mirror,
+    workDir: join(f.dir, 'work'),
+    tokenFor: async (id: number | undefined) => (id === undefined ? undefined : f.app.installationToken(id)),
+    clusterClient: (cluster) => createClusterClient(loadKubeConfig({ kubeconfig: cluster.kubeconfig })),
+    redis: options.redis,
+    prefix: options.prefix,
+    logger,
+    render: (treeDir: string, path: string) =>
+      renderCluster(treeDir, path, { kustomize: KUBECTL_KUSTOMIZE, timeoutMs: 60_000 }),
+    engine: { ...DEFAULT_ENGINE_SETTINGS, healthTimeoutMs: 1_000 },
+    reporter: createGitHubReporter({
+      redis: options.redis,
+      prefix: options.prefix,
+      octokitFor: (id) => f.app.installationOctokit(id),
+      budget: createWriteBudget(options.redis, {
+        prefix: options.prefix,
+        perMinute: options.writesPerMinute ?? 6_000,
+        burst: 100,
+      }),
+      logger,
+    }),
+    statusPageUrl: STATUS_PAGE_URL,
+  };
+}

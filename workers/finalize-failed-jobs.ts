@@ -1,0 +1,55 @@
+import { Queue, QueueEvents } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../src/logging/create-logger.ts';
+import { type PlumblineJob, QUEUE_NAMES } from '../src/queue/jobs.ts';
+import type { Reporter } from '../src/reporting/github-reporter.ts';
+
+/**
+ * The last line of "no status is left pending": a job whose workers kept dying fails inside BullMQ
+ * without its processor running again. Every worker listens for such failures and ends the commit's
+ * pending statuses with `error`; the reporter's write-only-on-change record keeps that to one write.
+ */
+export function finalizeFailedJobs(options: {
+  readonly connection: Redis;
+  readonly prefix: string;
+  readonly reporter: Reporter;
+  readonly logger: Logger;
+}): { close(): Promise<void> } {
+  const parts = (Object.keys(QUEUE_NAMES) as (keyof typeof QUEUE_NAMES)[]).map((name) => {
+    // QueueEvents blocks on its connection: it needs one of its own.
+    const blocking = options.connection.duplicate();
+    const events = new QueueEvents(QUEUE_NAMES[name], { connection: blocking, prefix: options.prefix });
+    const queue = new Queue<PlumblineJob>(QUEUE_NAMES[name], {
+      connection: options.connection,
+      prefix: options.prefix,
+    });
+    events.on('error', (error) => options.logger.warn({ error: error.message }, 'queue events error'));
+    queue.on('error', (error) => options.logger.warn({ error: error.message }, 'queue error'));
+    events.on('failed', ({ jobId, failedReason }) => {
+      if (!/stalled more than allowable limit/.test(failedReason)) return;
+      void (async () => {
+        const job = await queue.getJob(jobId);
+        if (!job) return;
+        const data = job.data;
+        const sha = data.type === 'sync' ? data.after : data.headSha;
+        const report = options.reporter.forCommit({
+          repository: data.repository,
+          installationId: data.installationId,
+          sha,
+        });
+        await report.abandon(`not finished: the worker running it stopped ${job.stalledCounter ?? 'several'} times`);
+        const failed = await report.flush();
+        options.logger.error({ jobId, sha, failedWrites: failed }, 'a job was abandoned by its workers');
+      })().catch((error: unknown) =>
+        options.logger.warn({ jobId, error: (error as Error).message }, 'could not finalize a failed job'),
+      );
+    });
+    return { events, queue, blocking };
+  });
+  return {
+    async close() {
+      await Promise.all(parts.flatMap(({ events, queue }) => [events.close(), queue.close()]));
+      for (const { blocking } of parts) blocking.disconnect();
+    },
+  };
+}

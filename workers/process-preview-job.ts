@@ -1,0 +1,185 @@
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { UnrecoverableError } from 'bullmq';
+import { type ClusterEntry, clustersForRepository } from '../src/clusters/cluster-registry.ts';
+import { describePreview } from '../src/engine/change-set.ts';
+import type { ClusterOutcome } from '../src/engine/cluster-outcome.ts';
+import { readInventory } from '../src/engine/inventory.ts';
+import { previewCluster } from '../src/engine/preview-cluster.ts';
+import { checkSecrets } from '../src/engine/secrets-gate.ts';
+import { latestJobKey } from '../src/queue/job-producer.ts';
+import type { PlumblineJob, PreviewJob } from '../src/queue/jobs.ts';
+import { selectAffectedClusters } from '../src/source/affected-clusters.ts';
+import { CommitNotFoundError, type Remote } from '../src/source/git-mirror.ts';
+import { fsTreeReader } from '../src/source/tree-reader.ts';
+import { mapLimited } from '../src/support/limit-concurrency.ts';
+import type { SyncDependencies, SyncResult } from './process-sync-job.ts';
+import { RetryableSyncError } from './process-sync-job.ts';
+import { CommitReporting, failedOutcome, type JobRun, SINGLE_RUN } from './report-outcome.ts';
+
+/**
+ * A pull request's preview: the head commit rendered for every cluster of the base branch that it
+ * affects (compared with what each cluster runs), and server-side dry-run against the live cluster.
+ * Statuses and check runs on the head commit say what merging would do; nothing is applied, and no
+ * cluster lock is taken. A newer push to the pull request supersedes the clusters not yet previewed.
+ */
+export async function processPreviewJob(
+  job: PreviewJob,
+  deps: SyncDependencies,
+  run: JobRun = SINGLE_RUN,
+): Promise<SyncResult> {
+  const log = deps.logger.child({
+    deliveryId: job.deliveryId,
+    repo: job.repository.fullName,
+    pullRequest: job.number,
+    sha: job.headSha,
+  });
+  const clusters = clustersForRepository(deps.registry, job.repository.fullName, job.baseBranch);
+  if (clusters.length === 0) {
+    log.info({ branch: job.baseBranch }, 'no cluster is registered for the base branch: nothing to preview');
+    return { sha: job.headSha, outcomes: [] };
+  }
+  const finalAttempt = run.attempt >= run.maxAttempts;
+  const reporting = new CommitReporting(
+    deps.reporter.forCommit({ repository: job.repository, installationId: job.installationId, sha: job.headSha }),
+    job.headSha,
+    'preview',
+    deps.statusPageUrl,
+  );
+  reporting.jobStarted();
+  let treeDir: string | undefined;
+  try {
+    await mkdir(deps.workDir, { recursive: true });
+    const remote: Remote = {
+      repositoryId: job.repository.id,
+      cloneUrl: job.repository.cloneUrl,
+      token: await deps.tokenFor(job.installationId),
+    };
+    await deps.mirror.fetch(remote, job.headSha);
+    treeDir = await mkdtemp(join(deps.workDir, `preview-${job.headSha.slice(0, 12)}-`));
+    await deps.mirror.exportTree(job.repository.id, job.headSha, treeDir);
+    const tree = treeDir;
+    const unreachable: string[] = [];
+    const outcomes = await mapLimited(clusters, 4, async (cluster): Promise<ClusterOutcome | undefined> => {
+      let outcome: ClusterOutcome;
+      try {
+        outcome = await previewOne(job, cluster, deps, remote, tree, () => reporting.clusterStarted(cluster.name));
+      } catch (error) {
+        if (error instanceof CommitNotFoundError) throw error;
+        const message = (error as Error).message;
+        unreachable.push(`${cluster.name}: ${message}`);
+        log.warn({ cluster: cluster.name, error: message, attempt: run.attempt }, 'cluster preview failed');
+        if (!finalAttempt) return undefined;
+        outcome = {
+          cluster: cluster.name,
+          status: 'error',
+          description: `no dry-run after ${run.attempt} attempt(s): ${message}`,
+        };
+      }
+      reporting.clusterFinished(outcome);
+      return outcome;
+    });
+    const done = outcomes.filter((o): o is ClusterOutcome => o !== undefined);
+    for (const outcome of done) {
+      log.info({ cluster: outcome.cluster, status: outcome.status, description: outcome.description }, 'previewed');
+    }
+    if (unreachable.length > 0 && !finalAttempt) {
+      await reporting.settle(log, false);
+      throw new RetryableSyncError(`${unreachable.length} cluster(s) could not be reached: ${unreachable.join('; ')}`);
+    }
+    reporting.jobFinished(done);
+    await reporting.settle(log, finalAttempt);
+    return { sha: job.headSha, outcomes: done };
+  } catch (error) {
+    const recoverable = !(error instanceof CommitNotFoundError || error instanceof UnrecoverableError);
+    if (recoverable && !finalAttempt) throw error;
+    await reporting.gaveUp(`no dry-run: ${error instanceof Error ? error.message : String(error)}`);
+    await reporting.settle(log, true);
+    if (error instanceof CommitNotFoundError) throw new UnrecoverableError(error.message);
+    throw error;
+  } finally {
+    if (treeDir) await rm(treeDir, { recursive: true, force: true });
+  }
+}
+
+async function previewOne(
+  job: PreviewJob,
+  cluster: ClusterEntry,
+  deps: SyncDependencies,
+  remote: Remote,
+  treeDir: string,
+  started: () => void,
+): Promise<ClusterOutcome> {
+  const newer = await newerHead(job, deps);
+  if (newer) {
+    return {
+      cluster: cluster.name,
+      status: 'superseded',
+      description: `no dry-run: superseded by ${newer.slice(0, 7)}, the pull request's newer head`,
+    };
+  }
+  const client = deps.clusterClient(cluster);
+  const inventory = await readInventory(client, cluster.name);
+  const { affected } = await selectAffectedClusters({
+    clusters: [cluster],
+    appliedSha: () => inventory?.revision || undefined,
+    targetSha: job.headSha,
+    tree: fsTreeReader(treeDir),
+    changedPaths: async (from, to) => {
+      try {
+        await deps.mirror.fetch(remote, from);
+      } catch (error) {
+        if (error instanceof CommitNotFoundError) return 'unknown';
+        throw error;
+      }
+      return deps.mirror.changedPaths(job.repository.id, from, to);
+    },
+  });
+  if (affected.length === 0)
+    return { cluster: cluster.name, status: 'unchanged', description: 'no change affects this cluster' };
+
+  started();
+  const rendered = await deps.render(treeDir, cluster.path);
+  if (!rendered.ok) return failedOutcome(cluster.name, rendered.problems);
+  const secretProblems = checkSecrets(rendered.objects);
+  if (secretProblems.length > 0) return failedOutcome(cluster.name, secretProblems);
+  const preview = await previewCluster({
+    client,
+    clusterName: cluster.name,
+    objects: rendered.objects,
+    prune: cluster.prune,
+    pruneGuards: { maxShare: cluster.maxPruneShare, override: false },
+    apply: {
+      concurrency: deps.engine.applyConcurrency,
+      conflicts: cluster.onConflict === 'fail' ? 'fail' : 'take-ownership',
+      establishTimeoutMs: deps.engine.establishTimeoutMs,
+    },
+  });
+  if (preview.status === 'failed') {
+    const problems = preview.changeSet.changes
+      .filter((c) => c.action === 'failed')
+      .map((c) => ({ message: c.message ?? 'rejected', source: c.source, object: c.object }));
+    return {
+      cluster: cluster.name,
+      status: 'failed',
+      description: preview.reason,
+      problems,
+      changeSet: preview.changeSet,
+    };
+  }
+  const suspended = cluster.suspend ? ' (cluster suspended: merging applies nothing until resumed)' : '';
+  return {
+    cluster: cluster.name,
+    status: 'previewed',
+    changeSet: preview.changeSet,
+    description: `${describePreview(preview.changeSet)}${suspended}`,
+  };
+}
+
+/** The pull request's newer head commit, when a later push to it has arrived since this job's. */
+async function newerHead(job: PreviewJob, deps: SyncDependencies): Promise<string | undefined> {
+  const raw = await deps.redis.get(latestJobKey(deps.prefix, job));
+  const latest = raw ? (JSON.parse(raw) as PlumblineJob) : undefined;
+  if (latest?.type !== 'preview' || latest.headSha === job.headSha) return undefined;
+  return Date.parse(latest.receivedAt) > Date.parse(job.receivedAt) ? latest.headSha : undefined;
+}

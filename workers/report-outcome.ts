@@ -1,0 +1,110 @@
+import type { ClusterOutcome } from '../src/engine/cluster-outcome.ts';
+import type { ManifestProblem } from '../src/engine/manifest.ts';
+import type { Logger } from '../src/logging/create-logger.ts';
+import { completedCheckRun, inProgressCheckRun } from '../src/reporting/check-run-report.ts';
+import type { CommitReport } from '../src/reporting/github-reporter.ts';
+import {
+  clusterContext,
+  clusterStatusText,
+  pendingText,
+  type ReportMode,
+  ROLL_UP_CONTEXT,
+  rollUpText,
+} from '../src/reporting/status-text.ts';
+
+/** Where statuses link to: the status page, anchored at the cluster. */
+export function statusPageLink(statusPageUrl: string | undefined, cluster?: string): string | undefined {
+  if (!statusPageUrl) return undefined;
+  return cluster ? `${statusPageUrl}/#cluster-${encodeURIComponent(cluster)}` : `${statusPageUrl}/`;
+}
+
+/** Reports what a job is about to do to one commit and its clusters, and how it ended. */
+export class CommitReporting {
+  constructor(
+    private readonly report: CommitReport,
+    private readonly sha: string,
+    private readonly mode: ReportMode,
+    private readonly statusPageUrl: string | undefined,
+  ) {}
+
+  jobStarted(): void {
+    this.report.status({
+      context: ROLL_UP_CONTEXT,
+      ...pendingText(this.mode),
+      targetUrl: statusPageLink(this.statusPageUrl),
+    });
+  }
+
+  clusterStarted(cluster: string): void {
+    const targetUrl = statusPageLink(this.statusPageUrl, cluster);
+    this.report.status({ context: clusterContext(cluster), ...pendingText(this.mode), targetUrl });
+    this.report.checkRun({
+      name: clusterContext(cluster),
+      detailsUrl: targetUrl,
+      ...inProgressCheckRun(cluster, this.sha, this.mode === 'preview'),
+    });
+  }
+
+  /** The final status and check run of a cluster; nothing for a cluster the commit does not concern. */
+  clusterFinished(outcome: ClusterOutcome): void {
+    const text = clusterStatusText(outcome);
+    const checkRun = completedCheckRun(outcome, this.sha);
+    if (!text || !checkRun) return;
+    const targetUrl = statusPageLink(this.statusPageUrl, outcome.cluster);
+    this.report.status({ context: clusterContext(outcome.cluster), ...text, targetUrl });
+    this.report.checkRun({ name: clusterContext(outcome.cluster), detailsUrl: targetUrl, ...checkRun });
+  }
+
+  jobFinished(outcomes: readonly ClusterOutcome[]): void {
+    this.report.status({
+      context: ROLL_UP_CONTEXT,
+      ...rollUpText(outcomes, this.mode),
+      targetUrl: statusPageLink(this.statusPageUrl),
+    });
+  }
+
+  /** A job that gives up still ends every status it started: `error`, saying why. */
+  async gaveUp(reason: string): Promise<void> {
+    await this.report.abandon(reason);
+  }
+
+  /**
+   * Waits for the writes. Failed writes make the job fail (to be retried: re-running a commit is cheap
+   * and idempotent), except on its last attempt, where they can only be logged.
+   */
+  async settle(log: Logger, finalAttempt: boolean): Promise<void> {
+    const failed = await this.report.flush();
+    if (failed.length === 0) return;
+    if (finalAttempt) {
+      log.error({ failed }, 'could not report to GitHub; giving up');
+      return;
+    }
+    throw new ReportingError(`could not report to GitHub: ${failed.join('; ')}`);
+  }
+}
+
+/** Reporting to GitHub failed; the job is retried so that the final statuses still arrive. */
+export class ReportingError extends Error {
+  override readonly name = 'ReportingError';
+}
+
+/** A failed outcome from the commit's problems, the first named in the description. Pure. */
+export function failedOutcome(cluster: string, problems: readonly ManifestProblem[]): ClusterOutcome {
+  const [first] = problems;
+  const where = first?.source ? ` (${first.source.file}${first.source.line ? `:${first.source.line}` : ''})` : '';
+  const more = problems.length > 1 ? ` and ${problems.length - 1} more` : '';
+  return {
+    cluster,
+    status: 'failed',
+    description: `${first?.message ?? 'render failed'}${where}${more}`,
+    problems,
+  };
+}
+
+/** How many times BullMQ runs a job, and which run this is. */
+export interface JobRun {
+  readonly attempt: number;
+  readonly maxAttempts: number;
+}
+
+export const SINGLE_RUN: JobRun = { attempt: 1, maxAttempts: 1 };
