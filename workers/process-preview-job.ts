@@ -45,6 +45,7 @@ export async function processPreviewJob(
     job.headSha,
     'preview',
     deps.statusPageUrl,
+    job.trigger === 'rerun',
   );
   reporting.jobStarted();
   let treeDir: string | undefined;

@@ -86,6 +86,7 @@ export async function processSyncJob(
     job.after,
     'sync',
     deps.statusPageUrl,
+    job.trigger === 'rerun',
   );
   reporting.jobStarted();
   try {
@@ -229,12 +230,14 @@ async function syncCluster(
       progressing.length > 0 ? `; still progressing: ${progressing.join(', ')}` : '',
     ].join('');
     const again = decision.reason === 'already-applied' ? 'already applied; ' : '';
+    const nothingWritten = outcome.changeSet.changes.every((c) => c.action === 'unchanged');
     return {
       cluster: cluster.name,
       status: 'applied',
       changeSet: outcome.changeSet,
       unhealthy,
       description: `${again}${describeChangeSet(outcome.changeSet)} in ${seconds} s${health}`,
+      repeated: decision.reason === 'already-applied' && nothingWritten && unhealthy.length === 0,
     };
   } finally {
     await plan.cleanup();

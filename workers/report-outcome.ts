@@ -25,6 +25,8 @@ export class CommitReporting {
     private readonly sha: string,
     private readonly mode: ReportMode,
     private readonly statusPageUrl: string | undefined,
+    /** Someone asked for this run (GitHub's re-run): everything is reported again. */
+    private readonly requested = false,
   ) {}
 
   jobStarted(): void {
@@ -32,15 +34,19 @@ export class CommitReporting {
       context: ROLL_UP_CONTEXT,
       ...pendingText(this.mode),
       targetUrl: statusPageLink(this.statusPageUrl),
+      replaceFinal: this.requested,
     });
   }
 
   clusterStarted(cluster: string): void {
     const targetUrl = statusPageLink(this.statusPageUrl, cluster);
-    this.report.status({ context: clusterContext(cluster), ...pendingText(this.mode), targetUrl });
+    // A retried job (a crash, an outage) keeps showing the last final state until it has a new one.
+    const replaceFinal = this.requested;
+    this.report.status({ context: clusterContext(cluster), ...pendingText(this.mode), targetUrl, replaceFinal });
     this.report.checkRun({
       name: clusterContext(cluster),
       detailsUrl: targetUrl,
+      replaceFinal,
       ...inProgressCheckRun(cluster, this.sha, this.mode === 'preview'),
     });
   }
@@ -51,8 +57,9 @@ export class CommitReporting {
     const checkRun = completedCheckRun(outcome, this.sha);
     if (!text || !checkRun) return;
     const targetUrl = statusPageLink(this.statusPageUrl, outcome.cluster);
-    this.report.status({ context: clusterContext(outcome.cluster), ...text, targetUrl });
-    this.report.checkRun({ name: clusterContext(outcome.cluster), detailsUrl: targetUrl, ...checkRun });
+    const replaceFinal = this.requested || !(outcome.status === 'applied' && outcome.repeated === true);
+    this.report.status({ context: clusterContext(outcome.cluster), ...text, targetUrl, replaceFinal });
+    this.report.checkRun({ name: clusterContext(outcome.cluster), detailsUrl: targetUrl, replaceFinal, ...checkRun });
   }
 
   jobFinished(outcomes: readonly ClusterOutcome[]): void {

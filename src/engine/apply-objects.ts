@@ -199,11 +199,12 @@ async function dryRun(
     ]);
     // Same content but not (yet) ours — created by hand, or fields held by another manager — still needs
     // the write that makes Plumbline its field manager, or prune and drift detection would not see it.
-    const owned = managers(live).includes(FIELD_MANAGER) && !result.force;
+    // (A manifest that sets no field at all, like a bare Namespace, leaves no manager entry to adopt.)
+    const adopting = managers(result.object).includes(FIELD_MANAGER) && !managers(live).includes(FIELD_MANAGER);
     const action =
       live === undefined
         ? 'created'
-        : owned && isDeepStrictEqual(comparable(result.object), comparable(live))
+        : !adopting && !result.force && isDeepStrictEqual(comparable(result.object), comparable(live))
           ? 'unchanged'
           : 'configured';
     return {

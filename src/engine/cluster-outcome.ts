@@ -10,6 +10,8 @@ export type ClusterOutcome =
       readonly changeSet: ChangeSet;
       readonly unhealthy: readonly HealthReport[];
       readonly description: string;
+      /** The commit was already applied and nothing changed: a repeat with nothing new to report. */
+      readonly repeated?: boolean;
     }
   | {
       /** A pull request's dry-run: what applying the commit would do; nothing was written. */

@@ -152,7 +152,7 @@ function describeHealth(health: { readonly state: string; readonly message?: str
 
 /** Table cells and messages come from the repository and the apiserver: keep them from breaking Markdown. */
 function markdownInline(text: string): string {
-  return text.replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
+  return text.replace(/\|/g, '\\|').replace(/\r\n?|\n/g, ' ');
 }
 
 function clip(text: string): string {

@@ -17,11 +17,18 @@ export interface StatusUpdate {
   readonly state: StatusState;
   readonly description: string;
   readonly targetUrl?: string | undefined;
+  /**
+   * False: leave a final state the commit already shows in place (a retried job's `pending`, or a
+   * re-run that found nothing to do must not hide what the first run reported). Default true.
+   */
+  readonly replaceFinal?: boolean;
 }
 
 export interface CheckRunUpdate extends CheckRunContent {
   readonly name: string;
   readonly detailsUrl?: string | undefined;
+  /** False: a completed run of this name on the commit stays as it is. Default true. */
+  readonly replaceFinal?: boolean;
 }
 
 /** Everything reported about one commit. Calls return at once; writes happen in order per context. */
@@ -57,6 +64,7 @@ const EXHAUSTED = 'exhausted';
 const CLAIM = `
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if current == ARGV[2] or current == '${EXHAUSTED}' then return 0 end
+if ARGV[4] == '0' and current and string.sub(current, 1, 7) ~= 'pending' then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return {current or ''}
@@ -99,9 +107,16 @@ export function createGitHubReporter(options: GitHubReporterOptions): Reporter {
 
       const writeStatus = async (update: StatusUpdate, octokit: PlumblineOctokit, id: number) => {
         const value = `${update.state}\n${update.description}`;
-        const claim = (await redis.eval(CLAIM, 1, statusKey, update.context, value, RECORD_TTL_SECONDS)) as
-          | 0
-          | [string];
+        const replaceFinal = update.replaceFinal === false ? '0' : '1';
+        const claim = (await redis.eval(
+          CLAIM,
+          1,
+          statusKey,
+          update.context,
+          value,
+          RECORD_TTL_SECONDS,
+          replaceFinal,
+        )) as 0 | [string];
         if (claim === 0) return;
         try {
           await options.budget.take(id);
@@ -133,6 +148,7 @@ export function createGitHubReporter(options: GitHubReporterOptions): Reporter {
         const digest = createHash('sha256').update(JSON.stringify(update)).digest('hex').slice(0, 24);
         const recorded = parseCheckRecord(await redis.hget(checkKey, update.name));
         if (recorded?.digest === digest) return;
+        if (recorded?.completed && update.replaceFinal === false) return;
         const [first = [], ...rest] = annotationBatches(update.annotations);
         const output = (annotations: CheckRunContent['annotations']) => ({
           title: update.title,

@@ -12,6 +12,8 @@ export interface RecordedCall {
   readonly operation: string | undefined;
   readonly status: number;
   readonly body: unknown;
+  /** When the answer was sent (ms since the epoch): rate-limit tests measure the wait before a retry. */
+  readonly at: number;
 }
 
 export interface StandInRepository {
@@ -311,8 +313,8 @@ export class GitHubStandIn {
     this.respond(res, { method, path, operation: match.operation, body }, answer);
   }
 
-  private respond(res: ServerResponse, call: Omit<RecordedCall, 'status'>, answer: Answer): void {
-    this.calls.push({ ...call, status: answer.status });
+  private respond(res: ServerResponse, call: Omit<RecordedCall, 'status' | 'at'>, answer: Answer): void {
+    this.calls.push({ ...call, status: answer.status, at: Date.now() });
     res.writeHead(answer.status, { 'content-type': 'application/json; charset=utf-8', ...answer.headers });
     res.end(answer.body === undefined ? '' : JSON.stringify(answer.body));
   }
@@ -601,6 +603,7 @@ export class GitHubStandIn {
       operation: 'git',
       status: repository ? 200 : 401,
       body: undefined,
+      at: Date.now(),
     });
     if (!repository) {
       res.writeHead(401, { 'www-authenticate': 'Basic realm="GitHub"' }).end();
