@@ -1,0 +1,184 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Queue, UnrecoverableError, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
+import { withClusterLock } from '../../src/engine/cluster-lock.ts';
+import { createLogger } from '../../src/logging/create-logger.ts';
+import type { SyncJob } from '../../src/queue/jobs.ts';
+import { packageRoot } from '../../src/support/package-root.ts';
+import { finalizeFailedJobs } from '../../workers/finalize-failed-jobs.ts';
+import { createJobConsumer } from '../../workers/job-consumer.ts';
+import { processSyncJob, type SyncResult } from '../../workers/process-sync-job.ts';
+import { testEnvironment, uniqueName } from '../support/environment.ts';
+import { createSourceFixture, INSTALLATION_ID, type SourceFixture } from '../support/source-fixture.ts';
+import { workerDependencies } from '../support/worker-deps.ts';
+
+const env = testEnvironment();
+
+async function until(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe('a worker that dies mid-job', () => {
+  let f: SourceFixture;
+  let redis: Redis;
+  let child: ChildProcess | undefined;
+  const cluster = uniqueName('crash');
+  const namespace = uniqueName('crash');
+
+  const job = (sha: string): SyncJob => ({
+    type: 'sync',
+    trigger: 'push',
+    deliveryId: uniqueName('delivery'),
+    repository: { id: f.repository.id, fullName: f.repository.fullName, cloneUrl: f.repository.cloneUrl },
+    installationId: INSTALLATION_ID,
+    branch: 'main',
+    before: undefined,
+    after: sha,
+    forced: false,
+    receivedAt: new Date().toISOString(),
+  });
+  const states = (sha: string, context: string) =>
+    f.github
+      .statuses(f.repository.fullName, sha)
+      .filter((s) => s.context === context)
+      .map((s) => s.state);
+
+  beforeAll(async () => {
+    f = await createSourceFixture();
+    redis = new Redis(env.redisUrl, { maxRetriesPerRequest: null });
+    await f.work.commit('app', {
+      'clusters/local/dev/app.yaml': `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${namespace}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: ${namespace}\ndata:\n  mode: crash-test\n`,
+    });
+    await f.work.push();
+  });
+  afterAll(async () => {
+    child?.kill('SIGKILL');
+    redis.disconnect();
+    await f.close();
+  });
+
+  it('is killed with SIGKILL; another worker takes the job over and the final statuses still arrive', async () => {
+    const prefix = uniqueName('crash');
+    const registryYaml = `clusters:\n  - {name: ${cluster}, repo: ${f.repository.fullName}, path: clusters/local/dev, kubeconfig: ${env.kubeconfig}}\n`;
+    const registryFile = join(f.dir, 'clusters.yaml');
+    await writeFile(registryFile, registryYaml);
+    const sha = await f.work.head();
+
+    // Hold the cluster's lock so that the first worker is certainly mid-job when it is killed.
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const holding = withClusterLock(redis, { prefix, cluster, leaseMs: 60_000, waitMs: 5_000 }, () => held);
+
+    child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'worker'], {
+      cwd: packageRoot(),
+      env: {
+        ...process.env,
+        REDIS_URL: env.redisUrl,
+        PLUMBLINE_QUEUE_PREFIX: prefix,
+        PLUMBLINE_CLUSTERS: registryFile,
+        GITHUB_APP_ID: String(f.github.appId),
+        GITHUB_PRIVATE_KEY: f.github.privateKeyPem,
+        GITHUB_API_URL: f.github.apiUrl,
+        PLUMBLINE_CACHE_DIR: join(f.dir, 'child-cache'),
+        PLUMBLINE_JOB_LOCK_MS: '2000',
+        LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    const exited = new Promise((resolve) => child?.once('exit', resolve));
+    const queue = new Queue('sync', { connection: redis, prefix });
+    await queue.add('sync', job(sha), { attempts: 3 });
+    await until(() => states(sha, 'plumbline').includes('pending'), 'the first worker to start the job');
+    child.kill('SIGKILL');
+    await exited;
+    release();
+    await holding;
+
+    const results: SyncResult[] = [];
+    const deps = workerDependencies(f, {
+      registry: parseClusterRegistry(registryYaml),
+      redis,
+      prefix,
+    });
+    const survivor = createJobConsumer<SyncResult | undefined>({
+      connection: redis,
+      prefix,
+      queue: 'sync',
+      concurrency: 1,
+      lockDurationMs: 2_000,
+      process: async (j, run) => (j.type === 'sync' ? processSyncJob(j, deps, run) : undefined),
+      onError: () => {},
+    });
+    survivor.on('completed', (done) => {
+      if (done.returnvalue) results.push(done.returnvalue);
+    });
+    try {
+      await until(() => results.length > 0, 'the surviving worker to finish the job', 40_000);
+    } finally {
+      await survivor.close();
+      await queue.close();
+    }
+    expect(results[0]?.outcomes).toEqual([expect.objectContaining({ cluster, status: 'applied' })]);
+    // The pending status the dead worker wrote is not written again; the final one arrives.
+    expect(states(sha, 'plumbline')).toEqual(['pending', 'success']);
+    expect(states(sha, `plumbline/${cluster}`)).toEqual(['pending', 'success']);
+    expect(f.github.violations).toEqual([]);
+  });
+
+  it('a job its workers gave up on (stalled too often) ends its pending statuses with `error`', async () => {
+    const prefix = uniqueName('abandoned');
+    const sha = await f.work.commit('another', { 'README.md': 'abandoned\n' });
+    await f.work.push();
+    const deps = workerDependencies(f, {
+      registry: parseClusterRegistry(
+        `clusters:\n  - {name: ${cluster}, repo: ${f.repository.fullName}, path: clusters/local/dev, kubeconfig: ${env.kubeconfig}}\n`,
+      ),
+      redis,
+      prefix,
+    });
+    const finalizer = finalizeFailedJobs({
+      connection: redis,
+      prefix,
+      reporter: deps.reporter,
+      logger: createLogger('silent'),
+    });
+    const report = deps.reporter.forCommit({ repository: job(sha).repository, installationId: INSTALLATION_ID, sha });
+    report.status({ context: 'plumbline', state: 'pending', description: 'applying this commit' });
+    report.status({ context: `plumbline/${cluster}`, state: 'pending', description: 'applying this commit' });
+    await report.flush();
+
+    // BullMQ fails a job with this reason, without running it again, once it stalled too often.
+    const queue = new Queue('sync', { connection: redis, prefix });
+    const failing = new Worker(
+      'sync',
+      async () => {
+        throw new UnrecoverableError('job stalled more than allowable limit');
+      },
+      { connection: redis, prefix },
+    );
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 500)); // QueueEvents is listening
+      await queue.add('sync', job(sha));
+      await until(() => states(sha, 'plumbline').includes('error'), 'the abandoned job to be finalized');
+      await until(() => states(sha, `plumbline/${cluster}`).includes('error'), 'the cluster status to be finalized');
+    } finally {
+      await failing.close();
+      await queue.close();
+      await finalizer.close();
+    }
+    expect(states(sha, 'plumbline')).toEqual(['pending', 'error']);
+    expect(f.github.latestStatus(f.repository.fullName, sha, 'plumbline')?.description).toMatch(
+      /^not finished: the worker running it stopped/,
+    );
+  });
+});
