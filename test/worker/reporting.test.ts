@@ -207,6 +207,56 @@ clusters:
     expect(inventory?.revision).toBe(base);
   });
 
+  it('a newer push to the pull request supersedes the preview of the older head', async () => {
+    const base = await f.work.head();
+    const older = await f.work.commit('pr v1', {
+      [`${FOLDER}/extra.yaml`]: 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: x\n',
+    });
+    const newer = await f.work.commit('pr v2', { [`${FOLDER}/extra.yaml`]: null });
+    await f.work.push('feature-8');
+    await f.work.resetHard(base);
+    const preview = (headSha: string, receivedAt: string): PreviewJob => ({
+      type: 'preview',
+      trigger: 'pull_request',
+      deliveryId: uniqueName('delivery'),
+      repository: { id: f.repository.id, fullName: f.repository.fullName, cloneUrl: f.repository.cloneUrl },
+      installationId: INSTALLATION_ID,
+      number: 8,
+      headSha,
+      baseBranch: 'main',
+      receivedAt,
+    });
+    // The receiver records the newest job per pull request before queueing it.
+    const { latestJobKey } = await import('../../src/queue/job-producer.ts');
+    const newest = preview(newer, new Date(Date.now() + 1000).toISOString());
+    await redis.set(latestJobKey(prefix, newest), JSON.stringify(newest));
+    const result = await processPreviewJob(preview(older, new Date().toISOString()), deps);
+    expect(result.outcomes).toEqual([expect.objectContaining({ status: 'superseded' })]);
+    expect(latest(older, context)).toMatchObject({
+      state: 'success',
+      description: `no dry-run: superseded by ${newer.slice(0, 7)}, the pull request's newer head`,
+    });
+    expect(checkRun(older)?.conclusion).toBe('neutral');
+  });
+
+  it('more than 50 problems reach the check run in batches of 50 annotations', async () => {
+    const invalid = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`Invalid_${i}`, 'x']));
+    const sha = await commitAndPush({ first: 'a', second: 'b', ...invalid });
+    await processSyncJob(syncJob(sha), deps);
+    const run = checkRun(sha);
+    expect(run?.annotations).toHaveLength(60);
+    expect(new Set(run?.annotations.map((a) => a.start_line)).size).toBe(60);
+    const writes = f.github.calls.filter(
+      (c) => c.operation?.includes('check-runs') && c.path.includes(String(run?.id)),
+    );
+    // Created in progress; completed with the first 50 annotations; one more request with the last 10.
+    expect(
+      writes.map((c) => ((c.body as { output?: { annotations?: unknown[] } }).output?.annotations ?? []).length),
+    ).toEqual([50, 10]);
+    await f.work.commit('fix', { [`${FOLDER}/app.yaml`]: manifests(namespace, { first: 'a', second: 'b' }) });
+    await f.work.push();
+  });
+
   it('GitHub rate limits (403 secondary limit, 429 with retry-after) are waited out, then written', async () => {
     const sha = await commitAndPush({ first: 'a', second: 'b', third: 'c', fourth: 'd', sixth: 'f' });
     f.github.script(STATUSES, {
