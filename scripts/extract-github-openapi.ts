@@ -14,6 +14,7 @@ export const OPERATIONS = [
   ['post', '/app/installations/{installation_id}/access_tokens'],
   ['get', '/app'],
   ['get', '/repos/{owner}/{repo}'],
+  ['get', '/repos/{owner}/{repo}/installation'],
   ['get', '/repos/{owner}/{repo}/branches/{branch}'],
   ['post', '/repos/{owner}/{repo}/statuses/{sha}'],
   ['get', '/repos/{owner}/{repo}/commits/{ref}/statuses'],

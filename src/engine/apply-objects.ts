@@ -4,6 +4,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { mapLimited } from '../support/limit-concurrency.ts';
 import type { ChangeSet, ObjectChange } from './change-set.ts';
 import { type ClusterClient, FIELD_MANAGER, KubeError, type LiveObject } from './cluster-client.ts';
+import { type Baseline, baselineOf } from './field-set.ts';
 import { type Manifest, objectKey, objectRef, type RenderedObject } from './manifest.ts';
 import { diffObjects, type FieldChange } from './object-diff.ts';
 import { readLiveObjects } from './read-live-objects.ts';
@@ -29,6 +30,8 @@ export interface ApplyOptions {
 export interface AppliedRecord {
   readonly digest: string;
   readonly resourceVersion: string;
+  /** What Plumbline's fields held right after (drift is measured against it). */
+  readonly baseline?: Baseline | undefined;
 }
 
 export function manifestDigest(manifest: Manifest): string {
@@ -52,6 +55,8 @@ type Planned = {
   readonly resourceVersion?: string | undefined;
   /** For a configured object: the fields that change, secret-like values masked. */
   readonly diff?: { readonly changes: readonly FieldChange[]; readonly truncated: number } | undefined;
+  /** Plumbline's fields as the dry-run (or the last apply) says they will be. */
+  readonly baseline?: Baseline | undefined;
 };
 type DryRun =
   | { readonly ok: true; readonly planned: Planned }
@@ -92,7 +97,9 @@ export async function applyObjects(
         throw error;
       }
       const resourceVersion = resourceVersionOf(result) ?? item.resourceVersion;
-      if (resourceVersion) records.set(objectKey(manifest), { digest: manifestDigest(manifest), resourceVersion });
+      const baseline = result ? baselineOf(result) : item.baseline;
+      if (resourceVersion)
+        records.set(objectKey(manifest), { digest: manifestDigest(manifest), resourceVersion, baseline });
       return changeOf(item);
     });
     changes.push(...written);
@@ -189,7 +196,14 @@ async function dryRun(
     // Neither Git nor anyone else changed it since Plumbline applied it: no dry-run, no write.
     return {
       ok: true,
-      planned: { object, force: false, takenFrom: [], action: 'unchanged', resourceVersion: liveVersion },
+      planned: {
+        object,
+        force: false,
+        takenFrom: [],
+        action: 'unchanged',
+        resourceVersion: liveVersion,
+        baseline: recorded.baseline,
+      },
     };
   }
   try {
@@ -215,6 +229,7 @@ async function dryRun(
         takenFrom: result.takenFrom,
         action,
         resourceVersion: resourceVersionOf(live),
+        baseline: baselineOf(result.object),
         diff:
           action === 'configured' && live
             ? diffObjects(comparable(live), comparable(result.object), { kind: manifest.kind })

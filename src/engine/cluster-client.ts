@@ -42,8 +42,16 @@ export interface ClusterClient {
   apply(manifest: Manifest, options: { readonly dryRun: boolean; readonly force: boolean }): Promise<LiveObject>;
   get(manifest: Pick<Manifest, 'apiVersion' | 'kind' | 'metadata'>): Promise<LiveObject | undefined>;
   delete(manifest: Pick<Manifest, 'apiVersion' | 'kind' | 'metadata'>): Promise<void>;
-  /** Every object of a kind in a namespace (or cluster-wide), with apiVersion and kind filled in. */
-  list(apiVersion: string, kind: string, namespace: string | undefined): Promise<LiveObject[]>;
+  /**
+   * Every object of a kind in a namespace (`undefined`: a cluster-scoped kind, or with `allNamespaces`
+   * every namespace), optionally label-selected, with apiVersion and kind filled in.
+   */
+  list(
+    apiVersion: string,
+    kind: string,
+    namespace: string | undefined,
+    options?: { readonly labelSelector?: string; readonly allNamespaces?: boolean },
+  ): Promise<LiveObject[]>;
 }
 
 export function loadKubeConfig(source: { kubeconfig?: string | undefined; inCluster?: boolean }): KubeConfig {
@@ -69,7 +77,7 @@ export function createClusterClient(config: KubeConfig): ClusterClient {
   /** The object's URL path; with `collection`, the path of its kind in its namespace. */
   const pathOf = async (
     manifest: Pick<Manifest, 'apiVersion' | 'kind' | 'metadata'>,
-    collection = false,
+    collection: false | 'namespace' | 'all-namespaces' = false,
   ): Promise<string> => {
     let resource: { name: string; namespaced: boolean } | undefined;
     try {
@@ -84,9 +92,10 @@ export function createClusterClient(config: KubeConfig): ClusterClient {
         404,
       );
     const base = manifest.apiVersion.includes('/') ? `/apis/${manifest.apiVersion}` : `/api/${manifest.apiVersion}`;
-    const namespace = resource.namespaced
-      ? `/namespaces/${encodeURIComponent(manifest.metadata.namespace ?? 'default')}`
-      : '';
+    const namespace =
+      resource.namespaced && collection !== 'all-namespaces'
+        ? `/namespaces/${encodeURIComponent(manifest.metadata.namespace ?? 'default')}`
+        : '';
     const collectionPath = `${base}${namespace}/${resource.name}`;
     return collection ? collectionPath : `${collectionPath}/${encodeURIComponent(manifest.metadata.name)}`;
   };
@@ -96,7 +105,7 @@ export function createClusterClient(config: KubeConfig): ClusterClient {
     method: string,
     query: Record<string, string>,
     body?: string,
-    collection = false,
+    collection: false | 'namespace' | 'all-namespaces' = false,
   ): Promise<LiveObject> => {
     const url = new URL(`${server}${await pathOf(manifest, collection)}`);
     for (const [key, value] of Object.entries(query)) url.searchParams.set(key, value);
@@ -138,9 +147,11 @@ export function createClusterClient(config: KubeConfig): ClusterClient {
         throw error;
       }
     },
-    list: async (apiVersion, kind, namespace) => {
+    list: async (apiVersion, kind, namespace, options = {}) => {
       const what = { apiVersion, kind, metadata: namespace ? { name: '', namespace } : { name: '' } };
-      const list = (await send(what, 'GET', {}, undefined, true)) as { items?: LiveObject[] };
+      const query = options.labelSelector ? { labelSelector: options.labelSelector } : {};
+      const scope = options.allNamespaces ? 'all-namespaces' : 'namespace';
+      const list = (await send(what, 'GET', query, undefined, scope)) as { items?: LiveObject[] };
       return (list.items ?? []).map((item) => ({ ...item, apiVersion, kind }));
     },
     delete: async (manifest) => {

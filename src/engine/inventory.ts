@@ -19,6 +19,8 @@ export interface Inventory {
   /** The commit last applied to the cluster. */
   readonly revision: string;
   readonly objects: readonly InventoryEntry[];
+  /** Digest of the baselines written beside the inventory (baseline-store.ts); none before any was. */
+  readonly baselineDigest?: string | undefined;
 }
 
 export const INVENTORY_NAMESPACE = 'plumbline-system';
@@ -54,16 +56,28 @@ function inventoryConfigMap(clusterName: string, inventory?: Inventory): Manifes
       namespace: INVENTORY_NAMESPACE,
       labels: { 'app.kubernetes.io/managed-by': 'plumbline', 'plumbline.dev/cluster': clusterName },
     },
-    ...(inventory ? { data: { revision: inventory.revision, objects: JSON.stringify(inventory.objects) } } : {}),
+    ...(inventory
+      ? {
+          data: {
+            revision: inventory.revision,
+            objects: JSON.stringify(inventory.objects),
+            ...(inventory.baselineDigest ? { baselineDigest: inventory.baselineDigest } : {}),
+          },
+        }
+      : {}),
   };
 }
 
 export async function readInventory(client: ClusterClient, clusterName: string): Promise<Inventory | undefined> {
   const live = await client.get(inventoryConfigMap(clusterName));
-  const data = live?.data as { revision?: string; objects?: string } | undefined;
+  const data = live?.data as { revision?: string; objects?: string; baselineDigest?: string } | undefined;
   // An empty revision is a first commit that failed after writing its first stage: its objects still count.
   if (data?.objects === undefined) return undefined;
-  return { revision: data.revision ?? '', objects: JSON.parse(data.objects) as InventoryEntry[] };
+  return {
+    revision: data.revision ?? '',
+    objects: JSON.parse(data.objects) as InventoryEntry[],
+    ...(data.baselineDigest ? { baselineDigest: data.baselineDigest } : {}),
+  };
 }
 
 /**

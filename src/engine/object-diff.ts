@@ -287,3 +287,17 @@ export function formatDiff(changes: readonly FieldChange[]): string[] {
     return `~ ${where}: ${before ?? ''} → ${after ?? ''}`;
   });
 }
+
+/**
+ * One value as a report shows it, masked when it is a Secret's payload, when a segment of its path
+ * names a secret (`DB_PASSWORD`, `apiKey`, …) or when the value itself looks like a credential.
+ * `segments` are plain names: field names and list items' identities.
+ */
+export function showValue(
+  value: unknown,
+  at: { readonly kind?: string; readonly segments: readonly string[] },
+): string {
+  const secretPayload = at.kind === 'Secret' && (at.segments[0] === 'data' || at.segments[0] === 'stringData');
+  if (secretPayload || at.segments.some(isSecretSegment) || containsSecret(value)) return MASK;
+  return value === undefined ? '(absent)' : display(value);
+}

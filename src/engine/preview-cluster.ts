@@ -3,6 +3,7 @@ import type { ChangeSet } from './change-set.ts';
 import type { ClusterClient } from './cluster-client.ts';
 import { objectIdOf, readInventory } from './inventory.ts';
 import type { RenderedObject } from './manifest.ts';
+import { withOwnerLabel } from './ownership.ts';
 import { executePrune, type PruneGuards, planPrune } from './prune.ts';
 
 export interface PreviewInput {
@@ -24,8 +25,9 @@ export type PreviewOutcome =
  * real reconcile would refuse (empty render, prune share).
  */
 export async function previewCluster(input: PreviewInput): Promise<PreviewOutcome> {
+  const objects = withOwnerLabel(input.objects, input.clusterName);
   const previous = await readInventory(input.client, input.clusterName);
-  if (input.objects.length === 0 && (previous?.objects.length ?? 0) > 0) {
+  if (objects.length === 0 && (previous?.objects.length ?? 0) > 0) {
     return {
       status: 'failed',
       reason: `an empty render would remove all ${previous?.objects.length} objects: it would be refused`,
@@ -36,12 +38,12 @@ export async function previewCluster(input: PreviewInput): Promise<PreviewOutcom
     input.prune && previous
       ? planPrune(
           previous.objects,
-          input.objects.map((o) => objectIdOf(o.manifest)),
+          objects.map((o) => objectIdOf(o.manifest)),
           input.pruneGuards,
         )
       : ({ ok: true, stale: [] } as const);
   if (!plan.ok) return { status: 'failed', reason: `would be refused: ${plan.reason}`, changeSet: { changes: [] } };
-  const previewed = await previewObjects(input.client, input.objects, { ...input.apply });
+  const previewed = await previewObjects(input.client, objects, { ...input.apply });
   if (!previewed.ok) {
     const failed = previewed.changeSet.changes.filter((c) => c.action === 'failed').length;
     return {

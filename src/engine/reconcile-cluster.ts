@@ -1,8 +1,10 @@
 import { type ApplyOptions, applyObjects } from './apply-objects.ts';
+import { baselinesDigest, readBaselines, writeBaselines } from './baseline-store.ts';
 import type { ChangeSet, ObjectChange } from './change-set.ts';
 import type { ClusterClient } from './cluster-client.ts';
 import { type InventoryEntry, idKey, type ObjectId, objectIdOf, readInventory, writeInventory } from './inventory.ts';
 import { objectRef, type RenderedObject } from './manifest.ts';
+import { withOwnerLabel } from './ownership.ts';
 import { executePrune, type PruneGuards, planPrune } from './prune.ts';
 
 export interface ReconcileInput {
@@ -27,37 +29,49 @@ export type ReconcileOutcome =
  * inventory in the cluster. Infrastructure errors (apiserver unreachable, timeouts) throw, to be retried.
  */
 export async function reconcileCluster(input: ReconcileInput): Promise<ReconcileOutcome> {
+  const objects = withOwnerLabel(input.objects, input.clusterName);
   const previous = await readInventory(input.client, input.clusterName);
-  if (input.objects.length === 0 && (previous?.objects.length ?? 0) > 0) {
+  if (objects.length === 0 && (previous?.objects.length ?? 0) > 0) {
     return {
       status: 'failed',
       reason: `refusing an empty render: the commit would remove all ${previous?.objects.length} objects; delete them explicitly or disable the cluster`,
       changeSet: { changes: [] },
     };
   }
-  const current = input.objects.map((o) => objectIdOf(o.manifest));
+  const current = objects.map((o) => objectIdOf(o.manifest));
   const plan =
     input.prune && previous
       ? planPrune(previous.objects, current, input.pruneGuards)
       : ({ ok: true, stale: [] } as const);
   if (!plan.ok) return { status: 'failed', reason: plan.reason, changeSet: { changes: [] } };
 
+  const previousBaselines = previous?.baselineDigest ? await readBaselines(input.client, input.clusterName) : new Map();
   const recorded = new Map(
     (previous?.objects ?? []).flatMap((entry) =>
       entry.digest && entry.resourceVersion
-        ? [[idKey(entry), { digest: entry.digest, resourceVersion: entry.resourceVersion }] as const]
+        ? [
+            [
+              idKey(entry),
+              {
+                digest: entry.digest,
+                resourceVersion: entry.resourceVersion,
+                baseline: previousBaselines.get(idKey(entry)),
+              },
+            ] as const,
+          ]
         : [],
     ),
   );
-  const applied = await applyObjects(input.client, input.objects, { ...input.apply, recorded });
+  const applied = await applyObjects(input.client, objects, { ...input.apply, recorded });
   if (!applied.ok) {
     // Whatever the first stage wrote is now ours too: remember it so a later commit can prune it.
-    const written = writtenObjects(applied.changeSet.changes, input.objects);
+    const written = writtenObjects(applied.changeSet.changes, objects);
     if (written.length > 0) {
       await input.apply.beforeWrite?.();
       await writeInventory(input.client, input.clusterName, {
         revision: previous?.revision ?? '',
         objects: union(previous?.objects ?? [], written),
+        baselineDigest: previous?.baselineDigest,
       });
     }
     const failed = applied.changeSet.changes.filter((c) => c.action === 'failed').length;
@@ -73,11 +87,22 @@ export async function reconcileCluster(input: ReconcileInput): Promise<Reconcile
     plan.stale.length > 0
       ? await executePrune(input.client, plan.stale, input.apply.concurrency)
       : { changes: [], retained: [] };
-  const entries = current.map((id) => ({ ...id, ...applied.records.get(idKey(id)) }));
+  const entries = current.map((id) => {
+    const record = applied.records.get(idKey(id));
+    return record ? { ...id, digest: record.digest, resourceVersion: record.resourceVersion } : id;
+  });
+  const baselines = new Map(
+    current.flatMap((id) => {
+      const baseline = applied.records.get(idKey(id))?.baseline;
+      return baseline ? [[idKey(id), baseline] as const] : [];
+    }),
+  );
+  const baselineDigest = baselinesDigest(baselines);
+  if (baselineDigest !== previous?.baselineDigest) await writeBaselines(input.client, input.clusterName, baselines);
   await writeInventory(
     input.client,
     input.clusterName,
-    { revision: input.revision, objects: union(entries, pruned.retained) },
+    { revision: input.revision, objects: union(entries, pruned.retained), baselineDigest },
     previous,
   );
   return { status: 'applied', changeSet: { changes: [...applied.changeSet.changes, ...pruned.changes] } };

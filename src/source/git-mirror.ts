@@ -76,6 +76,27 @@ export class GitMirror {
     return false;
   }
 
+  /**
+   * The commit a branch points to upstream now (`git ls-remote`: one round trip, no objects), or
+   * undefined when the branch does not exist. The resync uses it to find pushes whose webhook was lost.
+   */
+  async headOf(remote: Omit<Remote, 'repositoryId'>, branch: string): Promise<string | undefined> {
+    if (branch.startsWith('-') || /[\s\\~^:?*[]|\.\.|@\{/.test(branch))
+      throw new GitError(`not a branch name: ${branch}`);
+    const ref = `refs/heads/${branch}`;
+    const result = await runCommand('git', ['ls-remote', '--quiet', remote.cloneUrl, ref], {
+      env: { ...baseEnv, ...credentialEnv({ ...remote, repositoryId: 0 }) },
+      timeoutMs: this.options.timeoutMs,
+    });
+    if (result.code !== 0) throw new GitError(`git ls-remote failed: ${firstLine(result.stderr)}`);
+    const line = result.stdout
+      .toString('utf8')
+      .split('\n')
+      .find((l) => l.endsWith(`\t${ref}`));
+    const sha = line?.split('\t')[0];
+    return sha && SHA.test(sha) ? sha : undefined;
+  }
+
   /** Paths that differ between two commits' trees (both must have been fetched). */
   async changedPaths(repositoryId: number, from: string, to: string): Promise<string[]> {
     assertSha(from);

@@ -348,6 +348,27 @@ export class GitHubStandIn {
       if (problem) return { status: 401, body: { message: problem } };
       return { status: 200, body: { id: this.appId, slug: 'plumbline', name: 'Plumbline' } };
     },
+    'GET /repos/{owner}/{repo}/installation': async (match, req) => {
+      const problem = this.checkAppJwt(req);
+      if (problem) return { status: 401, body: { message: problem } };
+      const key = `${match.params.owner}/${match.params.repo}`.toLowerCase();
+      const found = [...this.installations].find(([, repos]) => repos.has(key));
+      if (!found) return { status: 404, body: { message: 'Not Found' } };
+      return {
+        status: 200,
+        body: {
+          id: found[0],
+          app_id: this.appId,
+          account: { login: match.params.owner, id: 1, type: 'Organization' },
+          target_type: 'Organization',
+          repository_selection: 'selected',
+          permissions: { contents: 'read', metadata: 'read', statuses: 'write', checks: 'write' },
+          events: ['push', 'pull_request', 'check_run', 'check_suite'],
+          created_at: '2026-01-01T00:00:00Z',
+          updated_at: '2026-01-01T00:00:00Z',
+        },
+      };
+    },
     'GET /repos/{owner}/{repo}': async (match, req) => {
       const repository = this.authorizedRepository(req, `${match.params.owner}/${match.params.repo}`);
       if (!repository) return { status: 404, body: { message: 'Not Found' } };
