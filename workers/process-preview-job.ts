@@ -8,7 +8,7 @@ import { readInventory } from '../src/engine/inventory.ts';
 import { previewCluster } from '../src/engine/preview-cluster.ts';
 import { checkSecrets } from '../src/engine/secrets-gate.ts';
 import { latestJobKey } from '../src/queue/job-producer.ts';
-import type { PlumblineJob, PreviewJob } from '../src/queue/jobs.ts';
+import { coalescingKey, type PlumblineJob, type PreviewJob } from '../src/queue/jobs.ts';
 import { selectAffectedClusters } from '../src/source/affected-clusters.ts';
 import { CommitNotFoundError, type Remote } from '../src/source/git-mirror.ts';
 import { fsTreeReader } from '../src/source/tree-reader.ts';
@@ -41,15 +41,16 @@ export async function processPreviewJob(
   }
   const finalAttempt = run.attempt >= run.maxAttempts;
   const reporting = new CommitReporting(
-    deps.reporter.forCommit({ repository: job.repository, installationId: job.installationId, sha: job.headSha }),
-    job.headSha,
+    deps.reporter,
+    { repository: job.repository, installationId: job.installationId, sha: job.headSha },
+    coalescingKey(job),
     'preview',
     deps.statusPageUrl,
     job.trigger === 'rerun',
   );
-  reporting.jobStarted();
   let treeDir: string | undefined;
   try {
+    await reporting.jobStarted();
     await mkdir(deps.workDir, { recursive: true });
     const remote: Remote = {
       repositoryId: job.repository.id,
@@ -89,7 +90,7 @@ export async function processPreviewJob(
       throw new RetryableSyncError(`${unreachable.length} cluster(s) could not be reached: ${unreachable.join('; ')}`);
     }
     reporting.jobFinished(done);
-    await reporting.settle(log, finalAttempt);
+    await reporting.completed(log, finalAttempt);
     return { sha: job.headSha, outcomes: done };
   } catch (error) {
     const recoverable = !(error instanceof CommitNotFoundError || error instanceof UnrecoverableError);

@@ -12,7 +12,7 @@ import { reconcileCluster } from '../src/engine/reconcile-cluster.ts';
 import type { RenderResult } from '../src/engine/render-cluster.ts';
 import { checkSecrets } from '../src/engine/secrets-gate.ts';
 import type { Logger } from '../src/logging/create-logger.ts';
-import type { SyncJob } from '../src/queue/jobs.ts';
+import { coalescingKey, type SyncJob } from '../src/queue/jobs.ts';
 import type { Reporter } from '../src/reporting/github-reporter.ts';
 import { CommitNotFoundError, type GitMirror } from '../src/source/git-mirror.ts';
 import { planSync } from '../src/source/plan-sync.ts';
@@ -82,14 +82,15 @@ export async function processSyncJob(
   }
   const finalAttempt = run.attempt >= run.maxAttempts;
   const reporting = new CommitReporting(
-    deps.reporter.forCommit({ repository: job.repository, installationId: job.installationId, sha: job.after }),
-    job.after,
+    deps.reporter,
+    { repository: job.repository, installationId: job.installationId, sha: job.after },
+    coalescingKey(job),
     'sync',
     deps.statusPageUrl,
     job.trigger === 'rerun',
   );
-  reporting.jobStarted();
   try {
+    await reporting.jobStarted();
     await mkdir(deps.workDir, { recursive: true });
     const token = await deps.tokenFor(job.installationId);
     const unreachable: string[] = [];
@@ -139,7 +140,7 @@ export async function processSyncJob(
       throw new RetryableSyncError(`${unreachable.length} cluster(s) could not be reached: ${unreachable.join('; ')}`);
     }
     reporting.jobFinished(done);
-    await reporting.settle(log, finalAttempt);
+    await reporting.completed(log, finalAttempt);
     return { sha: job.after, outcomes: done };
   } catch (error) {
     const recoverable = !(error instanceof CommitNotFoundError || error instanceof UnrecoverableError);

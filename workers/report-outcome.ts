@@ -2,7 +2,7 @@ import type { ClusterOutcome } from '../src/engine/cluster-outcome.ts';
 import type { ManifestProblem } from '../src/engine/manifest.ts';
 import type { Logger } from '../src/logging/create-logger.ts';
 import { completedCheckRun, inProgressCheckRun } from '../src/reporting/check-run-report.ts';
-import type { CommitReport } from '../src/reporting/github-reporter.ts';
+import type { CommitReport, Reporter, ReportTarget } from '../src/reporting/github-reporter.ts';
 import {
   clusterContext,
   clusterStatusText,
@@ -20,16 +20,25 @@ export function statusPageLink(statusPageUrl: string | undefined, cluster?: stri
 
 /** Reports what a job is about to do to one commit and its clusters, and how it ended. */
 export class CommitReporting {
+  private readonly report: CommitReport;
+  private readonly sha: string;
+
   constructor(
-    private readonly report: CommitReport,
-    private readonly sha: string,
+    private readonly reporter: Reporter,
+    private readonly target: ReportTarget,
+    /** The branch or pull request: its other commits are superseded when this job completes. */
+    private readonly scope: string,
     private readonly mode: ReportMode,
     private readonly statusPageUrl: string | undefined,
     /** Someone asked for this run (GitHub's re-run): everything is reported again. */
     private readonly requested = false,
-  ) {}
+  ) {
+    this.report = reporter.forCommit(target);
+    this.sha = target.sha;
+  }
 
-  jobStarted(): void {
+  async jobStarted(): Promise<void> {
+    await this.reporter.track(this.scope, this.target);
     this.report.status({
       context: ROLL_UP_CONTEXT,
       ...pendingText(this.mode),
@@ -73,6 +82,23 @@ export class CommitReporting {
   /** A job that gives up still ends every status it started: `error`, saying why. */
   async gaveUp(reason: string): Promise<void> {
     await this.report.abandon(reason);
+  }
+
+  /**
+   * The job is over for this commit: once its writes landed, the scope's other commits this job
+   * replaced end as superseded, and a status of this commit that the final run never reached (a
+   * cluster an earlier attempt started that no longer concerns the commit) is ended too.
+   */
+  async completed(log: Logger, finalAttempt: boolean): Promise<void> {
+    await this.settle(log, finalAttempt);
+    const short = this.sha.slice(0, 7);
+    await this.reporter.supersede(this.scope, this.target, () =>
+      this.mode === 'sync'
+        ? `not applied: superseded by ${short}, which is newer and contains it`
+        : `no dry-run: superseded by ${short}, the newer head`,
+    );
+    await this.report.abandon('nothing left to do for this commit', 'success');
+    await this.settle(log, finalAttempt);
   }
 
   /**

@@ -4,7 +4,7 @@ import { retry } from '@octokit/plugin-retry';
 import { throttling } from '@octokit/plugin-throttling';
 import Bottleneck from 'bottleneck';
 import type { Logger } from '../logging/create-logger.ts';
-import { honourRetryAfter } from './honour-retry-after.ts';
+import { honourRetryAfter, MAX_RETRY_AFTER_SECONDS } from './honour-retry-after.ts';
 
 /**
  * Octokit with GitHub's documented retry and rate-limit behaviour: the retry plugin for 5xx and network
@@ -116,7 +116,8 @@ function createOctokit(options: GitHubAppOptions, auth: Record<string, unknown>)
         retryCount: number,
       ) => {
         log.warn({ retryAfter, method: request.method, url: request.url, retryCount }, 'github rate limit hit');
-        return retryCount < retries;
+        // A longer wait would hold the job (and an installation token that may expire meanwhile): retry later.
+        return retryAfter <= MAX_RETRY_AFTER_SECONDS && retryCount < retries;
       },
       onSecondaryRateLimit: (
         retryAfter: number,
@@ -128,7 +129,8 @@ function createOctokit(options: GitHubAppOptions, auth: Record<string, unknown>)
           { retryAfter, method: request.method, url: request.url, retryCount },
           'github secondary rate limit hit',
         );
-        return retryCount < retries;
+        // A longer wait would hold the job (and an installation token that may expire meanwhile): retry later.
+        return retryAfter <= MAX_RETRY_AFTER_SECONDS && retryCount < retries;
       },
     },
   });

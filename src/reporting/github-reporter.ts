@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import type { PlumblineOctokit } from '../github/github-app.ts';
 import type { Logger } from '../logging/create-logger.ts';
 import { annotationBatches, type CheckRunContent } from './check-run-report.ts';
-import type { StatusState } from './status-text.ts';
+import { fitDescription, type StatusState } from './status-text.ts';
 import type { WriteBudget } from './write-budget.ts';
 
 export interface ReportTarget {
@@ -35,14 +35,24 @@ export interface CheckRunUpdate extends CheckRunContent {
 export interface CommitReport {
   status(update: StatusUpdate): void;
   checkRun(update: CheckRunUpdate): void;
-  /** Turns every status of the commit still `pending` into `error` with this reason (a job that gave up). */
-  abandon(reason: string): Promise<void>;
+  /**
+   * Ends every status of the commit still `pending` with this reason: `error` for a job that gave up,
+   * `success` for a commit superseded by a newer one that contains it.
+   */
+  abandon(reason: string, state?: 'error' | 'success'): Promise<void>;
   /** Waits for every write; returns a line per write that failed for good (empty: all written). */
   flush(): Promise<readonly string[]>;
 }
 
 export interface Reporter {
   forCommit(target: ReportTarget): CommitReport;
+  /** Remembers that a job works on `target` for `scope` (a branch, a pull request). */
+  track(scope: string, target: ReportTarget): Promise<void>;
+  /**
+   * The job for `current` finished: every other commit still tracked for the scope — one whose retry a
+   * newer push replaced, or whose job moved on to a newer commit — has its pending statuses ended.
+   */
+  supersede(scope: string, current: ReportTarget, describe: (sha: string) => string): Promise<void>;
 }
 
 export interface GitHubReporterOptions {
@@ -58,23 +68,19 @@ const CHECKS_OFF_SECONDS = 60 * 60;
 const EXHAUSTED = 'exhausted';
 
 /**
- * Claims a status write: 0 when GitHub already shows this value (or the context is exhausted), else
- * records the new value and returns the previous one, so that a failed write can be rolled back.
+ * Whether a status must be written: 0 when GitHub already shows this value (or the context is
+ * exhausted, or a final state must stay); otherwise 1, after claiming the write for a short while so
+ * that other workers do not send the same value at the same time. The value is recorded as written
+ * only once GitHub accepted it, so a crash mid-write leaves the record as it was.
  */
-const CLAIM = `
+const SHOULD_WRITE = `
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if current == ARGV[2] or current == '${EXHAUSTED}' then return 0 end
-if ARGV[4] == '0' and current and string.sub(current, 1, 7) ~= 'pending' then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return {current or ''}
-`;
-/** Puts back the previous value after a failed write, unless another write has changed it since. */
-const ROLL_BACK = `
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-if ARGV[3] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
+if ARGV[3] == '0' and current and string.sub(current, 1, 7) ~= 'pending' then return 0 end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then return 0 end
 return 1
 `;
+const CLAIM_MS = 60_000;
 
 /**
  * Reports to GitHub as commit statuses and check runs. Writes only what changed: the last value
@@ -94,7 +100,26 @@ export function createGitHubReporter(options: GitHubReporterOptions): Reporter {
     return octokit;
   };
 
-  return {
+  const openKey = (scope: string) => `${prefix}:github:open:${scope}`;
+  const reporter: Reporter = {
+    async track(scope, target) {
+      await redis
+        .multi()
+        .hset(openKey(scope), target.sha, JSON.stringify(target))
+        .expire(openKey(scope), RECORD_TTL_SECONDS)
+        .exec();
+    },
+    async supersede(scope, current, describe) {
+      const open = await redis.hgetall(openKey(scope));
+      for (const [sha, raw] of Object.entries(open)) {
+        if (sha !== current.sha) {
+          const report = reporter.forCommit(JSON.parse(raw) as ReportTarget);
+          await report.abandon(describe(current.sha), 'success');
+          await report.flush();
+        }
+        await redis.hdel(openKey(scope), sha);
+      }
+    },
     forCommit(target) {
       const [owner, repo] = target.repository.fullName.split('/') as [string, string];
       const base = `${prefix}:github:${target.repository.id}:${target.sha}`;
@@ -106,18 +131,21 @@ export function createGitHubReporter(options: GitHubReporterOptions): Reporter {
       const installationId = target.installationId;
 
       const writeStatus = async (update: StatusUpdate, octokit: PlumblineOctokit, id: number) => {
-        const value = `${update.state}\n${update.description}`;
+        const description = fitDescription(update.description);
+        const value = `${update.state}\n${description}`;
         const replaceFinal = update.replaceFinal === false ? '0' : '1';
-        const claim = (await redis.eval(
-          CLAIM,
-          1,
+        const claimKey = `${statusKey}:claim:${createHash('sha256').update(update.context).update(value).digest('hex').slice(0, 16)}`;
+        const write = await redis.eval(
+          SHOULD_WRITE,
+          2,
           statusKey,
+          claimKey,
           update.context,
           value,
-          RECORD_TTL_SECONDS,
           replaceFinal,
-        )) as 0 | [string];
-        if (claim === 0) return;
+          CLAIM_MS,
+        );
+        if (write === 0) return;
         try {
           await options.budget.take(id);
           await octokit.request('POST /repos/{owner}/{repo}/statuses/{sha}', {
@@ -126,7 +154,7 @@ export function createGitHubReporter(options: GitHubReporterOptions): Reporter {
             sha: target.sha,
             context: update.context,
             state: update.state,
-            description: update.description,
+            description,
             ...(update.targetUrl ? { target_url: update.targetUrl } : {}),
           });
         } catch (error) {
@@ -138,64 +166,76 @@ export function createGitHubReporter(options: GitHubReporterOptions): Reporter {
             );
             return;
           }
-          await redis.eval(ROLL_BACK, 1, statusKey, update.context, value, claim[0]);
           throw error;
+        } finally {
+          await redis.del(claimKey);
         }
+        await redis.multi().hset(statusKey, update.context, value).expire(statusKey, RECORD_TTL_SECONDS).exec();
       };
 
       const writeCheckRun = async (update: CheckRunUpdate, octokit: PlumblineOctokit, id: number) => {
         if (await redis.exists(`${prefix}:github:checks-off:${id}`)) return;
         const digest = createHash('sha256').update(JSON.stringify(update)).digest('hex').slice(0, 24);
         const recorded = parseCheckRecord(await redis.hget(checkKey, update.name));
-        if (recorded?.digest === digest) return;
-        if (recorded?.completed && update.replaceFinal === false) return;
-        const [first = [], ...rest] = annotationBatches(update.annotations);
+        const batches = annotationBatches(update.annotations);
+        const resuming = recorded?.digest === digest;
+        if (resuming && recorded.sent >= batches.length) return;
+        if (!resuming && recorded?.completed && recorded.sent > 0 && update.replaceFinal === false) return;
         const output = (annotations: CheckRunContent['annotations']) => ({
           title: update.title,
           summary: update.summary,
           ...(update.text ? { text: update.text } : {}),
           annotations: [...annotations],
         });
-        const fields = {
-          owner,
-          repo,
-          name: update.name,
-          status: update.status,
-          ...(update.conclusion ? { conclusion: update.conclusion } : {}),
-          ...(update.detailsUrl ? { details_url: update.detailsUrl } : {}),
-          output: output(first),
-        };
+        // Progress is saved after every request, so a retry resumes where it stopped: annotations
+        // append on GitHub, and sending a batch twice would show it twice.
+        const save = (record: CheckRecord) =>
+          redis.multi().hset(checkKey, update.name, JSON.stringify(record)).expire(checkKey, RECORD_TTL_SECONDS).exec();
+        const completed = update.status === 'completed';
         try {
-          await options.budget.take(id);
-          // Annotations accumulate on a run: a finished run is not rewritten, a re-run gets a new one.
-          const checkRunId =
-            recorded === undefined || recorded.completed
-              ? Number(
-                  (await octokit.request('POST /repos/{owner}/{repo}/check-runs', { ...fields, head_sha: target.sha }))
-                    .data.id,
-                )
-              : recorded.id;
-          if (recorded !== undefined && !recorded.completed) {
-            await octokit.request('PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}', {
-              ...fields,
-              check_run_id: checkRunId,
-            });
+          let checkRunId: number;
+          let sent: number;
+          if (resuming) {
+            checkRunId = recorded.id;
+            sent = recorded.sent;
+          } else {
+            const fields = {
+              owner,
+              repo,
+              name: update.name,
+              status: update.status,
+              ...(update.conclusion ? { conclusion: update.conclusion } : {}),
+              ...(update.detailsUrl ? { details_url: update.detailsUrl } : {}),
+              output: output(batches[0] ?? []),
+            };
+            await options.budget.take(id);
+            // A finished run is not rewritten (its annotations would pile up): a re-run gets a new one.
+            if (recorded === undefined || recorded.completed) {
+              const created = await octokit.request('POST /repos/{owner}/{repo}/check-runs', {
+                ...fields,
+                head_sha: target.sha,
+              });
+              checkRunId = Number(created.data.id);
+            } else {
+              checkRunId = recorded.id;
+              await octokit.request('PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}', {
+                ...fields,
+                check_run_id: checkRunId,
+              });
+            }
+            sent = 1;
+            await save({ id: checkRunId, digest, completed, sent });
           }
-          for (const batch of rest) {
+          for (; sent < batches.length; sent += 1) {
             await options.budget.take(id);
             await octokit.request('PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}', {
               owner,
               repo,
               check_run_id: checkRunId,
-              output: output(batch),
+              output: output(batches[sent] ?? []),
             });
+            await save({ id: checkRunId, digest, completed, sent: sent + 1 });
           }
-          const record: CheckRecord = { id: checkRunId, digest, completed: update.status === 'completed' };
-          await redis
-            .multi()
-            .hset(checkKey, update.name, JSON.stringify(record))
-            .expire(checkKey, RECORD_TTL_SECONDS)
-            .exec();
         } catch (error) {
           if (isMissingPermission(error)) {
             await redis.set(`${prefix}:github:checks-off:${id}`, '1', 'EX', CHECKS_OFF_SECONDS);
@@ -232,10 +272,12 @@ export function createGitHubReporter(options: GitHubReporterOptions): Reporter {
         checkRun(update) {
           enqueue(`check ${update.name}`, update, writeCheckRun);
         },
-        async abandon(reason) {
+        async abandon(reason, state = 'error') {
+          // What is queued lands first: a final state on its way must not be overtaken by this `error`.
+          await lanes.idle();
           const recorded = await redis.hgetall(statusKey);
           for (const [context, value] of Object.entries(recorded)) {
-            if (value.startsWith('pending\n')) report.status({ context, state: 'error', description: reason });
+            if (value.startsWith('pending\n')) report.status({ context, state, description: reason });
           }
           const checks = await redis.hgetall(checkKey);
           for (const [name, value] of Object.entries(checks)) {
@@ -243,8 +285,8 @@ export function createGitHubReporter(options: GitHubReporterOptions): Reporter {
               report.checkRun({
                 name,
                 status: 'completed',
-                conclusion: 'failure',
-                title: reason,
+                conclusion: state === 'success' ? 'neutral' : 'failure',
+                title: fitDescription(reason),
                 summary: reason,
                 annotations: [],
               });
@@ -259,16 +301,21 @@ export function createGitHubReporter(options: GitHubReporterOptions): Reporter {
       return report;
     },
   };
+  return reporter;
 }
 
 interface CheckRecord {
   readonly id: number;
+  /** Of the content being written; `sent` of its annotation batches have reached GitHub. */
   readonly digest: string;
   readonly completed: boolean;
+  readonly sent: number;
 }
 
 function parseCheckRecord(raw: string | null): CheckRecord | undefined {
-  return raw ? (JSON.parse(raw) as CheckRecord) : undefined;
+  if (!raw) return undefined;
+  const record = JSON.parse(raw) as Partial<CheckRecord> & { id: number; digest: string };
+  return { completed: false, sent: 0, ...record };
 }
 
 /**

@@ -257,6 +257,57 @@ clusters:
     await f.work.push();
   });
 
+  it('a check run whose last annotation batch failed resumes where it stopped: no annotation twice', async () => {
+    const invalid = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`Broken_${i}`, 'x']));
+    const sha = await commitAndPush({ first: 'a', second: 'b', ...invalid });
+    const PATCH = 'PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}';
+    // Completed with the first 50 annotations; then the request with the last 10 is refused once.
+    const patches = f.github.callsTo(PATCH).length;
+    const refuseSecondPatch = async () => {
+      while (f.github.callsTo(PATCH).length < patches + 1) await new Promise((r) => setTimeout(r, 5));
+      // GitHub's replication lag can answer 404 for a run it just created.
+      f.github.script(PATCH, { status: 404, body: { message: 'Not Found' } });
+    };
+    const [first] = await Promise.allSettled([
+      processSyncJob(syncJob(sha), deps, { attempt: 1, maxAttempts: 2 }),
+      refuseSecondPatch(),
+    ]);
+    expect(first.status).toBe('rejected');
+    expect(checkRun(sha)?.annotations).toHaveLength(50);
+    await processSyncJob(syncJob(sha), deps, { attempt: 2, maxAttempts: 2 });
+    expect(checkRun(sha)?.annotations).toHaveLength(60);
+    expect(f.github.checkRuns(f.repository.fullName, sha).filter((r) => r.name === context)).toHaveLength(1);
+    await f.work.commit('fix', { [`${FOLDER}/app.yaml`]: manifests(namespace, { first: 'a', second: 'b' }) });
+    await f.work.push();
+  });
+
+  it('a commit whose job moved on to a newer push ends as superseded, not pending', async () => {
+    const { mkdtemp, writeFile } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { freePort } = await import('../../src/local-stack/free-port.ts');
+    const dead = join(await mkdtemp(join(tmpdir(), 'plumbline-dead-')), 'kubeconfig');
+    await writeFile(
+      dead,
+      `apiVersion: v1\nkind: Config\nclusters: [{name: dead, cluster: {server: "https://127.0.0.1:${await freePort()}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: dead, context: {cluster: dead, user: u}}]\ncurrent-context: dead\n`,
+    );
+    const older = await commitAndPush({ first: 'a', second: 'b', ninth: 'i' });
+    // The first attempt for `older` cannot reach the cluster: its roll-up stays pending, to be retried…
+    const unreachable = { ...deps, clusterClient: () => createClusterClient(loadKubeConfig({ kubeconfig: dead })) };
+    await expect(processSyncJob(syncJob(older), unreachable, { attempt: 1, maxAttempts: 5 })).rejects.toThrow(
+      /could not be reached/,
+    );
+    expect(states(older, 'plumbline')).toEqual(['pending']);
+    // …but a newer push replaces the retry, and its job completes.
+    const newer = await commitAndPush({ first: 'a', second: 'b', ninth: 'i', tenth: 'j' });
+    await processSyncJob(syncJob(newer), deps);
+    expect(latest(newer, 'plumbline')?.state).toBe('success');
+    expect(latest(older, 'plumbline')).toMatchObject({
+      state: 'success',
+      description: `not applied: superseded by ${newer.slice(0, 7)}, which is newer and contains it`,
+    });
+  });
+
   it('GitHub rate limits (403 secondary limit, 429 with retry-after) are waited out, then written', async () => {
     const sha = await commitAndPush({ first: 'a', second: 'b', third: 'c', fourth: 'd', sixth: 'f' });
     f.github.script(STATUSES, {
