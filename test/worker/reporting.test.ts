@@ -258,6 +258,8 @@ clusters:
   });
 
   it('a check run whose last annotation batch failed resumes where it stopped: no annotation twice', async () => {
+    // The same live state for both runs (so both report the same content): the namespace exists.
+    await processSyncJob(syncJob(await commitAndPush({ first: 'a', second: 'b' })), deps);
     const invalid = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`Broken_${i}`, 'x']));
     const sha = await commitAndPush({ first: 'a', second: 'b', ...invalid });
     const PATCH = 'PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}';
