@@ -1,0 +1,67 @@
+import { mapLimited } from '../support/limit-concurrency.ts';
+import { manifestDigest } from './apply-objects.ts';
+import { baselinesDigest, type Baselines, writeBaselines } from './baseline-store.ts';
+import type { ChangeSet, ObjectChange } from './change-set.ts';
+import { type ClusterClient, KubeError } from './cluster-client.ts';
+import type { DriftedObject } from './drift.ts';
+import { baselineOf } from './field-set.ts';
+import { idKey, type Inventory, type InventoryEntry, objectIdOf, writeInventory } from './inventory.ts';
+import { objectRef, type RenderedObject } from './manifest.ts';
+import { withOwnerLabel } from './ownership.ts';
+
+export interface CorrectionInput {
+  readonly client: ClusterClient;
+  readonly clusterName: string;
+  readonly inventory: Inventory;
+  readonly baselines: Baselines;
+  readonly drifted: readonly DriftedObject[];
+  /** The render of the applied commit (`inventory.revision`). */
+  readonly desired: readonly RenderedObject[];
+  readonly concurrency: number;
+  /** The fencing check of the cluster lock, before writing. */
+  readonly beforeWrite?: () => Promise<void>;
+}
+
+/**
+ * Puts drifted objects back as the applied commit has them: only those objects, written with force so
+ * that fields another manager took are taken back (the change set says from whom), and deleted ones
+ * recreated. Their records and baselines are updated, so the next scan starts from the corrected state.
+ */
+export async function correctDrift(input: CorrectionInput): Promise<ChangeSet> {
+  const desired = new Map(
+    withOwnerLabel(input.desired, input.clusterName).map((o) => [idKey(objectIdOf(o.manifest)), o] as const),
+  );
+  await input.beforeWrite?.();
+  const updates = new Map<string, InventoryEntry>();
+  const baselines = new Map(input.baselines);
+  const changes = await mapLimited(input.drifted, input.concurrency, async (drift): Promise<ObjectChange> => {
+    const key = idKey(drift.entry);
+    const object = desired.get(key);
+    if (!object)
+      return { object: drift.object, action: 'skipped', message: 'not in the render of the applied commit' };
+    try {
+      const result = await input.client.apply(object.manifest, { dryRun: false, force: true });
+      const resourceVersion = (result.metadata as { resourceVersion?: string } | undefined)?.resourceVersion;
+      updates.set(key, { ...drift.entry, digest: manifestDigest(object.manifest), ...(resourceVersion ? { resourceVersion } : {}) });
+      const baseline = baselineOf(result);
+      if (baseline) baselines.set(key, baseline);
+      const takenFrom = [...new Set(drift.fields.flatMap((f) => f.changedBy))];
+      return {
+        object: objectRef(object.manifest),
+        action: drift.kind === 'deleted' ? 'created' : 'configured',
+        source: object.source,
+        ...(takenFrom.length > 0 ? { tookOwnershipFrom: takenFrom } : {}),
+      };
+    } catch (error) {
+      if (error instanceof KubeError && error.retryable) throw error;
+      return { object: drift.object, action: 'failed', source: object.source, message: (error as Error).message };
+    }
+  });
+  if (updates.size > 0) {
+    const objects = input.inventory.objects.map((entry) => updates.get(idKey(entry)) ?? entry);
+    const baselineDigest = baselinesDigest(baselines);
+    if (baselineDigest !== input.inventory.baselineDigest) await writeBaselines(input.client, input.clusterName, baselines);
+    await writeInventory(input.client, input.clusterName, { ...input.inventory, objects, baselineDigest }, input.inventory);
+  }
+  return { changes };
+}
