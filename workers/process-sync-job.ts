@@ -11,11 +11,13 @@ import { readInventory } from '../src/engine/inventory.ts';
 import { reconcileCluster } from '../src/engine/reconcile-cluster.ts';
 import type { RenderResult } from '../src/engine/render-cluster.ts';
 import { checkSecrets } from '../src/engine/secrets-gate.ts';
+import type { RepositoryDirectory } from '../src/github/repository-directory.ts';
 import type { Logger } from '../src/logging/create-logger.ts';
 import { coalescingKey, type SyncJob } from '../src/queue/jobs.ts';
 import type { Reporter } from '../src/reporting/github-reporter.ts';
 import { CommitNotFoundError, type GitMirror } from '../src/source/git-mirror.ts';
 import { planSync } from '../src/source/plan-sync.ts';
+import type { ClusterStateStore } from '../src/status/cluster-state.ts';
 import { mapLimited } from '../src/support/limit-concurrency.ts';
 import { CommitReporting, failedOutcome, type JobRun, SINGLE_RUN } from './report-outcome.ts';
 
@@ -50,6 +52,10 @@ export interface SyncDependencies {
   readonly reporter: Reporter;
   /** The status page's public URL, for `target_url`; statuses carry no link without it. */
   readonly statusPageUrl: string | undefined;
+  /** Per-cluster state for the status page and /api/clusters. */
+  readonly state: ClusterStateStore;
+  /** Repositories seen in webhooks, for the resync (which has none). */
+  readonly directory: RepositoryDirectory;
 }
 
 export interface SyncResult {
@@ -91,6 +97,8 @@ export async function processSyncJob(
   );
   try {
     await reporting.jobStarted();
+    if (job.installationId !== undefined)
+      await deps.directory.remember({ repository: job.repository, installationId: job.installationId });
     await mkdir(deps.workDir, { recursive: true });
     const token = await deps.tokenFor(job.installationId);
     const unreachable: string[] = [];
@@ -124,6 +132,7 @@ export async function processSyncJob(
         };
       }
       reporting.clusterFinished(outcome);
+      await recordState(deps.state, cluster, job.after, outcome);
       return outcome;
     });
     const done = outcomes.filter((o): o is ClusterOutcome => o !== undefined);
@@ -150,6 +159,27 @@ export async function processSyncJob(
     if (error instanceof CommitNotFoundError) throw new UnrecoverableError(error.message);
     throw error;
   }
+}
+
+/** The status page's view of a cluster after a sync; nothing for a commit that does not concern it. */
+async function recordState(state: ClusterStateStore, cluster: ClusterEntry, sha: string, outcome: ClusterOutcome) {
+  if (outcome.status === 'unchanged') return;
+  const at = new Date().toISOString();
+  await state.update(
+    {
+      name: cluster.name,
+      repo: cluster.repo,
+      branch: cluster.branch,
+      path: cluster.path,
+      suspended: cluster.suspend,
+      selfHeal: cluster.selfHeal,
+      intervalMs: cluster.intervalMs,
+    },
+    {
+      lastSync: { sha, status: outcome.status, description: outcome.description, at },
+      ...(outcome.status === 'applied' ? { appliedRevision: sha, appliedAt: at } : {}),
+    },
+  );
 }
 
 function describeFailure(error: unknown): string {

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { Worker } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { type ClusterEntry, loadClusterRegistry } from '../src/clusters/cluster-registry.ts';
 import { ConfigError, type EnvOptions } from '../src/config/read-env-options.ts';
@@ -8,16 +8,21 @@ import { createRenderCache } from '../src/engine/render-cache.ts';
 import { resolveKustomize } from '../src/engine/render-cluster.ts';
 import { GitHubApp } from '../src/github/github-app.ts';
 import { loadAppCredentials } from '../src/github/load-app-credentials.ts';
+import { createRepositoryDirectory } from '../src/github/repository-directory.ts';
 import type { Logger } from '../src/logging/create-logger.ts';
-import type { PlumblineJob } from '../src/queue/jobs.ts';
+import { createJobProducer } from '../src/queue/job-producer.ts';
+import { type PlumblineJob, QUEUE_NAMES, type ResyncJob } from '../src/queue/jobs.ts';
 import { logConnectionChanges } from '../src/queue/log-connection-changes.ts';
 import { createGitHubReporter } from '../src/reporting/github-reporter.ts';
 import { createWriteBudget } from '../src/reporting/write-budget.ts';
 import { GitMirror } from '../src/source/git-mirror.ts';
+import { createClusterStateStore } from '../src/status/cluster-state.ts';
 import { finalizeFailedJobs } from './finalize-failed-jobs.ts';
 import { createJobConsumer } from './job-consumer.ts';
 import { processPreviewJob } from './process-preview-job.ts';
+import { processResyncJob, type ResyncDependencies, type ResyncResult } from './process-resync-job.ts';
 import { DEFAULT_ENGINE_SETTINGS, processSyncJob, type SyncDependencies, type SyncResult } from './process-sync-job.ts';
+import { nextResyncAt, scheduleResyncs } from './schedule-resyncs.ts';
 
 export interface RunningWorker {
   readonly workers: readonly Worker<PlumblineJob, SyncResult | undefined>[];
@@ -69,6 +74,20 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
     engine: DEFAULT_ENGINE_SETTINGS,
     reporter,
     statusPageUrl: options.publicUrl,
+    state: createClusterStateStore(redis, options.queuePrefix),
+    directory: createRepositoryDirectory(redis, options.queuePrefix, app),
+  };
+  const producer = createJobProducer(redis, {
+    prefix: options.queuePrefix,
+    coalesceMs: options.pushCoalesceMs,
+    onError: (error) => logger.warn({ error: error.message }, 'queue error'),
+  });
+  const resyncQueue = new Queue<ResyncJob>(QUEUE_NAMES.resync, { connection: redis, prefix: options.queuePrefix });
+  resyncQueue.on('error', (error) => logger.warn({ error: error.message }, 'resync queue error'));
+  const resyncDeps: ResyncDependencies = {
+    ...deps,
+    enqueueSync: (job) => producer.add(job),
+    nextResyncAt: (cluster) => nextResyncAt(resyncQueue, cluster),
   };
   const consumer = (queue: 'sync' | 'preview') =>
     createJobConsumer<SyncResult | undefined>({
@@ -81,6 +100,25 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
         job.type === 'sync' ? processSyncJob(job, deps, run) : processPreviewJob(job, deps, run),
       onError: (error) => logger.warn({ error: error.message, queue }, 'worker error'),
     });
+  const resyncWorker = new Worker<ResyncJob, ResyncResult | undefined>(
+    QUEUE_NAMES.resync,
+    async (job) => processResyncJob(job.data, resyncDeps),
+    {
+      connection: redis,
+      prefix: options.queuePrefix,
+      concurrency: options.workerConcurrency,
+      lockDuration: options.jobLockMs,
+      stalledInterval: options.jobLockMs,
+    },
+  );
+  resyncWorker.on('error', (error) => logger.warn({ error: error.message, queue: 'resync' }, 'worker error'));
+  resyncWorker.on('failed', (job, error) =>
+    logger.warn(
+      { cluster: job?.data.cluster, error: error.message },
+      'resync failed; the next one follows at its interval',
+    ),
+  );
+  await scheduleResyncs(resyncQueue, registry);
   const workers = [consumer('sync'), consumer('preview')];
   const finalizer = finalizeFailedJobs({ connection: redis, prefix: options.queuePrefix, reporter, logger });
   logger.info(
@@ -90,8 +128,9 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
   return {
     workers,
     async close() {
-      await Promise.all(workers.map((worker) => worker.close()));
+      await Promise.all([...workers.map((worker) => worker.close()), resyncWorker.close()]);
       await finalizer.close();
+      await Promise.all([resyncQueue.close(), producer.close()]);
       await redis.quit().catch(() => redis.disconnect());
       logger.info('worker stopped');
     },

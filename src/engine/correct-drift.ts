@@ -1,11 +1,11 @@
 import { mapLimited } from '../support/limit-concurrency.ts';
 import { manifestDigest } from './apply-objects.ts';
-import { baselinesDigest, type Baselines, writeBaselines } from './baseline-store.ts';
+import { type Baselines, baselinesDigest, writeBaselines } from './baseline-store.ts';
 import type { ChangeSet, ObjectChange } from './change-set.ts';
 import { type ClusterClient, KubeError } from './cluster-client.ts';
 import type { DriftedObject } from './drift.ts';
 import { baselineOf } from './field-set.ts';
-import { idKey, type Inventory, type InventoryEntry, objectIdOf, writeInventory } from './inventory.ts';
+import { type Inventory, type InventoryEntry, idKey, objectIdOf, writeInventory } from './inventory.ts';
 import { objectRef, type RenderedObject } from './manifest.ts';
 import { withOwnerLabel } from './ownership.ts';
 
@@ -37,12 +37,15 @@ export async function correctDrift(input: CorrectionInput): Promise<ChangeSet> {
   const changes = await mapLimited(input.drifted, input.concurrency, async (drift): Promise<ObjectChange> => {
     const key = idKey(drift.entry);
     const object = desired.get(key);
-    if (!object)
-      return { object: drift.object, action: 'skipped', message: 'not in the render of the applied commit' };
+    if (!object) return { object: drift.object, action: 'skipped', message: 'not in the render of the applied commit' };
     try {
       const result = await input.client.apply(object.manifest, { dryRun: false, force: true });
       const resourceVersion = (result.metadata as { resourceVersion?: string } | undefined)?.resourceVersion;
-      updates.set(key, { ...drift.entry, digest: manifestDigest(object.manifest), ...(resourceVersion ? { resourceVersion } : {}) });
+      updates.set(key, {
+        ...drift.entry,
+        digest: manifestDigest(object.manifest),
+        ...(resourceVersion ? { resourceVersion } : {}),
+      });
       const baseline = baselineOf(result);
       if (baseline) baselines.set(key, baseline);
       const takenFrom = [...new Set(drift.fields.flatMap((f) => f.changedBy))];
@@ -60,8 +63,14 @@ export async function correctDrift(input: CorrectionInput): Promise<ChangeSet> {
   if (updates.size > 0) {
     const objects = input.inventory.objects.map((entry) => updates.get(idKey(entry)) ?? entry);
     const baselineDigest = baselinesDigest(baselines);
-    if (baselineDigest !== input.inventory.baselineDigest) await writeBaselines(input.client, input.clusterName, baselines);
-    await writeInventory(input.client, input.clusterName, { ...input.inventory, objects, baselineDigest }, input.inventory);
+    if (baselineDigest !== input.inventory.baselineDigest)
+      await writeBaselines(input.client, input.clusterName, baselines);
+    await writeInventory(
+      input.client,
+      input.clusterName,
+      { ...input.inventory, objects, baselineDigest },
+      input.inventory,
+    );
   }
   return { changes };
 }

@@ -11,8 +11,11 @@ export interface RepositoryRef {
 /** Reconcile the clusters a branch deploys to, at `after`. */
 export interface SyncJob {
   readonly type: 'sync';
-  /** `push` from a webhook, `rerun` when someone asked GitHub to re-run our check. */
-  readonly trigger: 'push' | 'rerun';
+  /**
+   * `push` from a webhook, `rerun` when someone asked GitHub to re-run our check, `resync` when a
+   * scheduled resync found the branch moved without a webhook.
+   */
+  readonly trigger: 'push' | 'rerun' | 'resync';
   readonly deliveryId: string;
   readonly repository: RepositoryRef;
   readonly installationId: number | undefined;
@@ -40,7 +43,13 @@ export interface PreviewJob {
 
 export type PlumblineJob = SyncJob | PreviewJob;
 
-export const QUEUE_NAMES = { sync: 'sync', preview: 'preview' } as const;
+/** The periodic full resync of one registered cluster, produced by a BullMQ job scheduler. */
+export interface ResyncJob {
+  readonly type: 'resync';
+  readonly cluster: string;
+}
+
+export const QUEUE_NAMES = { sync: 'sync', preview: 'preview', resync: 'resync' } as const;
 
 /** One pending job per branch (or pull request): a burst collapses onto this id. */
 export function coalescingKey(job: PlumblineJob): string {

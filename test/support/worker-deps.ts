@@ -3,9 +3,11 @@ import type { Redis } from 'ioredis';
 import type { ClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { createClusterClient, loadKubeConfig } from '../../src/engine/cluster-client.ts';
 import { KUBECTL_KUSTOMIZE, renderCluster } from '../../src/engine/render-cluster.ts';
+import { createRepositoryDirectory } from '../../src/github/repository-directory.ts';
 import { createLogger, type Logger } from '../../src/logging/create-logger.ts';
 import { createGitHubReporter } from '../../src/reporting/github-reporter.ts';
 import { createWriteBudget } from '../../src/reporting/write-budget.ts';
+import { createClusterStateStore } from '../../src/status/cluster-state.ts';
 import { DEFAULT_ENGINE_SETTINGS, type SyncDependencies } from '../../workers/process-sync-job.ts';
 import type { SourceFixture } from './source-fixture.ts';
 
@@ -47,5 +49,7 @@ export function workerDependencies(
       logger,
     }),
     statusPageUrl: STATUS_PAGE_URL,
+    state: createClusterStateStore(options.redis, options.prefix),
+    directory: createRepositoryDirectory(options.redis, options.prefix, f.app),
   };
 }

@@ -1,0 +1,98 @@
+import type { Redis } from 'ioredis';
+
+/** One drifted object as the status page shows it (values already masked). */
+export interface DriftSummary {
+  readonly object: string;
+  readonly kind: 'changed' | 'deleted';
+  readonly fields: readonly { readonly path: string; readonly changedBy: readonly string[] }[];
+}
+
+/** What the status page and `/api/clusters` show per cluster; written by workers, read by the receiver. */
+export interface ClusterState {
+  readonly name: string;
+  readonly repo: string;
+  readonly branch: string;
+  readonly path: string;
+  readonly suspended: boolean;
+  readonly selfHeal: boolean;
+  readonly intervalMs: number;
+  /** The commit the cluster runs (from its inventory) and when Plumbline applied it. */
+  readonly appliedRevision?: string;
+  readonly appliedAt?: string;
+  /** The last commit a job worked on for this cluster, and how that ended. */
+  readonly lastSync?: {
+    readonly sha: string;
+    readonly status: string;
+    readonly description: string;
+    readonly at: string;
+  };
+  readonly lastResyncAt?: string;
+  readonly lastResyncResult?: string;
+  readonly nextResyncAt?: string;
+  readonly drift?: {
+    readonly objects: readonly DriftSummary[];
+    readonly detectedAt: string;
+    /** When it was put back (selfHeal); absent while it persists. */
+    readonly correctedAt?: string;
+  };
+  readonly totals: {
+    readonly driftDetected: number;
+    readonly driftCorrected: number;
+    readonly missedPushes: number;
+  };
+}
+
+export type ClusterStatePatch = Partial<Omit<ClusterState, 'name' | 'totals'>> & {
+  readonly add?: Partial<ClusterState['totals']>;
+};
+
+export interface ClusterStateStore {
+  /** Merges a patch into a cluster's state (a cluster is only ever written under its lock). */
+  update(
+    base: Pick<ClusterState, 'name' | 'repo' | 'branch' | 'path' | 'suspended' | 'selfHeal' | 'intervalMs'>,
+    patch: ClusterStatePatch,
+  ): Promise<void>;
+  get(name: string): Promise<ClusterState | undefined>;
+  list(): Promise<ClusterState[]>;
+  /** Counters shared by every process, exported by the receiver's /metrics. */
+  count(metric: string, labels: Record<string, string>, by?: number): Promise<void>;
+  counters(): Promise<{ metric: string; labels: Record<string, string>; value: number }[]>;
+}
+
+const EMPTY_TOTALS = { driftDetected: 0, driftCorrected: 0, missedPushes: 0 };
+
+export function createClusterStateStore(redis: Redis, prefix: string): ClusterStateStore {
+  const key = `${prefix}:clusters:state`;
+  const countersKey = `${prefix}:metrics:counters`;
+  return {
+    async update(base, patch) {
+      const raw = await redis.hget(key, base.name);
+      const current = raw ? (JSON.parse(raw) as ClusterState) : undefined;
+      const { add, ...fields } = patch;
+      const totals = { ...EMPTY_TOTALS, ...current?.totals };
+      for (const [name, value] of Object.entries(add ?? {})) totals[name as keyof typeof totals] += value ?? 0;
+      const next: ClusterState = { ...current, ...base, ...fields, totals };
+      await redis.hset(key, base.name, JSON.stringify(next));
+    },
+    async get(name) {
+      const raw = await redis.hget(key, name);
+      return raw ? (JSON.parse(raw) as ClusterState) : undefined;
+    },
+    async list() {
+      const all = await redis.hgetall(key);
+      return Object.values(all)
+        .map((raw) => JSON.parse(raw) as ClusterState)
+        .sort((a, b) => a.name.localeCompare(b.name));
+    },
+    async count(metric, labels, by = 1) {
+      await redis.hincrby(countersKey, JSON.stringify({ metric, labels }), by);
+    },
+    async counters() {
+      const all = await redis.hgetall(countersKey);
+      return Object.entries(all).map(([field, value]) => ({
+        ...(JSON.parse(field) as { metric: string; labels: Record<string, string> }),
+        value: Number(value),
+      }));
+    },
+  };
+}
