@@ -1,6 +1,8 @@
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
 import type { Logger } from '../logging/create-logger.ts';
+import type { ClusterStateStore } from '../status/cluster-state.ts';
 import { readRawBody } from './read-raw-body.ts';
+import { renderStatusPage } from './status-page.ts';
 import { eventLabel, type ReceiverMetrics } from './receiver-metrics.ts';
 import { createWebhookHandler, type WebhookDependencies } from './webhook-handler.ts';
 
@@ -13,7 +15,11 @@ export interface ReceiverAppDependencies extends WebhookDependencies {
   readonly logger: Logger;
   /** True when Redis answers; drives /readyz. */
   readonly isRedisReady: () => Promise<boolean>;
+  /** What workers published about each cluster: the status page and /api/clusters. */
+  readonly clusters: Pick<ClusterStateStore, 'get' | 'list'>;
 }
+
+const CLUSTER_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 const REQUIRED_HEADERS = ['x-github-event', 'x-github-delivery', 'x-hub-signature-256'] as const;
 
@@ -64,6 +70,22 @@ export function createReceiverApp(deps: ReceiverAppDependencies): express.Expres
   });
   app.get('/metrics', async (_req, res) => {
     res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+  });
+
+  app.get('/', async (_req, res) => {
+    res.type('html').send(renderStatusPage(await deps.clusters.list()));
+  });
+  app.get('/api/clusters', async (_req, res) => {
+    res.json({ clusters: await deps.clusters.list() });
+  });
+  app.get('/api/clusters/:name', async (req, res) => {
+    const name = req.params.name;
+    const state = CLUSTER_NAME.test(name) ? await deps.clusters.get(name) : undefined;
+    if (!state) {
+      res.status(404).json({ error: 'no such cluster' });
+      return;
+    }
+    res.json(state);
   });
 
   app.use((_req, res) => {

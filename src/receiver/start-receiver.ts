@@ -7,6 +7,7 @@ import type { Logger } from '../logging/create-logger.ts';
 import { createJobProducer } from '../queue/job-producer.ts';
 import { logConnectionChanges } from '../queue/log-connection-changes.ts';
 import { createReceiverApp } from './create-receiver-app.ts';
+import { createClusterStateStore } from '../status/cluster-state.ts';
 import { createDeliveryLedger } from './delivery-ledger.ts';
 import { createReceiverMetrics } from './receiver-metrics.ts';
 
@@ -37,7 +38,8 @@ export async function startReceiver(options: EnvOptions, logger: Logger): Promis
     coalesceMs: options.pushCoalesceMs,
     onError: (error) => logger.debug({ error: error.message }, 'queue connection error'),
   });
-  const metrics = createReceiverMetrics(producer);
+  const clusters = createClusterStateStore(redis, options.queuePrefix);
+  const metrics = createReceiverMetrics(producer, clusters);
   const app = createReceiverApp({
     webhooks,
     producer,
@@ -47,6 +49,7 @@ export async function startReceiver(options: EnvOptions, logger: Logger): Promis
     logger,
     enqueueTimeoutMs: 5_000,
     isRedisReady: async () => redis.status === 'ready' && (await redis.ping()) === 'PONG',
+    clusters,
   });
   const server = await new Promise<Server>((resolve, reject) => {
     const listening = app.listen(options.port, '0.0.0.0', () => resolve(listening));

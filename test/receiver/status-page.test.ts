@@ -1,0 +1,94 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Redis } from 'ioredis';
+import { renderStatusPage } from '../../src/receiver/status-page.ts';
+import { type ClusterStateStore, createClusterStateStore } from '../../src/status/cluster-state.ts';
+import { testEnvironment } from '../support/environment.ts';
+import { type ReceiverHarness, startReceiverHarness } from '../support/receiver-harness.ts';
+
+const env = testEnvironment();
+
+describe('the status page and /api/clusters', () => {
+  let harness: ReceiverHarness;
+  let redis: Redis;
+  let store: ClusterStateStore;
+  const base = {
+    name: 'gcp-production',
+    repo: 'acme/platform-gitops',
+    branch: 'main',
+    path: 'clusters/gcp/production',
+    suspended: false,
+    selfHeal: true,
+    intervalMs: 300_000,
+  };
+
+  beforeAll(async () => {
+    harness = await startReceiverHarness(env.redisUrl);
+    redis = new Redis(env.redisUrl);
+    store = createClusterStateStore(redis, harness.prefix);
+    const now = Date.now();
+    await store.update(base, {
+      appliedRevision: 'a'.repeat(40),
+      appliedAt: new Date(now - 120_000).toISOString(),
+      lastSync: {
+        sha: 'a'.repeat(40),
+        status: 'applied',
+        description: '3 created <b>in</b> 1.2 s',
+        at: new Date(now - 120_000).toISOString(),
+      },
+      lastResyncAt: new Date(now - 30_000).toISOString(),
+      nextResyncAt: new Date(now + 270_000).toISOString(),
+      drift: {
+        objects: [
+          {
+            object: 'ConfigMap/app/settings',
+            kind: 'changed',
+            fields: [{ path: 'data.mode', changedBy: ['kubectl-edit'] }],
+          },
+        ],
+        detectedAt: new Date(now - 30_000).toISOString(),
+        correctedAt: new Date(now - 29_000).toISOString(),
+      },
+      add: { driftDetected: 1, driftCorrected: 1 },
+    });
+    await store.count('plumbline_webhook_missed_total', {});
+    await store.count('plumbline_drift_objects_corrected_total', { cluster: 'gcp-production' }, 2);
+  });
+  afterAll(async () => {
+    await harness.close();
+    redis.disconnect();
+  });
+
+  it('lists every cluster as JSON, and one by name', async () => {
+    const all = (await (await fetch(`${harness.baseUrl}/api/clusters`)).json()) as { clusters: { name: string }[] };
+    expect(all.clusters.map((c) => c.name)).toEqual(['gcp-production']);
+    const one = await fetch(`${harness.baseUrl}/api/clusters/gcp-production`);
+    expect(one.status).toBe(200);
+    expect(await one.json()).toMatchObject({
+      appliedRevision: 'a'.repeat(40),
+      drift: { objects: [{ object: 'ConfigMap/app/settings' }] },
+      totals: { driftDetected: 1, driftCorrected: 1, missedPushes: 0 },
+    });
+    expect((await fetch(`${harness.baseUrl}/api/clusters/nope`)).status).toBe(404);
+    expect((await fetch(`${harness.baseUrl}/api/clusters/..%2F..%2Fetc`)).status).toBe(404);
+  });
+
+  it('serves the HTML page statuses link to, one anchor per cluster, with text escaped', async () => {
+    const page = await fetch(`${harness.baseUrl}/`);
+    expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    const html = await page.text();
+    expect(html).toContain('id="cluster-gcp-production"');
+    expect(html).toContain('3 created &lt;b&gt;in&lt;/b&gt; 1.2 s');
+    expect(html).toContain('corrected 29 s ago');
+    expect(html).toContain('data.mode (by kubectl-edit)');
+  });
+
+  it('exports the counters workers keep in Redis', async () => {
+    const text = await (await fetch(`${harness.baseUrl}/metrics`)).text();
+    expect(text).toContain('plumbline_webhook_missed_total 1');
+    expect(text).toContain('plumbline_drift_objects_corrected_total{cluster="gcp-production"} 2');
+  });
+
+  it('says so when no cluster has reported yet', () => {
+    expect(renderStatusPage([])).toContain('No cluster has reported yet');
+  });
+});
