@@ -10,6 +10,7 @@ import { stopProcess } from '../src/local-stack/processes.ts';
 import { startRedisServer } from '../src/local-stack/redis-server.ts';
 import { runB1 } from './b1-webhook-ingest.ts';
 import { runB4 } from './b4-apply.ts';
+import { runB6 } from './b6-drift-scan.ts';
 import { runB9 } from './b9-github-calls.ts';
 import { runB10 } from './b10-warm-fetch.ts';
 
@@ -34,6 +35,10 @@ try {
   const sizes = (process.env.BENCH_SIZES_B4 ?? '100,1000,5000').split(',').map(Number);
   const b4 =
     wanted('b4') && kubeconfig ? await runB4(kubeconfig, sizes, Math.max(3, Math.ceil(reps / 2)), log) : undefined;
+  if (wanted('b6') && !kubeconfig) throw new Error('B6 needs a cluster: run `npm run local:up && . .local/env` first');
+  const sizesB6 = (process.env.BENCH_SIZES_B6 ?? '1000,5000').split(',').map(Number);
+  const kubectlMax = Number(process.env.BENCH_KUBECTL_MAX ?? 1000);
+  const b6 = wanted('b6') && kubeconfig ? await runB6(kubeconfig, sizesB6, reps, kubectlMax, log) : undefined;
   if (wanted('b9') && !kubeconfig) throw new Error('B9 needs a cluster: run `npm run local:up && . .local/env` first');
   const b9 = wanted('b9') && kubeconfig ? await runB9(redis.url, kubeconfig, log) : undefined;
   const b10 = wanted('b10') ? await runB10(reps * 2, log) : undefined;
@@ -41,7 +46,7 @@ try {
   const file = join('bench/results', `${new Date().toISOString().slice(0, 19).replace(/:/g, '')}.json`);
   await writeFile(
     file,
-    `${JSON.stringify({ machine: { cpus: (await import('node:os')).cpus().length }, reps, b1, b4, b9, b10 }, null, 2)}\n`,
+    `${JSON.stringify({ machine: { cpus: (await import('node:os')).cpus().length }, reps, b1, b4, b6, b9, b10 }, null, 2)}\n`,
   );
   log(`results written to ${file}`);
 } finally {

@@ -2,8 +2,8 @@ import express, { type ErrorRequestHandler, type RequestHandler } from 'express'
 import type { Logger } from '../logging/create-logger.ts';
 import type { ClusterStateStore } from '../status/cluster-state.ts';
 import { readRawBody } from './read-raw-body.ts';
-import { renderStatusPage } from './status-page.ts';
 import { eventLabel, type ReceiverMetrics } from './receiver-metrics.ts';
+import { renderStatusPage } from './status-page.ts';
 import { createWebhookHandler, type WebhookDependencies } from './webhook-handler.ts';
 
 export const WEBHOOK_PATH = '/api/github/webhooks';

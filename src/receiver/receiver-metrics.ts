@@ -27,12 +27,21 @@ export function eventLabel(event: string | undefined): string {
 /** Counters the workers keep in Redis, exported here: the receiver is what Prometheus scrapes. */
 const WORKER_COUNTERS: Record<string, { help: string; labels: readonly string[] }> = {
   plumbline_webhook_missed_total: { help: 'Pushes found by a resync that no webhook announced', labels: [] },
-  plumbline_drift_objects_detected_total: { help: 'Drifted objects found by resyncs, per cluster', labels: ['cluster'] },
-  plumbline_drift_objects_corrected_total: { help: 'Drifted objects put back by resyncs, per cluster', labels: ['cluster'] },
+  plumbline_drift_objects_detected_total: {
+    help: 'Drifted objects found by resyncs, per cluster',
+    labels: ['cluster'],
+  },
+  plumbline_drift_objects_corrected_total: {
+    help: 'Drifted objects put back by resyncs, per cluster',
+    labels: ['cluster'],
+  },
   plumbline_resyncs_total: { help: 'Resyncs completed, per cluster', labels: ['cluster'] },
 };
 
-export function createReceiverMetrics(producer: JobProducer, workers?: Pick<ClusterStateStore, 'counters'>): ReceiverMetrics {
+export function createReceiverMetrics(
+  producer: JobProducer,
+  workers?: Pick<ClusterStateStore, 'counters'>,
+): ReceiverMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'plumbline_receiver_' });
   const deliveries = new Counter({

@@ -6,8 +6,8 @@ import { createInstallationStore } from '../github/installation-store.ts';
 import type { Logger } from '../logging/create-logger.ts';
 import { createJobProducer } from '../queue/job-producer.ts';
 import { logConnectionChanges } from '../queue/log-connection-changes.ts';
-import { createReceiverApp } from './create-receiver-app.ts';
 import { createClusterStateStore } from '../status/cluster-state.ts';
+import { createReceiverApp } from './create-receiver-app.ts';
 import { createDeliveryLedger } from './delivery-ledger.ts';
 import { createReceiverMetrics } from './receiver-metrics.ts';
 
