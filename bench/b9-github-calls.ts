@@ -5,8 +5,8 @@
  */
 import { Redis } from 'ioredis';
 import { parseClusterRegistry } from '../src/clusters/cluster-registry.ts';
+import type { RecordedCall } from '../src/github-stand-in/github-stand-in.ts';
 import type { SyncJob } from '../src/queue/jobs.ts';
-import type { RecordedCall } from '../test/support/github-stand-in/github-stand-in.ts';
 import { createSourceFixture, INSTALLATION_ID } from '../test/support/source-fixture.ts';
 import { workerDependencies } from '../test/support/worker-deps.ts';
 import { processSyncJob } from '../workers/process-sync-job.ts';

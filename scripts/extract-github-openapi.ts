@@ -1,6 +1,6 @@
 /**
  * Extracts the REST operations Plumbline calls from GitHub's official OpenAPI description
- * (@octokit/openapi, ~385 MB unpacked) into test/fixtures/github/openapi-subset.json, with every schema
+ * (@octokit/openapi, ~385 MB unpacked) into src/github-stand-in/openapi-subset.json, with every schema
  * they reference. The GitHub stand-in validates each request against it. Run after changing OPERATIONS:
  *   npx tsx scripts/extract-github-openapi.ts
  */
@@ -69,7 +69,7 @@ try {
     paths,
     components,
   };
-  writeFileSync('test/fixtures/github/openapi-subset.json', `${JSON.stringify(subset)}\n`);
+  writeFileSync('src/github-stand-in/openapi-subset.json', `${JSON.stringify(subset)}\n`);
   process.stdout.write(
     `wrote ${OPERATIONS.length} operations and ${Object.values(components).reduce((n, c) => n + Object.keys(c).length, 0)} components\n`,
   );

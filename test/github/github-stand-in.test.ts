@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
-import type { CheckRunAnnotation } from '../support/github-stand-in/github-stand-in.ts';
+import type { CheckRunAnnotation } from '../../src/github-stand-in/github-stand-in.ts';
 import { createSourceFixture, INSTALLATION_ID, type SourceFixture } from '../support/source-fixture.ts';
 
 const REPO = 'acme/x';

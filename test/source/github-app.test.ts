@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { GitHubApp } from '../../src/github/github-app.ts';
+import { GitHubStandIn } from '../../src/github-stand-in/github-stand-in.ts';
 import { createLogger } from '../../src/logging/create-logger.ts';
-import { GitHubStandIn } from '../support/github-stand-in/github-stand-in.ts';
 
 const TOKEN_REQUEST = 'POST /app/installations/{installation_id}/access_tokens';
 

@@ -2,10 +2,10 @@ import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GitHubApp } from '../../src/github/github-app.ts';
+import { GitHubStandIn, type StandInRepository } from '../../src/github-stand-in/github-stand-in.ts';
 import { createLogger } from '../../src/logging/create-logger.ts';
 import { GitMirror } from '../../src/source/git-mirror.ts';
 import { packageRoot } from '../../src/support/package-root.ts';
-import { GitHubStandIn, type StandInRepository } from './github-stand-in/github-stand-in.ts';
 import { WorkingRepo } from './working-repo.ts';
 
 export const INSTALLATION_ID = 77;

@@ -3,7 +3,7 @@ import { createPublicKey, generateKeyPairSync, type KeyObject, randomBytes, veri
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { runCommand } from '../../../src/support/run-command.ts';
+import { runCommand } from '../support/run-command.ts';
 import { type MatchedOperation, OpenApiValidator } from './openapi-validator.ts';
 
 export interface RecordedCall {
@@ -134,7 +134,7 @@ const MAX_ANNOTATIONS_PER_REQUEST = 50;
 const MAX_OUTPUT_TEXT = 65_535;
 
 /**
- * A loopback stand-in for GitHub: the REST operations Plumbline calls, each request checked against
+ * A loopback stand-in for GitHub, for the tests and `plumbline demo`: the REST operations Plumbline calls, each request checked against
  * GitHub's official OpenAPI description, App JWTs and installation tokens checked as GitHub checks them,
  * and repositories served over git's smart HTTP protocol by the real `git http-backend`.
  * A request it does not know is answered 404 and recorded in `unexpected`, so tests can fail on it.
