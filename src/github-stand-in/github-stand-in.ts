@@ -188,14 +188,15 @@ export class GitHubStandIn {
 
   async start(): Promise<this> {
     await mkdir(join(this.options.rootDir, 'git'), { recursive: true });
-    this.server = createServer((req, res) => {
+    const server = createServer((req, res) => {
       this.handle(req, res).catch((error: unknown) => {
         this.violations.push(`stand-in failure: ${String(error)}`);
         if (!res.headersSent) res.writeHead(500).end();
       });
     });
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    const address = this.server.address();
+    this.server = server;
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const address = server.address();
     this.origin = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
     return this;
   }

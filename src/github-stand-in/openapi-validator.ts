@@ -44,7 +44,7 @@ export class OpenApiValidator {
       for (const [method, operation] of Object.entries(methods)) {
         const hasJsonBody = operation.requestBody?.content?.['application/json'] !== undefined;
         const pointer = `github#/paths/${escapePointer(template)}/${method}/requestBody/content/application~1json/schema`;
-        const parameterNames = [...template.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);
+        const parameterNames = [...template.matchAll(/\{(\w+)\}/g)].map((m) => m[1] ?? '');
         this.operations.push({
           method: method.toUpperCase(),
           template,
@@ -63,7 +63,7 @@ export class OpenApiValidator {
       const found = operation.pattern.exec(path);
       if (!found) continue;
       const params = Object.fromEntries(
-        operation.parameterNames.map((name, i) => [name, decodeURIComponent(found[i + 1]!)]),
+        operation.parameterNames.map((name, i) => [name, decodeURIComponent(found[i + 1] ?? '')]),
       );
       let bodyErrors: string[] = [];
       if (body === undefined && operation.bodyRequired) {
