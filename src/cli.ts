@@ -8,21 +8,20 @@ const USAGE = `usage: plumbline <command>
   receiver   the HTTP server: GitHub webhooks, /healthz, /readyz, /metrics
   worker     queue workers: pull, render, apply and prune each pushed commit
   all        receiver and worker in one process
-  demo       the whole system on this machine (not built yet)
+  demo       the whole system on this machine, nothing to configure: a local Kubernetes control
+             plane, Redis, a GitHub stand-in with a sample repository, and a story told through real
+             webhooks (options: --kubeconfig PATH to use an existing cluster; --exit to stop after it)
 `;
 
 /** Runs until SIGTERM/SIGINT, then shuts down gracefully. */
-async function main(command: string | undefined): Promise<void> {
+async function main(command: string | undefined, args: readonly string[]): Promise<void> {
   if (command === undefined || command === '--help' || command === '-h') {
     process.stdout.write(USAGE);
     return;
   }
   if (command === 'demo') {
-    process.stderr.write(
-      `plumbline ${command}: coming soon — not implemented yet in this version (see the open issues); ` +
-        'the receiver and worker work today: `npx plumbline all`\n',
-    );
-    process.exitCode = 2;
+    const { runDemo } = await import('./demo/run-demo.ts');
+    await runDemo({ ...parseDemoArgs(args), out: (line) => process.stdout.write(`${line}\n`) });
     return;
   }
   if (command !== 'receiver' && command !== 'worker' && command !== 'all') {
@@ -48,7 +47,20 @@ async function main(command: string | undefined): Promise<void> {
   await starting;
 }
 
-main(process.argv[2]).catch((error: unknown) => {
+function parseDemoArgs(args: readonly string[]): { kubeconfig: string | undefined; exitAfterStory: boolean } {
+  let kubeconfig: string | undefined;
+  let exitAfterStory = false;
+  for (let i = 0; i < args.length; i += 1) {
+    const arg = args[i];
+    if (arg === '--exit') exitAfterStory = true;
+    else if (arg === '--kubeconfig' && args[i + 1]) kubeconfig = args[++i];
+    else if (arg?.startsWith('--kubeconfig=')) kubeconfig = arg.slice('--kubeconfig='.length);
+    else throw new ConfigError(`demo: unknown option ${JSON.stringify(arg)}\n\n${USAGE}`);
+  }
+  return { kubeconfig, exitAfterStory };
+}
+
+main(process.argv[2], process.argv.slice(3)).catch((error: unknown) => {
   const message = error instanceof ConfigError ? error.message : error instanceof Error ? error.stack : String(error);
   process.stderr.write(`plumbline: ${message}\n`);
   process.exitCode = 1;

@@ -15,7 +15,7 @@ import { fsTreeReader } from '../src/source/tree-reader.ts';
 import { mapLimited } from '../src/support/limit-concurrency.ts';
 import type { SyncDependencies, SyncResult } from './process-sync-job.ts';
 import { RetryableSyncError } from './process-sync-job.ts';
-import { CommitReporting, failedOutcome, type JobRun, SINGLE_RUN } from './report-outcome.ts';
+import { CommitReporting, describeRejection, failedOutcome, type JobRun, SINGLE_RUN } from './report-outcome.ts';
 
 /**
  * A pull request's preview: the head commit rendered for every cluster of the base branch that it
@@ -164,7 +164,7 @@ async function previewOne(
     return {
       cluster: cluster.name,
       status: 'failed',
-      description: preview.reason,
+      description: describeRejection(problems, 'would be rejected') ?? preview.reason,
       problems,
       changeSet: preview.changeSet,
     };

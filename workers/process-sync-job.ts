@@ -19,7 +19,7 @@ import { CommitNotFoundError, type GitMirror } from '../src/source/git-mirror.ts
 import { planSync } from '../src/source/plan-sync.ts';
 import type { ClusterStateStore } from '../src/status/cluster-state.ts';
 import { mapLimited } from '../src/support/limit-concurrency.ts';
-import { CommitReporting, failedOutcome, type JobRun, SINGLE_RUN } from './report-outcome.ts';
+import { CommitReporting, describeRejection, failedOutcome, type JobRun, SINGLE_RUN } from './report-outcome.ts';
 
 export interface EngineSettings {
   readonly applyConcurrency: number;
@@ -243,7 +243,7 @@ async function syncCluster(
       return {
         cluster: cluster.name,
         status: 'failed',
-        description: outcome.reason,
+        description: describeRejection(problems) ?? outcome.reason,
         problems,
         changeSet: outcome.changeSet,
       };

@@ -134,6 +134,22 @@ export function failedOutcome(cluster: string, problems: readonly ManifestProble
   };
 }
 
+/**
+ * "1 rejected (stacks/security/settings.yaml:1): ConfigMap "Bad_Name" is invalid: …" — where, then why,
+ * so the location survives the 140-character cut. Undefined when nothing names an object. Pure.
+ */
+export function describeRejection(problems: readonly ManifestProblem[], verb = 'rejected'): string | undefined {
+  const [first] = problems;
+  if (!first) return undefined;
+  const where = first.source ? ` (${first.source.file}${first.source.line ? `:${first.source.line}` : ''})` : '';
+  // The apiserver's message already names the object; our prefix would only repeat it.
+  const reason =
+    first.object && first.message.startsWith(`${first.object}: `)
+      ? first.message.slice(first.object.length + 2)
+      : first.message;
+  return `${problems.length} ${verb}${where}: ${reason}`;
+}
+
 /** How many times BullMQ runs a job, and which run this is. */
 export interface JobRun {
   readonly attempt: number;

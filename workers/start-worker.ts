@@ -71,7 +71,7 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
     prefix: options.queuePrefix,
     logger,
     render: createRenderCache({ kustomize: await resolveKustomize(), timeoutMs: 60_000 }).render,
-    engine: DEFAULT_ENGINE_SETTINGS,
+    engine: { ...DEFAULT_ENGINE_SETTINGS, healthTimeoutMs: options.healthTimeoutMs },
     reporter,
     statusPageUrl: options.publicUrl,
     state: createClusterStateStore(redis, options.queuePrefix),

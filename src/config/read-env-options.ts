@@ -27,6 +27,8 @@ export interface EnvOptions {
   readonly githubWritesPerMinute: number;
   /** How long a crashed worker's job stays claimed before another worker runs it. */
   readonly jobLockMs: number;
+  /** How long an apply waits for rollouts to become healthy before reporting them as still progressing. */
+  readonly healthTimeoutMs: number;
 }
 
 const integer = (min: number, max: number) =>
@@ -52,6 +54,7 @@ const schema = z.object({
   PLUMBLINE_PUBLIC_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
   PLUMBLINE_GITHUB_WRITES_PER_MINUTE: integer(1, 5_000).default(80),
   PLUMBLINE_JOB_LOCK_MS: integer(1_000, 600_000).default(30_000),
+  PLUMBLINE_HEALTH_TIMEOUT_MS: integer(0, 3_600_000).default(120_000),
 });
 
 export class ConfigError extends Error {
@@ -87,6 +90,7 @@ export function readEnvOptions(env: NodeJS.ProcessEnv = process.env): EnvOptions
     publicUrl: e.PLUMBLINE_PUBLIC_URL?.replace(/\/+$/, ''),
     githubWritesPerMinute: e.PLUMBLINE_GITHUB_WRITES_PER_MINUTE,
     jobLockMs: e.PLUMBLINE_JOB_LOCK_MS,
+    healthTimeoutMs: e.PLUMBLINE_HEALTH_TIMEOUT_MS,
   });
 }
 

@@ -85,7 +85,9 @@ export function createClusterStateStore(redis: Redis, prefix: string): ClusterSt
         .sort((a, b) => a.name.localeCompare(b.name));
     },
     async count(metric, labels, by = 1) {
-      await redis.hincrby(countersKey, JSON.stringify({ metric, labels }), by);
+      // Sorted label keys: the same labels in another order are the same series.
+      const sorted = Object.fromEntries(Object.entries(labels).sort(([a], [b]) => a.localeCompare(b)));
+      await redis.hincrby(countersKey, JSON.stringify({ metric, labels: sorted }), by);
     },
     async counters() {
       const all = await redis.hgetall(countersKey);

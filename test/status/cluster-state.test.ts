@@ -1,0 +1,187 @@
+import { afterAll, describe, expect, it } from '@jest/globals';
+import { Redis } from 'ioredis';
+import { type ClusterStateStore, createClusterStateStore } from '../../src/status/cluster-state.ts';
+import { testEnvironment, uniqueName } from '../support/environment.ts';
+
+const env = testEnvironment();
+
+const baseFor = (name: string) => ({
+  name,
+  repo: 'acme/platform-gitops',
+  branch: 'main',
+  path: `clusters/${name}`,
+  suspended: false,
+  selfHeal: true,
+  intervalMs: 300_000,
+});
+
+describe('the cluster state store', () => {
+  const redis = new Redis(env.redisUrl);
+  const prefixes: string[] = [];
+  /** A store of its own per test, so no test sees another's clusters or counters. */
+  const freshStore = (): ClusterStateStore => {
+    const prefix = uniqueName('cluster-state');
+    prefixes.push(prefix);
+    return createClusterStateStore(redis, prefix);
+  };
+
+  afterAll(async () => {
+    for (const prefix of prefixes) {
+      const keys = await redis.keys(`${prefix}:*`);
+      if (keys.length > 0) await redis.del(...keys);
+    }
+    redis.disconnect();
+  });
+
+  it('returns undefined for a cluster it never heard of', async () => {
+    const store = freshStore();
+    await expect(store.get('nowhere')).resolves.toBeUndefined();
+    await store.update(baseFor('somewhere'), {});
+    await expect(store.get('nowhere')).resolves.toBeUndefined();
+    await expect(store.get('somewhere')).resolves.toMatchObject({ name: 'somewhere' });
+  });
+
+  it('starts a new cluster with the base, the patch and zero totals', async () => {
+    const store = freshStore();
+    await store.update(baseFor('gcp-production'), { appliedRevision: 'a'.repeat(40) });
+    await expect(store.get('gcp-production')).resolves.toEqual({
+      ...baseFor('gcp-production'),
+      appliedRevision: 'a'.repeat(40),
+      totals: { driftDetected: 0, driftCorrected: 0, missedPushes: 0 },
+    });
+  });
+
+  it('merges patches: later fields override, earlier ones are kept', async () => {
+    const store = freshStore();
+    const base = baseFor('gcp-production');
+    const firstSync = { sha: 'a'.repeat(40), status: 'applied', description: '3 created', at: '2024-05-01T10:00:00Z' };
+    const secondSync = { sha: 'b'.repeat(40), status: 'failed', description: 'timed out', at: '2024-05-01T11:00:00Z' };
+    await store.update(base, {
+      appliedRevision: 'a'.repeat(40),
+      appliedAt: '2024-05-01T10:00:00Z',
+      lastSync: firstSync,
+    });
+    await store.update(base, { lastResyncAt: '2024-05-01T10:30:00Z', lastResyncResult: 'in sync' });
+    await store.update({ ...base, suspended: true, intervalMs: 60_000 }, { lastSync: secondSync });
+
+    const state = await store.get('gcp-production');
+    expect(state).toEqual({
+      ...base,
+      suspended: true,
+      intervalMs: 60_000,
+      appliedRevision: 'a'.repeat(40),
+      appliedAt: '2024-05-01T10:00:00Z',
+      lastSync: secondSync,
+      lastResyncAt: '2024-05-01T10:30:00Z',
+      lastResyncResult: 'in sync',
+      totals: { driftDetected: 0, driftCorrected: 0, missedPushes: 0 },
+    });
+  });
+
+  it('replaces drift as a whole, so a corrected drift can be followed by a new one', async () => {
+    const store = freshStore();
+    const base = baseFor('aws-staging');
+    const objects = [
+      {
+        object: 'apps/v1/Deployment/shop/web',
+        kind: 'changed' as const,
+        fields: [{ path: 'spec.template.spec.containers[web].image', changedBy: ['kubectl-edit'] }],
+      },
+    ];
+    await store.update(base, {
+      drift: { objects, detectedAt: '2024-05-01T10:00:00Z', correctedAt: '2024-05-01T10:00:05Z' },
+    });
+    await store.update(base, { drift: { objects: [], detectedAt: '2024-05-01T11:00:00Z' } });
+    await expect(store.get('aws-staging')).resolves.toMatchObject({
+      drift: { objects: [], detectedAt: '2024-05-01T11:00:00Z' },
+    });
+    expect((await store.get('aws-staging'))?.drift).not.toHaveProperty('correctedAt');
+  });
+
+  it('adds to totals starting from zero, keeping the other totals', async () => {
+    const store = freshStore();
+    const base = baseFor('gcp-production');
+    await store.update(base, { add: { driftDetected: 2 } });
+    await expect(store.get('gcp-production')).resolves.toMatchObject({
+      totals: { driftDetected: 2, driftCorrected: 0, missedPushes: 0 },
+    });
+    await store.update(base, { add: { driftDetected: 3, driftCorrected: 1 } });
+    await store.update(base, { add: { missedPushes: 1 }, lastResyncResult: 'corrected' });
+    await store.update(base, { lastResyncResult: 'in sync' });
+    const state = await store.get('gcp-production');
+    expect(state?.totals).toEqual({ driftDetected: 5, driftCorrected: 1, missedPushes: 1 });
+    expect(state?.lastResyncResult).toBe('in sync');
+    expect(state).not.toHaveProperty('add');
+  });
+
+  it('keeps clusters apart', async () => {
+    const store = freshStore();
+    await store.update(baseFor('one'), { add: { missedPushes: 4 }, appliedRevision: 'c'.repeat(40) });
+    await store.update(baseFor('two'), { add: { missedPushes: 1 } });
+    expect((await store.get('one'))?.totals.missedPushes).toBe(4);
+    expect((await store.get('two'))?.totals.missedPushes).toBe(1);
+    expect(await store.get('two')).not.toHaveProperty('appliedRevision');
+  });
+
+  it('lists every cluster sorted by name', async () => {
+    const store = freshStore();
+    await expect(store.list()).resolves.toEqual([]);
+    for (const name of ['gcp-production', 'aws-staging', 'onprem-lab', 'aws-production']) {
+      await store.update(baseFor(name), {});
+    }
+    await store.update(baseFor('aws-staging'), { appliedRevision: 'd'.repeat(40) });
+    const clusters = await store.list();
+    expect(clusters.map((c) => c.name)).toEqual(['aws-production', 'aws-staging', 'gcp-production', 'onprem-lab']);
+    expect(clusters[1]).toMatchObject({
+      name: 'aws-staging',
+      path: 'clusters/aws-staging',
+      appliedRevision: 'd'.repeat(40),
+    });
+  });
+
+  it('accumulates counters per metric and label set, keeping label sets apart', async () => {
+    const store = freshStore();
+    await expect(store.counters()).resolves.toEqual([]);
+    await store.count('plumbline_resyncs_total', { cluster: 'a' });
+    await store.count('plumbline_resyncs_total', { cluster: 'a' });
+    await store.count('plumbline_resyncs_total', { cluster: 'b' });
+    await store.count('plumbline_drift_objects_detected_total', { cluster: 'a' }, 5);
+    await store.count('plumbline_drift_objects_detected_total', { cluster: 'a' }, 2);
+    await store.count('plumbline_webhook_missed_total', {});
+    await store.count('plumbline_webhook_missed_total', {}, 3);
+
+    const sorted = (await store.counters()).sort((x, y) =>
+      `${x.metric}${JSON.stringify(x.labels)}`.localeCompare(`${y.metric}${JSON.stringify(y.labels)}`),
+    );
+    expect(sorted).toEqual([
+      { metric: 'plumbline_drift_objects_detected_total', labels: { cluster: 'a' }, value: 7 },
+      { metric: 'plumbline_resyncs_total', labels: { cluster: 'a' }, value: 2 },
+      { metric: 'plumbline_resyncs_total', labels: { cluster: 'b' }, value: 1 },
+      { metric: 'plumbline_webhook_missed_total', labels: {}, value: 4 },
+    ]);
+  });
+
+  it('treats the same labels given in another order as the same label set', async () => {
+    const store = freshStore();
+    await store.count('plumbline_syncs_total', { cluster: 'a', result: 'applied' });
+    await store.count('plumbline_syncs_total', { result: 'applied', cluster: 'a' });
+    await store.count('plumbline_syncs_total', { cluster: 'a', result: 'failed' });
+    const counters = await store.counters();
+    expect(counters).toHaveLength(2);
+    expect(counters).toContainEqual({
+      metric: 'plumbline_syncs_total',
+      labels: { cluster: 'a', result: 'applied' },
+      value: 2,
+    });
+  });
+
+  it('keeps counters of different stores (prefixes) apart', async () => {
+    const first = freshStore();
+    const second = freshStore();
+    await first.count('plumbline_resyncs_total', { cluster: 'a' }, 2);
+    await expect(second.counters()).resolves.toEqual([]);
+    await expect(first.counters()).resolves.toEqual([
+      { metric: 'plumbline_resyncs_total', labels: { cluster: 'a' }, value: 2 },
+    ]);
+  });
+});
