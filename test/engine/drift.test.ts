@@ -223,6 +223,24 @@ describe('drift: what Plumbline set, compared with what is live', () => {
     expect((await scan()).drifted).toEqual([]);
   });
 
+  it('a `kubectl patch` (JSON patch) is drift too, and a value put back by hand is not', async () => {
+    const patch = (value: string) =>
+      kube.core.patchNamespacedConfigMap({
+        name: 'settings',
+        namespace,
+        body: [{ op: 'replace', path: '/data/level', value }],
+        fieldManager: 'kubectl-patch',
+      });
+    await patch('debug');
+    expect((await scan()).drifted).toEqual([
+      expect.objectContaining({
+        fields: [{ path: 'data.level', expected: '"info"', actual: '"debug"', changedBy: ['kubectl-patch'] }],
+      }),
+    ]);
+    await patch('info');
+    expect((await scan()).drifted).toEqual([]);
+  });
+
   it('masks secret-looking values in drift reports', async () => {
     // A key Git never set is not drift…
     await kubectlEdit(
