@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
 import type { ClusterClient } from './cluster-client.ts';
 import type { Baseline } from './field-set.ts';
-import { INVENTORY_NAMESPACE } from './inventory.ts';
+import { applyRecord, INVENTORY_NAMESPACE } from './inventory.ts';
 import type { Manifest } from './manifest.ts';
 
 const gzipAsync = promisify(gzip);
@@ -79,9 +79,6 @@ export async function writeBaselines(client: ClusterClient, clusterName: string,
   for (let offset = 0; offset < data.length || chunks.length === 0; offset += CHUNK_BYTES)
     chunks.push(data.subarray(offset, offset + CHUNK_BYTES));
   for (let i = chunks.length - 1; i >= 0; i -= 1) {
-    await client.apply(chunkConfigMap(clusterName, i, chunks[i], i === 0 ? chunks.length : undefined), {
-      dryRun: false,
-      force: true,
-    });
+    await applyRecord(client, chunkConfigMap(clusterName, i, chunks[i], i === 0 ? chunks.length : undefined));
   }
 }

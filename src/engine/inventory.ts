@@ -91,15 +91,22 @@ export async function writeInventory(
   previous?: Inventory,
 ): Promise<void> {
   if (previous && JSON.stringify(previous) === JSON.stringify(inventory)) return;
-  const configMap = inventoryConfigMap(clusterName, inventory);
+  await applyRecord(client, inventoryConfigMap(clusterName, inventory));
+}
+
+/**
+ * Writes one of Plumbline's own records (inventory, baselines) into `plumbline-system`, creating the
+ * namespace the first time a cluster sees Plumbline.
+ */
+export async function applyRecord(client: ClusterClient, record: Manifest): Promise<void> {
   try {
-    await client.apply(configMap, { dryRun: false, force: true });
+    await client.apply(record, { dryRun: false, force: true });
   } catch (error) {
     if (!(error instanceof KubeError) || error.kind !== 'missing-namespace') throw error;
     await client.apply(
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: INVENTORY_NAMESPACE } },
       { dryRun: false, force: true },
     );
-    await client.apply(configMap, { dryRun: false, force: true });
+    await client.apply(record, { dryRun: false, force: true });
   }
 }

@@ -4,7 +4,7 @@ import { access, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { kubernetesVersionLdflags, readControlPlanePins } from './versions.ts';
+import { kubernetesVersionLdflags, readControlPlanePins, readHelmPin } from './versions.ts';
 
 export interface ControlPlaneBinaries {
   readonly kubernetesVersion: string;
@@ -64,6 +64,26 @@ export async function ensureControlPlaneBinaries(options: ToolchainOptions): Pro
     });
   }
   return binaries;
+}
+
+/** The pinned `helm` (chart tests), built from its Go module the first time like the control plane. */
+export async function ensureHelm(options: ToolchainOptions): Promise<string> {
+  const version = await readHelmPin(options.goDir);
+  const dir = join(options.cacheDir, `helm-${version}`);
+  const helm = join(dir, 'helm');
+  if (!(await isExecutable(helm))) {
+    await goBuild({
+      ...options,
+      label: `helm ${version}`,
+      moduleDir: join(options.goDir, 'helm'),
+      packages: ['helm.sh/helm/v3/cmd/helm'],
+      outputs: ['helm'],
+      renames: {},
+      targetDir: dir,
+      ldflags: `-s -w -X helm.sh/helm/v3/internal/version.version=${version}`,
+    });
+  }
+  return helm;
 }
 
 interface GoBuild extends ToolchainOptions {

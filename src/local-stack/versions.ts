@@ -26,6 +26,11 @@ export async function readControlPlanePins(goDir: string): Promise<ControlPlaneP
   };
 }
 
+/** The helm version the chart tests use (`go/helm/go.mod`). */
+export async function readHelmPin(goDir: string): Promise<string> {
+  return parseRequiredVersion(await readFile(join(goDir, 'helm', 'go.mod'), 'utf8'), 'helm.sh/helm/v3');
+}
+
 /** `-X` flags that make the binaries report the pinned version, as Kubernetes' own release build does. */
 export function kubernetesVersionLdflags(version: string): string {
   const [major, minor] = version.replace(/^v/, '').split('.');

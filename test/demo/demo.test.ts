@@ -1,6 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { describe, expect, it } from '@jest/globals';
+import { afterEach, describe, expect, it } from '@jest/globals';
 import { packageRoot } from '../../src/support/package-root.ts';
+
+const running: ChildProcess[] = [];
+/** A demo left running by a failed test must not overlap the next one. */
+afterEach(() => {
+  for (const child of running.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+});
 
 /** `plumbline demo` as a user runs it (through the CLI), with its output collected. */
 function startDemo(args: string[]): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
@@ -16,6 +22,7 @@ function startDemo(args: string[]): { child: ChildProcess; output: () => string;
   child.stderr?.on('data', (chunk: Buffer) => {
     text += chunk.toString();
   });
+  running.push(child);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return { child, output: () => text, exited };
 }
@@ -38,7 +45,7 @@ describe('plumbline demo', () => {
     );
     expect(output).toMatch(/live value again: theme: dark/);
     expect(output).toMatch(/demo stopped\.\n$/);
-  });
+  }, 300_000);
 
   it('keeps running until Ctrl-C, then stops everything it started', async () => {
     const demo = startDemo([]);
@@ -57,5 +64,5 @@ describe('plumbline demo', () => {
     expect(demo.output()).toMatch(/demo stopped\.\n$/);
     // Nothing listens on its port any more.
     await expect(fetch(`${page}/healthz`)).rejects.toThrow();
-  });
+  }, 300_000);
 });
