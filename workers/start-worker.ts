@@ -1,3 +1,4 @@
+import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -28,6 +29,26 @@ export interface RunningWorker {
   readonly workers: readonly Worker<PlumblineJob, SyncResult | undefined>[];
   /** Finishes the jobs in progress, then closes Redis. */
   close(): Promise<void>;
+}
+
+/** `/healthz` (the process runs) and `/readyz` (Redis answers, every consumer runs) for Kubernetes probes. */
+async function serveWorkerHealth(port: number, ready: () => Promise<boolean>): Promise<Server> {
+  const server = createServer((req, res) => {
+    const answer = (status: number, body: string) =>
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ status: body }));
+    if (req.url === '/healthz') answer(200, 'ok');
+    else if (req.url === '/readyz')
+      ready().then(
+        (ok) => answer(ok ? 200 : 503, ok ? 'ready' : 'not ready'),
+        () => answer(503, 'not ready'),
+      );
+    else answer(404, 'not found');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '0.0.0.0', () => resolve());
+  });
+  return server;
 }
 
 /** Burst of the shared GitHub write budget: a commit's pending statuses go out at once. */
@@ -121,6 +142,13 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
   await scheduleResyncs(resyncQueue, registry);
   const workers = [consumer('sync'), consumer('preview')];
   const finalizer = finalizeFailedJobs({ connection: redis, prefix: options.queuePrefix, reporter, logger });
+  const health =
+    options.workerHealthPort === undefined
+      ? undefined
+      : await serveWorkerHealth(options.workerHealthPort, async () => {
+          const running = [...workers, resyncWorker].every((w) => w.isRunning());
+          return running && redis.status === 'ready' && (await redis.ping()) === 'PONG';
+        });
   logger.info(
     { clusters: registry.clusters.map((c) => c.name), concurrency: options.workerConcurrency },
     'worker started',
@@ -128,6 +156,7 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
   return {
     workers,
     async close() {
+      await new Promise<void>((resolve) => (health ? health.close(() => resolve()) : resolve()));
       await Promise.all([...workers.map((worker) => worker.close()), resyncWorker.close()]);
       await finalizer.close();
       await Promise.all([resyncQueue.close(), producer.close()]);

@@ -29,6 +29,8 @@ export interface EnvOptions {
   readonly jobLockMs: number;
   /** How long an apply waits for rollouts to become healthy before reporting them as still progressing. */
   readonly healthTimeoutMs: number;
+  /** Port of the worker's /healthz and /readyz (for Kubernetes probes); none when unset. */
+  readonly workerHealthPort: number | undefined;
 }
 
 const integer = (min: number, max: number) =>
@@ -55,6 +57,7 @@ const schema = z.object({
   PLUMBLINE_GITHUB_WRITES_PER_MINUTE: integer(1, 5_000).default(80),
   PLUMBLINE_JOB_LOCK_MS: integer(1_000, 600_000).default(30_000),
   PLUMBLINE_HEALTH_TIMEOUT_MS: integer(0, 3_600_000).default(120_000),
+  PLUMBLINE_WORKER_HEALTH_PORT: integer(0, 65_535).optional(),
 });
 
 export class ConfigError extends Error {
@@ -91,6 +94,7 @@ export function readEnvOptions(env: NodeJS.ProcessEnv = process.env): EnvOptions
     githubWritesPerMinute: e.PLUMBLINE_GITHUB_WRITES_PER_MINUTE,
     jobLockMs: e.PLUMBLINE_JOB_LOCK_MS,
     healthTimeoutMs: e.PLUMBLINE_HEALTH_TIMEOUT_MS,
+    workerHealthPort: e.PLUMBLINE_WORKER_HEALTH_PORT,
   });
 }
 

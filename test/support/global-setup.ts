@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { readState, stackUp } from '../../src/local-stack/stack.ts';
-import { defaultCacheDir } from '../../src/local-stack/toolchain.ts';
+import { defaultCacheDir, ensureHelm } from '../../src/local-stack/toolchain.ts';
 import { packageRoot } from '../../src/support/package-root.ts';
 
 /**
@@ -10,6 +10,13 @@ import { packageRoot } from '../../src/support/package-root.ts';
  */
 export default async function globalSetup(): Promise<void> {
   const env = process.env;
+  const root = packageRoot();
+  // The chart tests render with the real helm, built from its pinned Go module once per machine.
+  env.PLUMBLINE_TEST_HELM ??= await ensureHelm({
+    goDir: join(root, 'src', 'local-stack', 'go'),
+    cacheDir: defaultCacheDir(env),
+    log: (line) => process.stderr.write(`\nlocal-stack: ${line}`),
+  });
   if (env.PLUMBLINE_TEST_KUBECONFIG && env.PLUMBLINE_TEST_REDIS_URL) {
     if (!env.PLUMBLINE_TEST_KUBECONFIG_B) {
       throw new Error('PLUMBLINE_TEST_KUBECONFIG_B must name a second cluster for the multi-cluster tests');
@@ -17,7 +24,6 @@ export default async function globalSetup(): Promise<void> {
     env.PLUMBLINE_TEST_STACK = 'external';
     return;
   }
-  const root = packageRoot();
   const stackDir = join(root, '.local');
   const wasRunning = (await readState(stackDir)) !== undefined;
   const state = await stackUp({
