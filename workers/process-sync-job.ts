@@ -132,7 +132,7 @@ export async function processSyncJob(
         };
       }
       reporting.clusterFinished(outcome);
-      await recordState(deps.state, cluster, job.after, outcome);
+      await recordState(deps.state, cluster, job, outcome);
       return outcome;
     });
     const done = outcomes.filter((o): o is ClusterOutcome => o !== undefined);
@@ -162,9 +162,11 @@ export async function processSyncJob(
 }
 
 /** The status page's view of a cluster after a sync; nothing for a commit that does not concern it. */
-async function recordState(state: ClusterStateStore, cluster: ClusterEntry, sha: string, outcome: ClusterOutcome) {
+async function recordState(state: ClusterStateStore, cluster: ClusterEntry, job: SyncJob, outcome: ClusterOutcome) {
   if (outcome.status === 'unchanged') return;
   const at = new Date().toISOString();
+  const sha = job.after;
+  const repoUrl = webUrlOf(job.repository.cloneUrl);
   await state.update(
     {
       name: cluster.name,
@@ -177,9 +179,22 @@ async function recordState(state: ClusterStateStore, cluster: ClusterEntry, sha:
     },
     {
       lastSync: { sha, status: outcome.status, description: outcome.description, at },
+      reconciled: { sha, status: outcome.status, description: outcome.description, at },
+      ...(repoUrl ? { repoUrl } : {}),
       ...(outcome.status === 'applied' ? { appliedRevision: sha, appliedAt: at } : {}),
     },
   );
+}
+
+/** `https://github.com/acme/gitops.git` → `https://github.com/acme/gitops`; no credentials ever kept. Pure. */
+export function webUrlOf(cloneUrl: string): string | undefined {
+  try {
+    const url = new URL(cloneUrl);
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined;
+    return `${url.origin}${url.pathname.replace(/\.git$/, '')}`;
+  } catch {
+    return undefined;
+  }
 }
 
 function describeFailure(error: unknown): string {

@@ -3,7 +3,7 @@ import type { Logger } from '../logging/create-logger.ts';
 import type { ClusterStateStore } from '../status/cluster-state.ts';
 import { readRawBody } from './read-raw-body.ts';
 import { eventLabel, type ReceiverMetrics } from './receiver-metrics.ts';
-import { renderStatusPage } from './status-page.ts';
+import { renderClusterPage, renderStatusPage } from './status-page.ts';
 import { createWebhookHandler, type WebhookDependencies } from './webhook-handler.ts';
 
 export const WEBHOOK_PATH = '/api/github/webhooks';
@@ -72,8 +72,23 @@ export function createReceiverApp(deps: ReceiverAppDependencies): express.Expres
     res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
 
-  app.get('/', async (_req, res) => {
-    res.type('html').send(renderStatusPage(await deps.clusters.list()));
+  const refreshing = (req: express.Request) => req.query.refresh !== 'off';
+  app.get('/', async (req, res) => {
+    res.type('html').send(renderStatusPage(await deps.clusters.list(), Date.now(), refreshing(req)));
+  });
+  app.get('/clusters/:name', async (req, res) => {
+    const name = req.params.name;
+    const state = CLUSTER_NAME.test(name) ? await deps.clusters.get(name) : undefined;
+    if (!state) {
+      res
+        .status(404)
+        .type('html')
+        .send(
+          '<!doctype html><html lang="en"><title>Not found</title><p>No such cluster. <a href="/">All clusters</a></p></html>',
+        );
+      return;
+    }
+    res.type('html').send(renderClusterPage(state, Date.now(), refreshing(req)));
   });
   app.get('/api/clusters', async (_req, res) => {
     res.json({ clusters: await deps.clusters.list() });

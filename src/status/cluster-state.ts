@@ -7,6 +7,17 @@ export interface DriftSummary {
   readonly fields: readonly { readonly path: string; readonly changedBy: readonly string[] }[];
 }
 
+/** One reconcile of a cluster, for the per-cluster page. */
+export interface ReconcileRecord {
+  readonly sha: string;
+  readonly status: string;
+  readonly description: string;
+  readonly at: string;
+}
+
+/** How many reconciles a cluster's page lists. */
+export const RECENT_RECONCILES = 20;
+
 /** What the status page and `/api/clusters` show per cluster; written by workers, read by the receiver. */
 export interface ClusterState {
   readonly name: string;
@@ -16,6 +27,8 @@ export interface ClusterState {
   readonly suspended: boolean;
   readonly selfHeal: boolean;
   readonly intervalMs: number;
+  /** The repository's web address (commits link there), when known. */
+  readonly repoUrl?: string;
   /** The commit the cluster runs (from its inventory) and when Plumbline applied it. */
   readonly appliedRevision?: string;
   readonly appliedAt?: string;
@@ -26,6 +39,8 @@ export interface ClusterState {
     readonly description: string;
     readonly at: string;
   };
+  /** Newest first, at most RECENT_RECONCILES. */
+  readonly recent?: readonly ReconcileRecord[];
   readonly lastResyncAt?: string;
   readonly lastResyncResult?: string;
   readonly nextResyncAt?: string;
@@ -42,8 +57,10 @@ export interface ClusterState {
   };
 }
 
-export type ClusterStatePatch = Partial<Omit<ClusterState, 'name' | 'totals'>> & {
+export type ClusterStatePatch = Partial<Omit<ClusterState, 'name' | 'totals' | 'recent'>> & {
   readonly add?: Partial<ClusterState['totals']>;
+  /** Prepended to `recent`. */
+  readonly reconciled?: ReconcileRecord;
 };
 
 export interface ClusterStateStore {
@@ -68,10 +85,13 @@ export function createClusterStateStore(redis: Redis, prefix: string): ClusterSt
     async update(base, patch) {
       const raw = await redis.hget(key, base.name);
       const current = raw ? (JSON.parse(raw) as ClusterState) : undefined;
-      const { add, ...fields } = patch;
+      const { add, reconciled, ...fields } = patch;
       const totals = { ...EMPTY_TOTALS, ...current?.totals };
       for (const [name, value] of Object.entries(add ?? {})) totals[name as keyof typeof totals] += value ?? 0;
-      const next: ClusterState = { ...current, ...base, ...fields, totals };
+      const recent = reconciled
+        ? [reconciled, ...(current?.recent ?? [])].slice(0, RECENT_RECONCILES)
+        : current?.recent;
+      const next: ClusterState = { ...current, ...base, ...fields, ...(recent ? { recent } : {}), totals };
       await redis.hset(key, base.name, JSON.stringify(next));
     },
     async get(name) {

@@ -78,8 +78,27 @@ describe('the status page and /api/clusters', () => {
     const html = await page.text();
     expect(html).toContain('id="cluster-gcp-production"');
     expect(html).toContain('3 created &lt;b&gt;in&lt;/b&gt; 1.2 s');
-    expect(html).toContain('corrected 29 s ago');
+    expect(html).toMatch(/corrected<\/span> <time[^>]*>29 s ago<\/time>/);
     expect(html).toContain('data.mode (by kubectl-edit)');
+  });
+
+  it('has a page per cluster with its recent reconciles; an unknown cluster is a 404', async () => {
+    await store.update(base, {
+      reconciled: {
+        sha: 'b'.repeat(40),
+        status: 'failed',
+        description: '1 rejected (apps/x.yaml:3): bad',
+        at: new Date().toISOString(),
+      },
+      repoUrl: 'https://github.com/acme/platform-gitops',
+    });
+    const html = await (await fetch(`${harness.baseUrl}/clusters/gcp-production`)).text();
+    expect(html).toContain('<caption>Recent reconciles</caption>');
+    expect(html).toContain(`href="https://github.com/acme/platform-gitops/commit/${'b'.repeat(40)}"`);
+    expect(html).toContain('1 rejected (apps/x.yaml:3): bad');
+    expect((await fetch(`${harness.baseUrl}/clusters/nope`)).status).toBe(404);
+    // Auto-refresh can be paused.
+    expect(await (await fetch(`${harness.baseUrl}/?refresh=off`)).text()).not.toContain('http-equiv="refresh"');
   });
 
   it('exports the counters workers keep in Redis', async () => {

@@ -1,0 +1,106 @@
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Redis } from 'ioredis';
+import { type Browser, chromium } from 'playwright-core';
+import { parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
+import { packageRoot } from '../../src/support/package-root.ts';
+import { processSyncJob } from '../../workers/process-sync-job.ts';
+import { testEnvironment, uniqueName } from '../support/environment.ts';
+import { type ReceiverHarness, startReceiverHarness } from '../support/receiver-harness.ts';
+import { createSourceFixture, INSTALLATION_ID, type SourceFixture } from '../support/source-fixture.ts';
+import { workerDependencies } from '../support/worker-deps.ts';
+
+const env = testEnvironment();
+const CHROMIUM = '/usr/bin/chromium';
+const ARTIFACTS = join(packageRoot(), 'test-artifacts');
+
+describe('the status page in a real browser, after a real reconcile', () => {
+  let f: SourceFixture;
+  let redis: Redis;
+  let harness: ReceiverHarness;
+  let browser: Browser;
+  let sha: string;
+  const cluster = uniqueName('browser');
+  const namespace = uniqueName('browser');
+
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (.ci/run does)`);
+    harness = await startReceiverHarness(env.redisUrl);
+    f = await createSourceFixture();
+    redis = new Redis(env.redisUrl, { maxRetriesPerRequest: null });
+    sha = await f.work.commit('app', {
+      'clusters/local/dev/app.yaml': `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${namespace}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: ${namespace}\ndata:\n  mode: strict\n`,
+    });
+    await f.work.push();
+    const registry = parseClusterRegistry(
+      `clusters:\n  - {name: ${cluster}, repo: ${f.repository.fullName}, path: clusters/local/dev, kubeconfig: ${env.kubeconfig}}\n`,
+    );
+    const result = await processSyncJob(
+      {
+        type: 'sync',
+        trigger: 'push',
+        deliveryId: uniqueName('delivery'),
+        repository: { id: f.repository.id, fullName: f.repository.fullName, cloneUrl: f.repository.cloneUrl },
+        installationId: INSTALLATION_ID,
+        branch: 'main',
+        before: undefined,
+        after: sha,
+        forced: false,
+        receivedAt: new Date().toISOString(),
+      },
+      workerDependencies(f, { registry, redis, prefix: harness.prefix }),
+    );
+    expect(result.outcomes).toEqual([expect.objectContaining({ status: 'applied' })]);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+    await mkdir(ARTIFACTS, { recursive: true });
+  }, 120_000);
+  afterAll(async () => {
+    await browser?.close();
+    await harness?.close();
+    redis?.disconnect();
+    await f?.close();
+  });
+
+  it('shows the cluster with the commit it applied, and links to a page of its reconciles', async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+    await page.goto(`${harness.baseUrl}/`);
+    expect(await page.getAttribute('html', 'lang')).toBe('en');
+    const row = page.locator(`#cluster-${cluster}`);
+    await expect(row.textContent()).resolves.toContain(cluster);
+    // biome-ignore lint/performance/useDomNodeTextContent: the text as rendered is what a reader sees
+    const text = (await row.innerText()).replace(/\s+/g, ' ');
+    expect(text).toContain(sha.slice(0, 7));
+    expect(text).toMatch(/applied/);
+    expect(text).toMatch(/2 created in [\d.]+ s/);
+    // Column headers are real headers, and every link says where it goes.
+    expect(await page.locator('thead th[scope="col"]').count()).toBe(7);
+    for (const link of await page.locator('a').all()) {
+      // biome-ignore lint/performance/useDomNodeTextContent: a link's rendered text is its accessible name here
+      expect((await link.innerText()).trim()).not.toBe('');
+    }
+    await page.screenshot({ path: join(ARTIFACTS, 'status-page.png'), fullPage: true });
+
+    await page.getByRole('link', { name: cluster }).click();
+    await page.waitForURL(`**/clusters/${cluster}`);
+    const recent = page.locator('table', { hasText: 'Recent reconciles' });
+    // biome-ignore lint/performance/useDomNodeTextContent: the text as rendered is what a reader sees
+    expect((await recent.innerText()).replace(/\s+/g, ' ')).toMatch(
+      new RegExp(`${sha.slice(0, 7)} ✓ applied 2 created`),
+    );
+    await page.screenshot({ path: join(ARTIFACTS, 'cluster-page.png'), fullPage: true });
+    expect(existsSync(join(ARTIFACTS, 'status-page.png'))).toBe(true);
+  });
+});
