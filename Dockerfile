@@ -15,7 +15,7 @@ FROM registry.k8s.io/kustomize/kustomize:v5.5.0 AS kustomize
 
 FROM node:20-bookworm-slim
 RUN apt-get update \
-  && apt-get install -y --no-install-recommends git tini ca-certificates \
+  && apt-get install -y --no-install-recommends git tini ca-certificates util-linux \
   && rm -rf /var/lib/apt/lists/*
 COPY --from=kustomize /app/kustomize /usr/local/bin/kustomize
 WORKDIR /app
@@ -23,7 +23,8 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY bin ./bin
-ENV NODE_ENV=production
+# HOME on the writable /tmp: the root filesystem is read-only in the chart.
+ENV NODE_ENV=production HOME=/tmp
 # The `node` user (uid 1000) owns nothing in /app: the code is read-only to the process that runs it.
 USER 1000:1000
 EXPOSE 3000
