@@ -11,6 +11,7 @@ import { startRedisServer } from '../src/local-stack/redis-server.ts';
 import { runB1 } from './b1-webhook-ingest.ts';
 import { runB4 } from './b4-apply.ts';
 import { runB6 } from './b6-drift-scan.ts';
+import { runB8 } from './b8-end-to-end.ts';
 import { runB9 } from './b9-github-calls.ts';
 import { runB10 } from './b10-warm-fetch.ts';
 
@@ -39,6 +40,9 @@ try {
   const sizesB6 = (process.env.BENCH_SIZES_B6 ?? '1000,5000').split(',').map(Number);
   const kubectlMax = Number(process.env.BENCH_KUBECTL_MAX ?? 1000);
   const b6 = wanted('b6') && kubeconfig ? await runB6(kubeconfig, sizesB6, reps, kubectlMax, log) : undefined;
+  if (wanted('b8') && !kubeconfig) throw new Error('B8 needs a cluster: run `npm run local:up && . .local/env` first');
+  const sizesB8 = (process.env.BENCH_SIZES_B8 ?? '10,100,1000').split(',').map(Number);
+  const b8 = wanted('b8') && kubeconfig ? await runB8(redis.url, kubeconfig, sizesB8, reps, log) : undefined;
   if (wanted('b9') && !kubeconfig) throw new Error('B9 needs a cluster: run `npm run local:up && . .local/env` first');
   const b9 = wanted('b9') && kubeconfig ? await runB9(redis.url, kubeconfig, log) : undefined;
   const b10 = wanted('b10') ? await runB10(reps * 2, log) : undefined;
@@ -46,7 +50,7 @@ try {
   const file = join('bench/results', `${new Date().toISOString().slice(0, 19).replace(/:/g, '')}.json`);
   await writeFile(
     file,
-    `${JSON.stringify({ machine: { cpus: (await import('node:os')).cpus().length }, reps, b1, b4, b6, b9, b10 }, null, 2)}\n`,
+    `${JSON.stringify({ machine: { cpus: (await import('node:os')).cpus().length }, reps, b1, b4, b6, b8, b9, b10 }, null, 2)}\n`,
   );
   log(`results written to ${file}`);
 } finally {

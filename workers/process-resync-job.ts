@@ -20,6 +20,8 @@ import { statusPageLink } from './report-outcome.ts';
 export interface ResyncDependencies extends SyncDependencies {
   /** Queues a sync job for a push that arrived without a webhook (through the normal job protocol). */
   readonly enqueueSync: (job: SyncJob) => Promise<void>;
+  /** Whether a job for the job's branch is still waiting or running. */
+  readonly syncInFlight: (job: SyncJob) => Promise<boolean>;
   /** When the cluster's next resync is due, if known. */
   readonly nextResyncAt: (cluster: string) => Promise<string | undefined>;
 }
@@ -123,35 +125,52 @@ async function findMissedPush(
     forced: false,
     receivedAt: new Date().toISOString(),
   };
-  // A webhook for this head may be on its way through the queue: then it is not missed.
+  // A job for the branch still waiting or running will handle it: nothing to do yet.
+  if (await deps.syncInFlight(job)) return undefined;
   const recorded = await deps.redis.get(latestJobKey(deps.prefix, job));
   const latest = recorded ? (JSON.parse(recorded) as PlumblineJob) : undefined;
-  if (latest?.type === 'sync' && latest.after === head) return undefined;
-  const first = await deps.redis.set(
-    `${deps.prefix}:missed:${known.repository.id}:${cluster.branch}:${head}`,
+  const announced = latest?.type === 'sync' && latest.after === head;
+  const base = {
+    name: cluster.name,
+    repo: cluster.repo,
+    branch: cluster.branch,
+    path: cluster.path,
+    suspended: cluster.suspend,
+    selfHeal: cluster.selfHeal,
+    intervalMs: cluster.intervalMs,
+  };
+  if (!announced) {
+    const first = await deps.redis.set(
+      `${deps.prefix}:missed:${known.repository.id}:${cluster.branch}:${head}`,
+      '1',
+      'EX',
+      86_400,
+      'NX',
+    );
+    if (first === 'OK') {
+      log.warn({ head, applied: inventory?.revision }, 'the branch moved without a webhook: syncing it now');
+      await deps.state.count('plumbline_webhook_missed_total', {});
+      await deps.state.update(base, { add: { missedPushes: 1 } });
+    }
+  }
+  // Announced but not applied, and no job left for it: its job gave up (a cluster unreachable for longer
+  // than the retries). Try again — at most once per three intervals, so a commit the history guard
+  // refuses is not re-run on every resync.
+  const again = await deps.redis.set(
+    `${deps.prefix}:requeued:${cluster.name}:${head}`,
     '1',
-    'EX',
-    86_400,
+    'PX',
+    3 * cluster.intervalMs,
     'NX',
   );
-  if (first === 'OK') {
-    log.warn({ head, applied: inventory?.revision }, 'the branch moved without a webhook: syncing it now');
-    await deps.state.count('plumbline_webhook_missed_total', {});
-    await deps.state.update(
-      {
-        name: cluster.name,
-        repo: cluster.repo,
-        branch: cluster.branch,
-        path: cluster.path,
-        suspended: cluster.suspend,
-        selfHeal: cluster.selfHeal,
-        intervalMs: cluster.intervalMs,
-      },
-      { add: { missedPushes: 1 } },
+  if (again !== 'OK') return head;
+  if (announced)
+    log.info(
+      { head, applied: inventory?.revision },
+      'the branch head is not applied and no job is left for it: syncing it again',
     );
-    await deps.redis.set(latestJobKey(deps.prefix, job), JSON.stringify(job), 'EX', 7 * 86_400);
-    await deps.enqueueSync(job);
-  }
+  await deps.redis.set(latestJobKey(deps.prefix, job), JSON.stringify(job), 'EX', 7 * 86_400);
+  await deps.enqueueSync(job);
   return head;
 }
 

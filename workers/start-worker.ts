@@ -108,6 +108,7 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
   const resyncDeps: ResyncDependencies = {
     ...deps,
     enqueueSync: (job) => producer.add(job),
+    syncInFlight: (job) => producer.inFlight(job),
     nextResyncAt: (cluster) => nextResyncAt(resyncQueue, cluster),
   };
   const consumer = (queue: 'sync' | 'preview') =>

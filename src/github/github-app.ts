@@ -25,6 +25,8 @@ export interface GitHubAppOptions {
   readonly now?: () => number;
   /** How many times a rate-limited request is retried after waiting out `retry-after`. */
   readonly rateLimitRetries?: number;
+  /** How many times a 5xx or a network error is retried, with 1, 4, 9 … s between tries (default 3). */
+  readonly serverErrorRetries?: number;
 }
 
 interface CachedToken {
@@ -104,7 +106,7 @@ function createOctokit(options: GitHubAppOptions, auth: Record<string, unknown>)
       error: (message: string) => log.error({ detail: message.slice(0, 300) }, 'github client error'),
     },
     // 429 is left to `honourRetryAfter`, which waits as long as GitHub asks instead of a fixed backoff.
-    retry: { doNotRetry: [400, 401, 403, 404, 410, 422, 429, 451] },
+    retry: { doNotRetry: [400, 401, 403, 404, 410, 422, 429, 451], retries: options.serverErrorRetries ?? 3 },
     throttle: {
       // The plugin's own write limiter spaces writes one second apart per process; the shared
       // per-installation budget in Redis (src/reporting/write-budget.ts) paces writes across all workers.

@@ -12,6 +12,8 @@ export interface JobProducer {
   add(job: PlumblineJob): Promise<void>;
   /** Removes previews of a pull request that have not started; returns how many were removed. */
   cancelPreviews(repositoryId: number, number: number): Promise<number>;
+  /** Whether a job for the job's branch (or pull request) is still waiting or running. */
+  inFlight(job: PlumblineJob): Promise<boolean>;
   /** Job counts per queue and state, for the queue-depth gauge. */
   depths(): Promise<Record<string, Record<string, number>>>;
   close(): Promise<void>;
@@ -23,6 +25,8 @@ export interface JobProducerOptions {
   readonly coalesceMs: number;
   /** Connection errors surface as rejected calls; this only reports them (BullMQ requires a listener). */
   readonly onError: (error: Error) => void;
+  /** Attempts per job and the first backoff (doubling); 5 and 5 s unless a drill needs them shorter. */
+  readonly retry?: { readonly attempts: number; readonly backoffMs: number };
 }
 
 const DAY_SECONDS = 24 * 60 * 60;
@@ -45,9 +49,16 @@ export function latestJobKey(prefix: string, job: PlumblineJob): string {
  * with `enableOfflineQueue: false` so that a Redis outage rejects at once instead of queueing in memory.
  */
 export function createJobProducer(connection: Redis, options: JobProducerOptions): JobProducer {
+  const defaults = options.retry
+    ? {
+        ...JOB_DEFAULTS,
+        attempts: options.retry.attempts,
+        backoff: { type: 'exponential', delay: options.retry.backoffMs },
+      }
+    : JOB_DEFAULTS;
   const queues = {
-    sync: new Queue(QUEUE_NAMES.sync, { connection, prefix: options.prefix, defaultJobOptions: JOB_DEFAULTS }),
-    preview: new Queue(QUEUE_NAMES.preview, { connection, prefix: options.prefix, defaultJobOptions: JOB_DEFAULTS }),
+    sync: new Queue(QUEUE_NAMES.sync, { connection, prefix: options.prefix, defaultJobOptions: defaults }),
+    preview: new Queue(QUEUE_NAMES.preview, { connection, prefix: options.prefix, defaultJobOptions: defaults }),
   };
   queues.sync.on('error', options.onError);
   queues.preview.on('error', options.onError);
@@ -73,6 +84,13 @@ export function createJobProducer(connection: Redis, options: JobProducerOptions
       await job.remove();
       await queues.preview.removeDeduplicationKey(id);
       return 1;
+    },
+    async inFlight(job) {
+      // BullMQ keeps a deduplication id until its job completes or fails.
+      const jobId = await queues[job.type].getDeduplicationJobId(coalescingKey(job));
+      if (!jobId) return false;
+      const state = await (await queues[job.type].getJob(jobId))?.getState();
+      return state === 'waiting' || state === 'delayed' || state === 'active' || state === 'prioritized';
     },
     async depths() {
       const entries = await Promise.all(

@@ -57,6 +57,7 @@ describe('continuous reconciliation: the scheduled resync', () => {
         queued.push(job);
       },
       nextResyncAt: async () => undefined,
+      syncInFlight: async () => false,
     };
   };
   const githubWrites = (from: number) =>
