@@ -1,0 +1,89 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Redis } from 'ioredis';
+import { freePort } from '../../src/local-stack/free-port.ts';
+import { stopProcess } from '../../src/local-stack/processes.ts';
+import { type RedisRecord, startRedisServer } from '../../src/local-stack/redis-server.ts';
+import { createJobConsumer } from '../../workers/job-consumer.ts';
+import { fakeSha, githubDelivery, pushPayload, send } from '../support/github-delivery.ts';
+import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../support/receiver-harness.ts';
+
+const DELIVERIES = 150;
+
+/** Runs its own durable Redis (AOF, fsync always), which it kills and restarts mid-stream. */
+describe('drill: Redis restarted under a steady stream of webhooks', () => {
+  let dir: string;
+  let port: number;
+  let redis: RedisRecord;
+  let harness: ReceiverHarness;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'plumbline-redis-drill-'));
+    port = await freePort();
+    redis = await startRedisServer(dir, port, { name: 'drill', durable: true });
+    harness = await startReceiverHarness(redis.url, { PLUMBLINE_PUSH_COALESCE_MS: '20' });
+  });
+  afterAll(async () => {
+    await harness.close();
+    await stopProcess(redis.pid, redis.command);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('every delivery that got a 2xx is processed exactly once; the others got a 5xx', async () => {
+    const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+    connection.on('error', () => {});
+    const processed = new Map<string, number>();
+    const worker = createJobConsumer<void>({
+      connection,
+      prefix: harness.prefix,
+      queue: 'sync',
+      concurrency: 4,
+      process: async (job) => {
+        processed.set(job.deliveryId, (processed.get(job.deliveryId) ?? 0) + 1);
+      },
+      onError: () => {},
+    });
+    const answers = new Map<string, number>();
+    try {
+      const restart = (async () => {
+        await sleep(1_000);
+        // A crash, not a shutdown: the process is killed; the AOF has every acknowledged write.
+        process.kill(redis.pid, 'SIGKILL');
+        await sleep(1_000);
+        redis = await startRedisServer(dir, port, { name: 'drill', durable: true });
+      })();
+      for (let n = 1; n <= DELIVERIES; n += 1) {
+        // One repository per delivery: nothing coalesces, every acknowledged delivery must run.
+        const delivery = githubDelivery(
+          'push',
+          pushPayload({ after: fakeSha(n), repositoryId: 10_000 + n }),
+          WEBHOOK_SECRET,
+        );
+        const id = delivery.headers['x-github-delivery'] ?? String(n);
+        const response = await send(harness.baseUrl, delivery).catch(() => ({ status: 0 }));
+        answers.set(id, response.status);
+        await sleep(25);
+      }
+      await restart;
+      const acknowledged = [...answers].filter(([, status]) => status >= 200 && status < 300).map(([id]) => id);
+      const refused = [...answers].filter(([, status]) => status < 200 || status >= 300);
+      const deadline = Date.now() + 60_000;
+      while (acknowledged.some((id) => !processed.has(id)) && Date.now() < deadline) await sleep(200);
+      await sleep(1_000); // time for a duplicate to show up, if there were one
+
+      expect(refused.length).toBeGreaterThan(0); // the outage was real
+      // The receiver recovered by itself: the last deliveries of the stream were all acknowledged.
+      expect([...answers.values()].slice(-20)).toEqual(Array.from({ length: 20 }, () => 202));
+      for (const [, status] of refused) expect(status).toBeGreaterThanOrEqual(500);
+      expect(acknowledged.filter((id) => processed.get(id) !== 1)).toEqual([]);
+      // Nothing that was refused ran anyway (GitHub may redeliver it: it must not have run twice then).
+      expect([...processed.keys()].filter((id) => !acknowledged.includes(id))).toEqual([]);
+    } finally {
+      await worker.close();
+      connection.disconnect();
+    }
+  }, 120_000);
+});
