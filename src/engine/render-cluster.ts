@@ -58,13 +58,18 @@ export async function renderCluster(
             ? `remote base ${f.reference} is not allowed: vendor it into the repository`
             : f.reason === 'outside-repository'
               ? `${f.reference} leaves the repository`
-              : `${f.reference} is neither a file nor a folder of the repository (remote bases are not allowed)`,
+              : `${f.reference} is not a file or folder inside the repository (missing, a link out of it, or remote)`,
         source: { file: f.file },
       })),
     };
   }
   const folder = normalizeFolder(clusterPath);
   const isKustomization = KUSTOMIZATION_FILES.some((name) => inputs.files.has(folder ? `${folder}/${name}` : name));
+  if (isKustomization) {
+    // kustomize expands YAML aliases without a limit: a "billion laughs" file would exhaust the worker.
+    const bombs = await aliasBombs(tree, [...inputs.files]);
+    if (bombs.length > 0) return { ok: false, problems: bombs };
+  }
   const parsed = isKustomization
     ? await runKustomize(treeDir, clusterPath, options)
     : await readPlainFolder(treeDir, clusterPath);
@@ -80,6 +85,26 @@ type Parsed =
   | { readonly ok: true; readonly objects: RenderedObject[]; readonly problems: ManifestProblem[] }
   | { readonly ok: false; readonly problems: ManifestProblem[]; readonly transient?: true };
 
+/** Input files whose YAML expands aliases beyond the limit Plumbline applies to its own parsing. */
+async function aliasBombs(tree: ReturnType<typeof fsTreeReader>, files: readonly string[]): Promise<ManifestProblem[]> {
+  const problems: ManifestProblem[] = [];
+  for (const file of files.filter((f) => MANIFEST_FILE.test(f) || KUSTOMIZATION_FILES.some((k) => f.endsWith(k)))) {
+    const text = await tree.readText(file);
+    if (text === undefined || !text.includes('*')) continue;
+    problems.push(...parseManifests(text, file).problems.filter((p) => /alias/i.test(p.message)));
+  }
+  return problems;
+}
+
+/** kubectl's klog prefix (`E1128 12:14:33.1 123 run.go:72] "command failed" err="…"`) says nothing to a user. */
+export function cleanKustomizeError(stderr: string): string {
+  return stderr
+    .replace(/^[EWIF]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\] "command failed" err="(.*)"$/gm, (_line, error: string) =>
+      error.replace(/\\"/g, '"'),
+    )
+    .replace(/^error: /gm, '');
+}
+
 async function runKustomize(treeDir: string, clusterPath: string, options: RenderOptions): Promise<Parsed> {
   const kustomization = { file: `${clusterPath}/kustomization.yaml` };
   try {
@@ -89,7 +114,7 @@ async function runKustomize(treeDir: string, clusterPath: string, options: Rende
     });
     if (result.code !== 0) {
       // kustomize names the file it failed on; paths are relative to the tree, so they read as repository paths.
-      const message = result.stderr
+      const message = cleanKustomizeError(result.stderr)
         .replace(new RegExp(escapeRegExp(`${treeDir}/`), 'g'), '')
         .trim()
         .split('\n')

@@ -97,7 +97,33 @@ const installationRepositoriesSchema = z.object({
   repositories_removed: z.array(repoListItem).default([]),
 });
 
+/**
+ * Lists in payloads, and the most items GitHub sends in them. Checked before the schema: the schema
+ * builds an issue for every wrong item, and a signed 25 MB list of wrong items would stall the event
+ * loop for seconds (or exhaust the heap) before it answered.
+ */
+const LIST_LIMITS: Record<string, readonly (readonly [readonly string[], number])[]> = {
+  check_run: [[['check_run', 'pull_requests'], 1_000]],
+  check_suite: [[['check_suite', 'pull_requests'], 1_000]],
+  installation: [[['repositories'], 100_000]],
+  installation_repositories: [
+    [['repositories_added'], 100_000],
+    [['repositories_removed'], 100_000],
+  ],
+};
+
+function checkListSizes(payload: unknown, event: string): void {
+  for (const [path, limit] of LIST_LIMITS[event] ?? []) {
+    let value: unknown = payload;
+    for (const key of path)
+      value = typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[key] : undefined;
+    if (Array.isArray(value) && value.length > limit)
+      throw new PayloadError(`${event} payload: ${path.join('.')} has more than ${limit} items`);
+  }
+}
+
 function parse<T>(schema: z.ZodType<T>, payload: unknown, event: string): T {
+  checkListSizes(payload, event);
   const result = schema.safeParse(payload);
   if (result.success) return result.data;
   const issue = result.error.issues[0];
@@ -159,7 +185,7 @@ function routePush(p: z.infer<typeof pushSchema>, context: DeliveryContext): Rou
   if (p.ref.startsWith('refs/tags/')) return { kind: 'ignore', reason: 'tag-push' };
   if (!p.ref.startsWith('refs/heads/')) return { kind: 'ignore', reason: 'not-a-branch' };
   if (p.deleted === true || ZERO_SHA.test(p.after)) return { kind: 'ignore', reason: 'branch-deleted' };
-  const after = parse(sha, p.after, 'push');
+  const { after } = parse(z.object({ after: sha }), { after: p.after }, 'push');
   const job: SyncJob = {
     type: 'sync',
     trigger: 'push',

@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { Webhooks } from '@octokit/webhooks';
 import { Redis } from 'ioredis';
 import { type EnvOptions, requireWebhookSecret } from '../config/read-env-options.ts';
@@ -51,9 +51,12 @@ export async function startReceiver(options: EnvOptions, logger: Logger): Promis
     isRedisReady: async () => redis.status === 'ready' && (await redis.ping()) === 'PONG',
     clusters,
   });
+  // Timeouts are enforced when connections are checked: every 2 s rather than Node's default 30 s, so a
+  // slow sender is cut close to the limits below.
   const server = await new Promise<Server>((resolve, reject) => {
-    const listening = app.listen(options.port, '0.0.0.0', () => resolve(listening));
+    const listening = createServer({ connectionsCheckingInterval: 2_000 }, app);
     listening.once('error', reject);
+    listening.listen(options.port, '0.0.0.0', () => resolve(listening));
   });
   // Slow senders cannot hold a socket for ever (slow-loris); GitHub sends a delivery in one go.
   server.requestTimeout = 30_000;

@@ -27,6 +27,11 @@ export interface CheckRunContent {
 
 /** GitHub takes at most 50 annotations per request. */
 export const ANNOTATIONS_PER_REQUEST = 50;
+/**
+ * Annotations per check run: three requests' worth. A commit with 20,000 broken objects must not spend
+ * the installation's write budget for minutes; the summary lists the rest.
+ */
+export const MAX_ANNOTATIONS = 150;
 /** GitHub's limit for `summary` and `text` is 65,535 characters; stay well below it. */
 const MAX_OUTPUT = 60_000;
 const MAX_ROWS = 200;
@@ -67,6 +72,11 @@ export function completedCheckRun(outcome: ClusterOutcome, sha: string): CheckRu
     );
   }
   if (problems.length > 0) sections.push(problemList(problems));
+  const annotations = annotationsFor(problems);
+  if (annotations.length > MAX_ANNOTATIONS)
+    sections.push(
+      `${annotations.length - MAX_ANNOTATIONS} more problem(s) are not annotated: the first ${MAX_ANNOTATIONS} are.`,
+    );
   if (changes.length > 0) sections.push(changeTable(changes, preview));
   const text = diffText(changes);
   return {
@@ -75,7 +85,7 @@ export function completedCheckRun(outcome: ClusterOutcome, sha: string): CheckRu
     title: status.description,
     summary: clip(sections.join('\n\n')),
     ...(text ? { text } : {}),
-    annotations: annotationsFor(problems),
+    annotations: annotations.slice(0, MAX_ANNOTATIONS),
   };
 }
 

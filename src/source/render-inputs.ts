@@ -44,7 +44,8 @@ const optionalString = (value: unknown): string[] => (typeof value === 'string' 
 /**
  * Local references of one kustomization, relative to its folder: folders that may hold kustomizations of
  * their own (`resources`, `bases`, `components`, `generators`, …) and files it reads directly. Inline
- * patches and remote references are not paths and are left out (the render reports remote ones).
+ * patches are not paths and are left out. Remote references — in any field, since kustomize downloads
+ * patches, generator files and CRDs from URLs too — are returned apart, for the render to refuse.
  */
 export function kustomizationReferences(k: Kustomization): { entries: string[]; files: string[]; remote: string[] } {
   const generatorFiles = (g: Record<string, unknown>) => [
@@ -61,7 +62,7 @@ export function kustomizationReferences(k: Kustomization): { entries: string[]; 
     ...strings(k.validators),
   ].filter((ref) => !ref.includes('\n'));
   const entries = listed.filter((ref) => !isRemote(ref));
-  const files = [
+  const fileRefs = [
     ...strings(k.crds),
     ...strings(k.configurations),
     ...strings(k.patchesStrategicMerge).filter((p) => !p.includes('\n')),
@@ -72,8 +73,12 @@ export function kustomizationReferences(k: Kustomization): { entries: string[]; 
     ...records(k.secretGenerator).flatMap(generatorFiles),
     ...records(k.helmCharts).flatMap((h) => [...optionalString(h.valuesFile), ...strings(h.additionalValuesFiles)]),
     ...(typeof k.openapi === 'object' && k.openapi !== null ? optionalString((k.openapi as Kustomization).path) : []),
-  ].filter((ref) => !isRemote(ref));
-  return { entries, files, remote: listed.filter(isRemote) };
+  ];
+  return {
+    entries,
+    files: fileRefs.filter((ref) => !isRemote(ref)),
+    remote: [...listed, ...fileRefs].filter(isRemote),
+  };
 }
 
 /** Joins a reference to its folder; undefined when it would leave the repository. */
@@ -116,8 +121,11 @@ export async function collectRenderInputs(tree: TreeReader, clusterPath: string)
       for (const reference of refs.remote) forbidden.push({ file: path, reference, reason: 'remote' });
       for (const file of refs.files) {
         const resolved = resolveInRepository(dir, file);
-        if (resolved !== undefined) files.add(resolved);
-        else forbidden.push({ file: path, reference: file, reason: 'outside-repository' });
+        if (resolved === undefined) forbidden.push({ file: path, reference: file, reason: 'outside-repository' });
+        else if ((await tree.readText(resolved)) === undefined && !(await tree.isDirectory(resolved))) {
+          // Missing, a link out of the tree, or a remote form we do not recognise: kustomize must not read it.
+          forbidden.push({ file: path, reference: file, reason: 'not-in-repository' });
+        } else files.add(resolved);
       }
       for (const entry of refs.entries) {
         const resolved = resolveInRepository(dir, entry);
