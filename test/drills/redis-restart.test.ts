@@ -18,35 +18,44 @@ describe('drill: Redis restarted under a steady stream of webhooks', () => {
   let dir: string;
   let port: number;
   let redis: RedisRecord;
-  let harness: ReceiverHarness;
+  /** Two receivers and two workers share the queue, as replicas behind a load balancer do. */
+  let receivers: ReceiverHarness[];
+  const prefix = `drill-${Date.now().toString(36)}`;
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'plumbline-redis-drill-'));
     port = await freePort();
     redis = await startRedisServer(dir, port, { name: 'drill', durable: true });
-    harness = await startReceiverHarness(redis.url, { PLUMBLINE_PUSH_COALESCE_MS: '20' });
+    const env = { PLUMBLINE_PUSH_COALESCE_MS: '20', PLUMBLINE_QUEUE_PREFIX: prefix };
+    receivers = [await startReceiverHarness(redis.url, env), await startReceiverHarness(redis.url, env)];
   });
   afterAll(async () => {
-    await harness.close();
+    await Promise.all(receivers.map((r) => r.close()));
     await stopProcess(redis.pid, redis.command);
     await rm(dir, { recursive: true, force: true });
   });
 
   it('every delivery that got a 2xx is processed exactly once; the others got a 5xx', async () => {
-    const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
-    connection.on('error', () => {});
-    const processed = new Map<string, number>();
-    const worker = createJobConsumer<void>({
-      connection,
-      prefix: harness.prefix,
-      queue: 'sync',
-      concurrency: 4,
-      process: async (job) => {
-        processed.set(job.deliveryId, (processed.get(job.deliveryId) ?? 0) + 1);
-      },
-      onError: () => {},
+    const connections = [0, 1].map(() => {
+      const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+      connection.on('error', () => {});
+      return connection;
     });
+    const processed = new Map<string, number>();
+    const workers = connections.map((connection) =>
+      createJobConsumer<void>({
+        connection,
+        prefix,
+        queue: 'sync',
+        concurrency: 4,
+        process: async (job) => {
+          processed.set(job.deliveryId, (processed.get(job.deliveryId) ?? 0) + 1);
+        },
+        onError: () => {},
+      }),
+    );
     const answers = new Map<string, number>();
+    const redelivered: number[] = [];
     try {
       const restart = (async () => {
         await sleep(1_000);
@@ -63,8 +72,14 @@ describe('drill: Redis restarted under a steady stream of webhooks', () => {
           WEBHOOK_SECRET,
         );
         const id = delivery.headers['x-github-delivery'] ?? String(n);
-        const response = await send(harness.baseUrl, delivery).catch(() => ({ status: 0 }));
+        const [first, second] = n % 2 === 0 ? receivers : [...receivers].reverse();
+        const response = await send(first?.baseUrl ?? '', delivery).catch(() => ({ status: 0 }));
         answers.set(id, response.status);
+        // Every tenth delivery is redelivered to the other receiver, as GitHub does on request.
+        if (n % 10 === 0 && response.status === 202) {
+          const again = await send(second?.baseUrl ?? '', delivery).catch(() => ({ status: 0 }));
+          redelivered.push(again.status);
+        }
         await sleep(25);
       }
       await restart;
@@ -79,11 +94,14 @@ describe('drill: Redis restarted under a steady stream of webhooks', () => {
       expect([...answers.values()].slice(-20)).toEqual(Array.from({ length: 20 }, () => 202));
       for (const [, status] of refused) expect(status).toBeGreaterThanOrEqual(500);
       expect(acknowledged.filter((id) => processed.get(id) !== 1)).toEqual([]);
+      // A redelivery of an acknowledged delivery, to the other receiver, is a duplicate (or a 5xx in the outage).
+      expect(redelivered.filter((status) => status !== 200 && status < 500)).toEqual([]);
+      expect(redelivered.filter((status) => status === 200).length).toBeGreaterThan(0);
       // Nothing that was refused ran anyway (GitHub may redeliver it: it must not have run twice then).
       expect([...processed.keys()].filter((id) => !acknowledged.includes(id))).toEqual([]);
     } finally {
-      await worker.close();
-      connection.disconnect();
+      await Promise.all(workers.map((w) => w.close()));
+      for (const c of connections) c.disconnect();
     }
   }, 120_000);
 });
