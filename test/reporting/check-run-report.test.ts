@@ -8,6 +8,7 @@ import {
   annotationBatches,
   type CheckAnnotation,
   completedCheckRun,
+  MAX_ANNOTATIONS,
 } from '../../src/reporting/check-run-report.ts';
 
 const SHA = '0123456789abcdef0123456789abcdef01234567';
@@ -293,7 +294,18 @@ describe('completedCheckRun', () => {
     }));
     const run = completedCheckRun({ cluster: 'prod', status: 'failed', description: 'broken', problems }, SHA);
     expect(run?.summary.length).toBeLessThanOrEqual(65_535);
-    expect(run?.annotations).toHaveLength(5_000);
+    // Annotations are capped at three requests' worth; the summary says how many were left out.
+    expect(run?.annotations).toHaveLength(MAX_ANNOTATIONS);
+    expect(run?.annotations.at(-1)?.path).toBe(`f${MAX_ANNOTATIONS - 1}.yaml`);
+  });
+
+  it('says how many problems are not annotated when there are more than the cap', () => {
+    const problems: ManifestProblem[] = Array.from({ length: MAX_ANNOTATIONS + 7 }, (_, i) => ({
+      message: `problem ${i}`,
+      source: { file: 'f.yaml', line: i + 1 },
+    }));
+    const run = completedCheckRun({ cluster: 'prod', status: 'failed', description: 'broken', problems }, SHA);
+    expect(run?.summary).toContain(`7 more problem(s) are not annotated: the first ${MAX_ANNOTATIONS} are.`);
   });
 });
 
