@@ -1,6 +1,5 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { UnrecoverableError } from 'bullmq';
 import { type ClusterEntry, clustersForRepository } from '../src/clusters/cluster-registry.ts';
 import { describePreview } from '../src/engine/change-set.ts';
 import type { ClusterOutcome } from '../src/engine/cluster-outcome.ts';
@@ -12,9 +11,8 @@ import { coalescingKey, type PlumblineJob, type PreviewJob } from '../src/queue/
 import { selectAffectedClusters } from '../src/source/affected-clusters.ts';
 import { CommitNotFoundError, type Remote } from '../src/source/git-mirror.ts';
 import { fsTreeReader } from '../src/source/tree-reader.ts';
-import { mapLimited } from '../src/support/limit-concurrency.ts';
-import type { SyncDependencies, SyncResult } from './process-sync-job.ts';
-import { RetryableSyncError } from './process-sync-job.ts';
+import { failClusterJob, runClusterJob, type SyncResult } from './cluster-job.ts';
+import type { SyncDependencies } from './process-sync-job.ts';
 import { CommitReporting, describeRejection, failedOutcome, type JobRun, SINGLE_RUN } from './report-outcome.ts';
 
 /**
@@ -39,7 +37,6 @@ export async function processPreviewJob(
     log.info({ branch: job.baseBranch }, 'no cluster is registered for the base branch: nothing to preview');
     return { sha: job.headSha, outcomes: [] };
   }
-  const finalAttempt = run.attempt >= run.maxAttempts;
   const reporting = new CommitReporting(
     deps.reporter,
     { repository: job.repository, installationId: job.installationId, sha: job.headSha },
@@ -48,6 +45,7 @@ export async function processPreviewJob(
     deps.statusPageUrl,
     job.trigger === 'rerun',
   );
+  const shape = { reporting, run, log, notDone: 'no dry-run' };
   let treeDir: string | undefined;
   try {
     await reporting.jobStarted();
@@ -61,44 +59,15 @@ export async function processPreviewJob(
     treeDir = await mkdtemp(join(deps.workDir, `preview-${job.headSha.slice(0, 12)}-`));
     await deps.mirror.exportTree(job.repository.id, job.headSha, treeDir);
     const tree = treeDir;
-    const unreachable: string[] = [];
-    const outcomes = await mapLimited(clusters, 4, async (cluster): Promise<ClusterOutcome | undefined> => {
-      let outcome: ClusterOutcome;
-      try {
-        outcome = await previewOne(job, cluster, deps, remote, tree, () => reporting.clusterStarted(cluster.name));
-      } catch (error) {
-        if (error instanceof CommitNotFoundError) throw error;
-        const message = (error as Error).message;
-        unreachable.push(`${cluster.name}: ${message}`);
-        log.warn({ cluster: cluster.name, error: message, attempt: run.attempt }, 'cluster preview failed');
-        if (!finalAttempt) return undefined;
-        outcome = {
-          cluster: cluster.name,
-          status: 'error',
-          description: `no dry-run after ${run.attempt} attempt(s): ${message}`,
-        };
-      }
-      reporting.clusterFinished(outcome);
-      return outcome;
+    return await runClusterJob({
+      ...shape,
+      sha: job.headSha,
+      clusters,
+      perCluster: (cluster) =>
+        previewOne(job, cluster, deps, remote, tree, () => reporting.clusterStarted(cluster.name)),
     });
-    const done = outcomes.filter((o): o is ClusterOutcome => o !== undefined);
-    for (const outcome of done) {
-      log.info({ cluster: outcome.cluster, status: outcome.status, description: outcome.description }, 'previewed');
-    }
-    if (unreachable.length > 0 && !finalAttempt) {
-      await reporting.settle(log, false);
-      throw new RetryableSyncError(`${unreachable.length} cluster(s) could not be reached: ${unreachable.join('; ')}`);
-    }
-    reporting.jobFinished(done);
-    await reporting.completed(log, finalAttempt);
-    return { sha: job.headSha, outcomes: done };
   } catch (error) {
-    const recoverable = !(error instanceof CommitNotFoundError || error instanceof UnrecoverableError);
-    if (recoverable && !finalAttempt) throw error;
-    await reporting.gaveUp(`no dry-run: ${error instanceof Error ? error.message : String(error)}`);
-    await reporting.settle(log, true);
-    if (error instanceof CommitNotFoundError) throw new UnrecoverableError(error.message);
-    throw error;
+    return failClusterJob(error, shape);
   } finally {
     if (treeDir) await rm(treeDir, { recursive: true, force: true });
   }

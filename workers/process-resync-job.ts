@@ -13,7 +13,7 @@ import { latestJobKey } from '../src/queue/job-producer.ts';
 import type { PlumblineJob, ResyncJob, SyncJob } from '../src/queue/jobs.ts';
 import { clusterContext, fitDescription } from '../src/reporting/status-text.ts';
 import type { Remote } from '../src/source/git-mirror.ts';
-import type { ClusterStateStore, DriftSummary } from '../src/status/cluster-state.ts';
+import { type ClusterBase, clusterBase, type DriftSummary } from '../src/status/cluster-state.ts';
 import type { SyncDependencies } from './process-sync-job.ts';
 import { statusPageLink } from './report-outcome.ts';
 
@@ -45,15 +45,7 @@ export async function processResyncJob(job: ResyncJob, deps: ResyncDependencies)
   const cluster = deps.registry.clusters.find((c) => c.name === job.cluster);
   if (!cluster) return undefined;
   const log = deps.logger.child({ cluster: cluster.name, resync: true });
-  const base = {
-    name: cluster.name,
-    repo: cluster.repo,
-    branch: cluster.branch,
-    path: cluster.path,
-    suspended: cluster.suspend,
-    selfHeal: cluster.selfHeal,
-    intervalMs: cluster.intervalMs,
-  };
+  const base = clusterBase(cluster);
   return withClusterLock(
     deps.redis,
     { prefix: deps.prefix, cluster: cluster.name, leaseMs: deps.engine.lockLeaseMs, waitMs: deps.engine.lockWaitMs },
@@ -130,15 +122,7 @@ async function findMissedPush(
   const recorded = await deps.redis.get(latestJobKey(deps.prefix, job));
   const latest = recorded ? (JSON.parse(recorded) as PlumblineJob) : undefined;
   const announced = latest?.type === 'sync' && latest.after === head;
-  const base = {
-    name: cluster.name,
-    repo: cluster.repo,
-    branch: cluster.branch,
-    path: cluster.path,
-    suspended: cluster.suspend,
-    selfHeal: cluster.selfHeal,
-    intervalMs: cluster.intervalMs,
-  };
+  const base = clusterBase(cluster);
   if (!announced) {
     const first = await deps.redis.set(
       `${deps.prefix}:missed:${known.repository.id}:${cluster.branch}:${head}`,
@@ -218,7 +202,7 @@ async function correct(
  */
 async function reportDrift(
   cluster: ClusterEntry,
-  base: Parameters<ClusterStateStore['update']>[0],
+  base: ClusterBase,
   inventory: Inventory | undefined,
   drifted: readonly DriftedObject[],
   corrected: number,

@@ -1,5 +1,4 @@
 import { mkdir } from 'node:fs/promises';
-import { UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type ClusterEntry, type ClusterRegistry, clustersForRepository } from '../src/clusters/cluster-registry.ts';
 import { describeChangeSet } from '../src/engine/change-set.ts';
@@ -15,10 +14,10 @@ import type { RepositoryDirectory } from '../src/github/repository-directory.ts'
 import type { Logger } from '../src/logging/create-logger.ts';
 import { coalescingKey, type SyncJob } from '../src/queue/jobs.ts';
 import type { Reporter } from '../src/reporting/github-reporter.ts';
-import { CommitNotFoundError, type GitMirror } from '../src/source/git-mirror.ts';
+import type { GitMirror } from '../src/source/git-mirror.ts';
 import { planSync } from '../src/source/plan-sync.ts';
-import type { ClusterStateStore } from '../src/status/cluster-state.ts';
-import { mapLimited } from '../src/support/limit-concurrency.ts';
+import { type ClusterStateStore, clusterBase } from '../src/status/cluster-state.ts';
+import { failClusterJob, runClusterJob, type SyncResult } from './cluster-job.ts';
 import { CommitReporting, describeRejection, failedOutcome, type JobRun, SINGLE_RUN } from './report-outcome.ts';
 
 export interface EngineSettings {
@@ -58,15 +57,7 @@ export interface SyncDependencies {
   readonly directory: RepositoryDirectory;
 }
 
-export interface SyncResult {
-  readonly sha: string;
-  readonly outcomes: readonly ClusterOutcome[];
-}
-
-/** Raised after every cluster had its turn when at least one failed for infrastructure reasons: BullMQ retries the job. */
-export class RetryableSyncError extends Error {
-  override readonly name = 'RetryableSyncError';
-}
+export { RetryableSyncError, type SyncResult } from './cluster-job.ts';
 
 /**
  * A sync job end to end, per registered cluster of the branch: under the cluster's lock, read what it
@@ -86,7 +77,6 @@ export async function processSyncJob(
     log.info({ branch: job.branch }, 'no cluster is registered for this repository and branch');
     return { sha: job.after, outcomes: [] };
   }
-  const finalAttempt = run.attempt >= run.maxAttempts;
   const reporting = new CommitReporting(
     deps.reporter,
     { repository: job.repository, installationId: job.installationId, sha: job.after },
@@ -95,17 +85,19 @@ export async function processSyncJob(
     deps.statusPageUrl,
     job.trigger === 'rerun',
   );
+  const shape = { reporting, run, log, notDone: 'not applied' };
   try {
     await reporting.jobStarted();
     if (job.installationId !== undefined)
       await deps.directory.remember({ repository: job.repository, installationId: job.installationId });
     await mkdir(deps.workDir, { recursive: true });
     const token = await deps.tokenFor(job.installationId);
-    const unreachable: string[] = [];
-    const outcomes = await mapLimited(clusters, 4, async (cluster): Promise<ClusterOutcome | undefined> => {
-      let outcome: ClusterOutcome;
-      try {
-        outcome = await withClusterLock(
+    return await runClusterJob({
+      ...shape,
+      sha: job.after,
+      clusters,
+      perCluster: (cluster) =>
+        withClusterLock(
           deps.redis,
           {
             prefix: deps.prefix,
@@ -118,46 +110,11 @@ export async function processSyncJob(
               assertLockHeld: () => lock.assertHeld(),
               started: () => reporting.clusterStarted(cluster.name),
             }),
-        );
-      } catch (error) {
-        if (error instanceof CommitNotFoundError) throw error;
-        const message = (error as Error).message;
-        unreachable.push(`${cluster.name}: ${message}`);
-        log.warn({ cluster: cluster.name, error: message, attempt: run.attempt }, 'cluster sync failed');
-        if (!finalAttempt) return undefined;
-        outcome = {
-          cluster: cluster.name,
-          status: 'error',
-          description: `not applied after ${run.attempt} attempt(s): ${message}`,
-        };
-      }
-      reporting.clusterFinished(outcome);
-      await recordState(deps.state, cluster, job, outcome);
-      return outcome;
+        ),
+      recorded: (cluster, outcome) => recordState(deps.state, cluster, job, outcome),
     });
-    const done = outcomes.filter((o): o is ClusterOutcome => o !== undefined);
-    for (const outcome of done) {
-      const changes =
-        'changeSet' in outcome ? outcome.changeSet?.changes.filter((c) => c.action !== 'unchanged') : undefined;
-      log.info(
-        { cluster: outcome.cluster, status: outcome.status, description: outcome.description, changes },
-        'cluster synced',
-      );
-    }
-    if (unreachable.length > 0 && !finalAttempt) {
-      await reporting.settle(log, false);
-      throw new RetryableSyncError(`${unreachable.length} cluster(s) could not be reached: ${unreachable.join('; ')}`);
-    }
-    reporting.jobFinished(done);
-    await reporting.completed(log, finalAttempt);
-    return { sha: job.after, outcomes: done };
   } catch (error) {
-    const recoverable = !(error instanceof CommitNotFoundError || error instanceof UnrecoverableError);
-    if (recoverable && !finalAttempt) throw error;
-    await reporting.gaveUp(`not applied: ${describeFailure(error)}`);
-    await reporting.settle(log, true);
-    if (error instanceof CommitNotFoundError) throw new UnrecoverableError(error.message);
-    throw error;
+    return failClusterJob(error, shape);
   }
 }
 
@@ -167,23 +124,12 @@ async function recordState(state: ClusterStateStore, cluster: ClusterEntry, job:
   const at = new Date().toISOString();
   const sha = job.after;
   const repoUrl = webUrlOf(job.repository.cloneUrl);
-  await state.update(
-    {
-      name: cluster.name,
-      repo: cluster.repo,
-      branch: cluster.branch,
-      path: cluster.path,
-      suspended: cluster.suspend,
-      selfHeal: cluster.selfHeal,
-      intervalMs: cluster.intervalMs,
-    },
-    {
-      lastSync: { sha, status: outcome.status, description: outcome.description, at },
-      reconciled: { sha, status: outcome.status, description: outcome.description, at },
-      ...(repoUrl ? { repoUrl } : {}),
-      ...(outcome.status === 'applied' ? { appliedRevision: sha, appliedAt: at } : {}),
-    },
-  );
+  await state.update(clusterBase(cluster), {
+    lastSync: { sha, status: outcome.status, description: outcome.description, at },
+    reconciled: { sha, status: outcome.status, description: outcome.description, at },
+    ...(repoUrl ? { repoUrl } : {}),
+    ...(outcome.status === 'applied' ? { appliedRevision: sha, appliedAt: at } : {}),
+  });
 }
 
 /** `https://github.com/acme/gitops.git` → `https://github.com/acme/gitops`; no credentials ever kept. Pure. */
@@ -195,10 +141,6 @@ export function webUrlOf(cloneUrl: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function describeFailure(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 async function syncCluster(

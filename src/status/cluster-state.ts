@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { ClusterEntry } from '../clusters/cluster-registry.ts';
 
 /** One drifted object as the status page shows it (values already masked). */
 export interface DriftSummary {
@@ -57,6 +58,24 @@ export interface ClusterState {
   };
 }
 
+/** The part of a cluster's state that comes from the registry, written with every update. */
+export type ClusterBase = Pick<
+  ClusterState,
+  'name' | 'repo' | 'branch' | 'path' | 'suspended' | 'selfHeal' | 'intervalMs'
+>;
+
+export function clusterBase(cluster: ClusterEntry): ClusterBase {
+  return {
+    name: cluster.name,
+    repo: cluster.repo,
+    branch: cluster.branch,
+    path: cluster.path,
+    suspended: cluster.suspend,
+    selfHeal: cluster.selfHeal,
+    intervalMs: cluster.intervalMs,
+  };
+}
+
 export type ClusterStatePatch = Partial<Omit<ClusterState, 'name' | 'totals' | 'recent'>> & {
   readonly add?: Partial<ClusterState['totals']>;
   /** Prepended to `recent`. */
@@ -65,10 +84,7 @@ export type ClusterStatePatch = Partial<Omit<ClusterState, 'name' | 'totals' | '
 
 export interface ClusterStateStore {
   /** Merges a patch into a cluster's state (a cluster is only ever written under its lock). */
-  update(
-    base: Pick<ClusterState, 'name' | 'repo' | 'branch' | 'path' | 'suspended' | 'selfHeal' | 'intervalMs'>,
-    patch: ClusterStatePatch,
-  ): Promise<void>;
+  update(base: ClusterBase, patch: ClusterStatePatch): Promise<void>;
   get(name: string): Promise<ClusterState | undefined>;
   list(): Promise<ClusterState[]>;
   /** Counters shared by every process, exported by the receiver's /metrics. */
