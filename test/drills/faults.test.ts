@@ -18,7 +18,7 @@ import { processResyncJob } from '../../workers/process-resync-job.ts';
 import { processSyncJob, type SyncDependencies, type SyncResult } from '../../workers/process-sync-job.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
 import { kubeClients } from '../support/kube.ts';
-import { createSourceFixture, INSTALLATION_ID, type SourceFixture } from '../support/source-fixture.ts';
+import { createSourceFixture, pushJob, type SourceFixture, statusStates } from '../support/source-fixture.ts';
 import { workerDependencies } from '../support/worker-deps.ts';
 
 const env = testEnvironment();
@@ -72,23 +72,8 @@ describe('fault drills', () => {
   let f: SourceFixture;
   let redis: Redis;
 
-  const syncJob = (after: string, before?: string): SyncJob => ({
-    type: 'sync',
-    trigger: 'push',
-    deliveryId: uniqueName('delivery'),
-    repository: { id: f.repository.id, fullName: f.repository.fullName, cloneUrl: f.repository.cloneUrl },
-    installationId: INSTALLATION_ID,
-    branch: 'main',
-    before,
-    after,
-    forced: false,
-    receivedAt: new Date().toISOString(),
-  });
-  const states = (sha: string, context: string) =>
-    f.github
-      .statuses(f.repository.fullName, sha)
-      .filter((s) => s.context === context)
-      .map((s) => s.state);
+  const syncJob = (after: string, before?: string): SyncJob => pushJob(f, after, { before });
+  const states = (sha: string, context: string) => statusStates(f, sha, context);
   /** Queues a job as the receiver does: the newest-job record first, then the job. */
   const enqueue = async (producer: JobProducer, job: SyncJob) => {
     const latest = producer.latestRecord(job);

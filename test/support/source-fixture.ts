@@ -4,8 +4,10 @@ import { join } from 'node:path';
 import { GitHubApp } from '../../src/github/github-app.ts';
 import { GitHubStandIn, type StandInRepository } from '../../src/github-stand-in/github-stand-in.ts';
 import { createLogger } from '../../src/logging/create-logger.ts';
+import type { SyncJob } from '../../src/queue/jobs.ts';
 import { GitMirror } from '../../src/source/git-mirror.ts';
 import { packageRoot } from '../../src/support/package-root.ts';
+import { uniqueName } from './environment.ts';
 import { WorkingRepo } from './working-repo.ts';
 
 export const INSTALLATION_ID = 77;
@@ -59,4 +61,29 @@ export async function createSourceFixture(fullName = 'acme/platform-gitops'): Pr
 /** Copies a repository fixture (test/fixtures/repositories/<name>) into a working clone. */
 export async function copyRepositoryFixture(name: string, work: WorkingRepo): Promise<void> {
   await cp(join(packageRoot(), 'test', 'fixtures', 'repositories', name), work.dir, { recursive: true });
+}
+
+/** A push job for the fixture's repository, as the receiver would queue it for a push to main. */
+export function pushJob(f: SourceFixture, after: string, extra: Partial<SyncJob> = {}): SyncJob {
+  return {
+    type: 'sync',
+    trigger: 'push',
+    deliveryId: uniqueName('delivery'),
+    repository: { id: f.repository.id, fullName: f.repository.fullName, cloneUrl: f.repository.cloneUrl },
+    installationId: INSTALLATION_ID,
+    branch: 'main',
+    before: undefined,
+    after,
+    forced: false,
+    receivedAt: new Date().toISOString(),
+    ...extra,
+  };
+}
+
+/** The states a commit's context went through on the stand-in, oldest first. */
+export function statusStates(f: SourceFixture, sha: string, context: string): string[] {
+  return f.github
+    .statuses(f.repository.fullName, sha)
+    .filter((s) => s.context === context)
+    .map((s) => s.state);
 }

@@ -12,7 +12,13 @@ import { processPreviewJob } from '../../workers/process-preview-job.ts';
 import { processSyncJob, type SyncDependencies, type SyncResult } from '../../workers/process-sync-job.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
 import { kubeClients } from '../support/kube.ts';
-import { createSourceFixture, INSTALLATION_ID, type SourceFixture } from '../support/source-fixture.ts';
+import {
+  createSourceFixture,
+  INSTALLATION_ID,
+  pushJob,
+  type SourceFixture,
+  statusStates,
+} from '../support/source-fixture.ts';
 import { workerDependencies } from '../support/worker-deps.ts';
 
 const env = testEnvironment();
@@ -41,24 +47,8 @@ describe('reporting to GitHub: statuses and check runs for every outcome', () =>
   const cluster = uniqueName('local-dev');
   const context = `plumbline/${cluster}`;
 
-  const syncJob = (after: string, extra: Partial<SyncJob> = {}): SyncJob => ({
-    type: 'sync',
-    trigger: 'push',
-    deliveryId: uniqueName('delivery'),
-    repository: { id: f.repository.id, fullName: f.repository.fullName, cloneUrl: f.repository.cloneUrl },
-    installationId: INSTALLATION_ID,
-    branch: 'main',
-    before: undefined,
-    after,
-    forced: false,
-    receivedAt: new Date().toISOString(),
-    ...extra,
-  });
-  const states = (sha: string, ctx: string) =>
-    f.github
-      .statuses(f.repository.fullName, sha)
-      .filter((s) => s.context === ctx)
-      .map((s) => s.state);
+  const syncJob = (after: string, extra: Partial<SyncJob> = {}): SyncJob => pushJob(f, after, extra);
+  const states = (sha: string, ctx: string) => statusStates(f, sha, ctx);
   const latest = (sha: string, ctx: string) => f.github.latestStatus(f.repository.fullName, sha, ctx);
   const checkRun = (sha: string) => f.github.checkRuns(f.repository.fullName, sha).find((r) => r.name === context);
   const commitAndPush = async (configMaps: Record<string, string>, extra: Record<string, string> = {}) => {

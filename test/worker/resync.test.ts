@@ -11,7 +11,7 @@ import { processSyncJob } from '../../workers/process-sync-job.ts';
 import { scheduleResyncs } from '../../workers/schedule-resyncs.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
 import { kubeClients } from '../support/kube.ts';
-import { createSourceFixture, INSTALLATION_ID, type SourceFixture } from '../support/source-fixture.ts';
+import { createSourceFixture, pushJob, type SourceFixture } from '../support/source-fixture.ts';
 import { workerDependencies } from '../support/worker-deps.ts';
 
 const env = testEnvironment();
@@ -74,18 +74,7 @@ describe('continuous reconciliation: the scheduled resync', () => {
       PatchStrategy.MergePatch,
     );
   const liveMode = async () => (await kube.core.readNamespacedConfigMap({ name: 'settings', namespace })).data?.mode;
-  const syncJob = (after: string, before?: string): SyncJob => ({
-    type: 'sync',
-    trigger: 'push',
-    deliveryId: uniqueName('delivery'),
-    repository: { id: f.repository.id, fullName: f.repository.fullName, cloneUrl: f.repository.cloneUrl },
-    installationId: INSTALLATION_ID,
-    branch: 'main',
-    before,
-    after,
-    forced: false,
-    receivedAt: new Date().toISOString(),
-  });
+  const syncJob = (after: string, before?: string): SyncJob => pushJob(f, after, { before });
 
   beforeAll(async () => {
     f = await createSourceFixture();

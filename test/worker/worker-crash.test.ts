@@ -13,7 +13,13 @@ import { finalizeFailedJobs } from '../../workers/finalize-failed-jobs.ts';
 import { createJobConsumer } from '../../workers/job-consumer.ts';
 import { processSyncJob, type SyncResult } from '../../workers/process-sync-job.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
-import { createSourceFixture, INSTALLATION_ID, type SourceFixture } from '../support/source-fixture.ts';
+import {
+  createSourceFixture,
+  INSTALLATION_ID,
+  pushJob,
+  type SourceFixture,
+  statusStates,
+} from '../support/source-fixture.ts';
 import { workerDependencies } from '../support/worker-deps.ts';
 
 const env = testEnvironment();
@@ -33,23 +39,8 @@ describe('a worker that dies mid-job', () => {
   const cluster = uniqueName('crash');
   const namespace = uniqueName('crash');
 
-  const job = (sha: string): SyncJob => ({
-    type: 'sync',
-    trigger: 'push',
-    deliveryId: uniqueName('delivery'),
-    repository: { id: f.repository.id, fullName: f.repository.fullName, cloneUrl: f.repository.cloneUrl },
-    installationId: INSTALLATION_ID,
-    branch: 'main',
-    before: undefined,
-    after: sha,
-    forced: false,
-    receivedAt: new Date().toISOString(),
-  });
-  const states = (sha: string, context: string) =>
-    f.github
-      .statuses(f.repository.fullName, sha)
-      .filter((s) => s.context === context)
-      .map((s) => s.state);
+  const job = (sha: string): SyncJob => pushJob(f, sha);
+  const states = (sha: string, context: string) => statusStates(f, sha, context);
 
   beforeAll(async () => {
     f = await createSourceFixture();
