@@ -115,7 +115,8 @@ export function createGitHubReporter(options: GitHubReporterOptions): Reporter {
         if (sha !== current.sha) {
           const report = reporter.forCommit(JSON.parse(raw) as ReportTarget);
           await report.abandon(describe(current.sha), 'success');
-          await report.flush();
+          // Kept for the next job of the scope to try again if GitHub did not take the writes.
+          if ((await report.flush()).length > 0) continue;
         }
         await redis.hdel(openKey(scope), sha);
       }
