@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { parseClusterRegistry } from '../src/clusters/cluster-registry.ts';
 import type { RecordedCall } from '../src/github-stand-in/github-stand-in.ts';
 import type { SyncJob } from '../src/queue/jobs.ts';
-import { createSourceFixture, INSTALLATION_ID } from '../test/support/source-fixture.ts';
+import { createSourceFixture, pushJob } from '../test/support/source-fixture.ts';
 import { workerDependencies } from '../test/support/worker-deps.ts';
 import { processSyncJob } from '../workers/process-sync-job.ts';
 
@@ -46,18 +46,7 @@ export async function runB9(redisUrl: string, kubeconfig: string, log: (line: st
         `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${name}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: ${name}\ndata:\n  version: "${version[i] ?? '1'}"\n`,
       ]),
     );
-  const job = (after: string): SyncJob => ({
-    type: 'sync',
-    trigger: 'push',
-    deliveryId: `b9-${after}`,
-    repository: { id: f.repository.id, fullName: f.repository.fullName, cloneUrl: f.repository.cloneUrl },
-    installationId: INSTALLATION_ID,
-    branch: 'main',
-    before: undefined,
-    after,
-    forced: false,
-    receivedAt: new Date().toISOString(),
-  });
+  const job = (after: string): SyncJob => pushJob(f, after, { deliveryId: `b9-${after}` });
   const measure = async (scenario: string, sha: string): Promise<B9Scenario> => {
     const from = f.github.calls.length;
     await processSyncJob(job(sha), deps);

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -8,12 +8,16 @@ import { parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { createClusterClient, loadKubeConfig } from '../../src/engine/cluster-client.ts';
 import { readInventory } from '../../src/engine/inventory.ts';
 import type { SyncJob } from '../../src/queue/jobs.ts';
-import { packageRoot } from '../../src/support/package-root.ts';
 import { createJobConsumer } from '../../workers/job-consumer.ts';
 import { processSyncJob, type SyncResult } from '../../workers/process-sync-job.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
 import { kubeClients } from '../support/kube.ts';
-import { createSourceFixture, INSTALLATION_ID, type SourceFixture } from '../support/source-fixture.ts';
+import {
+  createSourceFixture,
+  INSTALLATION_ID,
+  type SourceFixture,
+  spawnWorkerProcess,
+} from '../support/source-fixture.ts';
 import { workerDependencies } from '../support/worker-deps.ts';
 
 const env = testEnvironment();
@@ -49,23 +53,10 @@ describe('drill: a worker killed with SIGKILL in the middle of an apply', () => 
     const registryFile = join(f.dir, 'killed-clusters.yaml');
     await writeFile(registryFile, registryYaml);
 
-    child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'worker'], {
-      cwd: packageRoot(),
-      env: {
-        ...process.env,
-        REDIS_URL: env.redisUrl,
-        PLUMBLINE_QUEUE_PREFIX: prefix,
-        PLUMBLINE_CLUSTERS: registryFile,
-        GITHUB_APP_ID: String(f.github.appId),
-        GITHUB_PRIVATE_KEY: f.github.privateKeyPem,
-        GITHUB_API_URL: f.github.apiUrl,
-        PLUMBLINE_CACHE_DIR: join(f.dir, 'killed-cache'),
-        PLUMBLINE_JOB_LOCK_MS: '2000',
-        LOG_LEVEL: 'warn',
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-    const exited = new Promise((resolve) => child?.once('exit', resolve));
+    const spawned = spawnWorkerProcess(f, { redisUrl: env.redisUrl, prefix, registryFile });
+    child = spawned.child;
+    const worker = spawned.child;
+    const exited = spawned.exited;
     const queue = new Queue('sync', { connection: redis, prefix });
     const job: SyncJob = {
       type: 'sync',
@@ -94,7 +85,7 @@ describe('drill: a worker killed with SIGKILL in the middle of an apply', () => 
       if (atKill > 0) break;
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    child.kill('SIGKILL');
+    worker.kill('SIGKILL');
     await exited;
     expect(atKill).toBeGreaterThan(0);
     // Mid-apply, not after it: otherwise this drill proves nothing (raise OBJECTS on a faster machine).

@@ -1,3 +1,4 @@
+import { type ChildProcess, spawn } from 'node:child_process';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -86,4 +87,31 @@ export function statusStates(f: SourceFixture, sha: string, context: string): st
     .statuses(f.repository.fullName, sha)
     .filter((s) => s.context === context)
     .map((s) => s.state);
+}
+
+/**
+ * `plumbline worker` as a separate process (so a test can SIGKILL it), wired to the fixture's GitHub
+ * stand-in, with a short job lock so that another worker takes its job over quickly.
+ */
+export function spawnWorkerProcess(
+  f: SourceFixture,
+  options: { readonly redisUrl: string; readonly prefix: string; readonly registryFile: string },
+): { readonly child: ChildProcess; readonly exited: Promise<unknown> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'worker'], {
+    cwd: packageRoot(),
+    env: {
+      ...process.env,
+      REDIS_URL: options.redisUrl,
+      PLUMBLINE_QUEUE_PREFIX: options.prefix,
+      PLUMBLINE_CLUSTERS: options.registryFile,
+      GITHUB_APP_ID: String(f.github.appId),
+      GITHUB_PRIVATE_KEY: f.github.privateKeyPem,
+      GITHUB_API_URL: f.github.apiUrl,
+      PLUMBLINE_CACHE_DIR: join(f.dir, `worker-cache-${options.prefix}`),
+      PLUMBLINE_JOB_LOCK_MS: '2000',
+      LOG_LEVEL: 'warn',
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  return { child, exited: new Promise((resolve) => child.once('exit', resolve)) };
 }

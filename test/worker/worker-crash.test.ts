@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -8,7 +8,6 @@ import { parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { withClusterLock } from '../../src/engine/cluster-lock.ts';
 import { createLogger } from '../../src/logging/create-logger.ts';
 import type { SyncJob } from '../../src/queue/jobs.ts';
-import { packageRoot } from '../../src/support/package-root.ts';
 import { finalizeFailedJobs } from '../../workers/finalize-failed-jobs.ts';
 import { createJobConsumer } from '../../workers/job-consumer.ts';
 import { processSyncJob, type SyncResult } from '../../workers/process-sync-job.ts';
@@ -18,6 +17,7 @@ import {
   INSTALLATION_ID,
   pushJob,
   type SourceFixture,
+  spawnWorkerProcess,
   statusStates,
 } from '../support/source-fixture.ts';
 import { workerDependencies } from '../support/worker-deps.ts';
@@ -70,27 +70,14 @@ describe('a worker that dies mid-job', () => {
     });
     const holding = withClusterLock(redis, { prefix, cluster, leaseMs: 60_000, waitMs: 5_000 }, () => held);
 
-    child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'worker'], {
-      cwd: packageRoot(),
-      env: {
-        ...process.env,
-        REDIS_URL: env.redisUrl,
-        PLUMBLINE_QUEUE_PREFIX: prefix,
-        PLUMBLINE_CLUSTERS: registryFile,
-        GITHUB_APP_ID: String(f.github.appId),
-        GITHUB_PRIVATE_KEY: f.github.privateKeyPem,
-        GITHUB_API_URL: f.github.apiUrl,
-        PLUMBLINE_CACHE_DIR: join(f.dir, 'child-cache'),
-        PLUMBLINE_JOB_LOCK_MS: '2000',
-        LOG_LEVEL: 'warn',
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-    const exited = new Promise((resolve) => child?.once('exit', resolve));
+    const spawned = spawnWorkerProcess(f, { redisUrl: env.redisUrl, prefix, registryFile });
+    child = spawned.child;
+    const worker = spawned.child;
+    const exited = spawned.exited;
     const queue = new Queue('sync', { connection: redis, prefix });
     await queue.add('sync', job(sha), { attempts: 3 });
     await until(() => states(sha, 'plumbline').includes('pending'), 'the first worker to start the job');
-    child.kill('SIGKILL');
+    worker.kill('SIGKILL');
     await exited;
     release();
     await holding;
