@@ -148,9 +148,22 @@ async function validateAll(client: ClusterClient, objects: readonly RenderedObje
     objects.map((o) => o.manifest),
     options.concurrency,
   );
-  const firstPass = await mapLimited(objects, options.concurrency, (object) => dryRun(client, object, options, live));
-  throwIfUnavailable(firstPass);
   const created = creationsInCommit(objects);
+  // A namespace that neither exists nor comes with the commit rejects every object in it: once the
+  // apiserver has said so, the other objects there are not sent (20,000 of them took 46 s before).
+  const missing = new Set<string>();
+  const firstPass = await mapLimited(objects, options.concurrency, async (object): Promise<DryRun> => {
+    const namespace = object.manifest.metadata.namespace;
+    if (namespace && missing.has(namespace)) {
+      const message = `${objectRef(object.manifest)}: namespace ${namespace} does not exist`;
+      return { ok: false, object, error: new KubeError('missing-namespace', message, 404) };
+    }
+    const result = await dryRun(client, object, options, live);
+    if (!result.ok && result.error.kind === 'missing-namespace' && namespace && !created.namespaces.has(namespace))
+      missing.add(namespace);
+    return result;
+  });
+  throwIfUnavailable(firstPass);
   const deferred = firstPass.filter((r): r is Extract<DryRun, { ok: false }> => !r.ok && isDeferrable(r, created));
   const rejected = firstPass.filter((r): r is Extract<DryRun, { ok: false }> => !r.ok && !isDeferrable(r, created));
   return { firstPass, deferred, rejected };
