@@ -108,7 +108,8 @@ async function findMissedPush(
   const job: SyncJob = {
     type: 'sync',
     trigger: 'resync',
-    deliveryId: `resync-${cluster.name}-${head.slice(0, 12)}`,
+    // Unique per resync: a head re-queued later (its earlier job gave up) must get a job of its own.
+    deliveryId: `resync-${cluster.name}-${head.slice(0, 12)}-${Date.now().toString(36)}`,
     repository: known.repository,
     installationId: known.installationId,
     branch: cluster.branch,

@@ -39,6 +39,11 @@ const JOB_DEFAULTS = {
   removeOnFail: { age: 7 * DAY_SECONDS },
 } as const;
 
+/** BullMQ job ids may not contain ':' or be plain integers. Pure. */
+export function jobIdOf(job: PlumblineJob): string {
+  return `delivery-${job.deliveryId.replace(/:/g, '-')}${job.type === 'preview' ? `-${job.number}` : ''}`;
+}
+
 /** Key of the newest job seen for a branch or pull request (see `latestJobKey` in docs/adr/0002). */
 export function latestJobKey(prefix: string, job: PlumblineJob): string {
   return `${prefix}:latest:${coalescingKey(job)}`;
@@ -70,6 +75,9 @@ export function createJobProducer(connection: Redis, options: JobProducerOptions
     },
     async add(job) {
       await queues[job.type].add(job.type, job, {
+        // One job per delivery: a delivery whose job was written but whose answer was lost (Redis died
+        // in between, the receiver answered 5xx) is redelivered by GitHub — adding it again is a no-op.
+        jobId: jobIdOf(job),
         delay: options.coalesceMs,
         deduplication: { id: coalescingKey(job), replace: true, keepLastIfActive: true },
       });

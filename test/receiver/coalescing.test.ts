@@ -58,6 +58,50 @@ describe('coalescing pushes end to end (receiver → Redis → worker)', () => {
     expect(processed).toEqual([fakeSha(2)]);
   });
 
+  it('a delivery whose job was written but not acknowledged is not queued twice when GitHub redelivers it', async () => {
+    const { createJobProducer } = await import('../../src/queue/job-producer.ts');
+    const producer = createJobProducer(workerConnection, { prefix: harness.prefix, coalesceMs: 0, onError: () => {} });
+    const processed: string[] = [];
+    const worker = createJobConsumer<void>({
+      connection: workerConnection,
+      prefix: harness.prefix,
+      queue: 'sync',
+      concurrency: 1,
+      process: async (job) => {
+        processed.push(job.deliveryId);
+      },
+      onError: () => {},
+    });
+    try {
+      // The job of delivery "lost-answer" is in Redis, but its claim was released (the receiver answered
+      // 5xx): a redelivery claims it anew and adds the job again, after the first one has already run.
+      const delivery = githubDelivery('push', pushPayload({ after: fakeSha(90), repositoryId: 790 }), WEBHOOK_SECRET, {
+        deliveryId: 'lost-answer',
+      });
+      const job = {
+        type: 'sync',
+        trigger: 'push',
+        deliveryId: 'lost-answer',
+        repository: { id: 790, fullName: 'acme/lost', cloneUrl: 'https://example.invalid/acme/lost.git' },
+        installationId: 1,
+        branch: 'main',
+        before: undefined,
+        after: fakeSha(90),
+        forced: false,
+        receivedAt: new Date().toISOString(),
+      } satisfies SyncJob;
+      await producer.add(job);
+      const deadline = Date.now() + 10_000;
+      while (processed.length === 0 && Date.now() < deadline) await sleep(50);
+      expect((await send(harness.baseUrl, delivery)).status).toBe(202);
+      await sleep(1_000);
+      expect(processed).toEqual(['lost-answer']);
+    } finally {
+      await worker.close();
+      await producer.close();
+    }
+  });
+
   it('prefers the job itself when the record is older or of another kind', () => {
     const job = { type: 'sync', after: fakeSha(5), receivedAt: '2026-11-28T10:00:01Z' } as SyncJob;
     const older = { ...job, after: fakeSha(4), receivedAt: '2026-11-28T10:00:00Z' };
