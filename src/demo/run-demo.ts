@@ -9,6 +9,7 @@ import { Redis } from 'ioredis';
 import { startWorker } from '../../workers/start-worker.ts';
 import { readEnvOptions } from '../config/read-env-options.ts';
 import { createClusterClient, loadKubeConfig } from '../engine/cluster-client.ts';
+import { customResourceDefinition } from '../engine/custom-resource-definition.ts';
 import type { Manifest } from '../engine/manifest.ts';
 import { GitHubStandIn } from '../github-stand-in/github-stand-in.ts';
 import { freePort } from '../local-stack/free-port.ts';
@@ -36,29 +37,11 @@ const REPOSITORY = 'acme/platform-gitops';
 const STORY_TIMEOUT_MS = 180_000;
 
 /** The External Secrets Operator's `ExternalSecret` kind, as a cluster running ESO serves it. */
-const EXTERNAL_SECRET_CRD: Manifest = {
-  apiVersion: 'apiextensions.k8s.io/v1',
-  kind: 'CustomResourceDefinition',
-  metadata: { name: 'externalsecrets.external-secrets.io' },
-  spec: {
-    group: 'external-secrets.io',
-    scope: 'Namespaced',
-    names: { plural: 'externalsecrets', singular: 'externalsecret', kind: 'ExternalSecret' },
-    versions: [
-      {
-        name: 'v1',
-        served: true,
-        storage: true,
-        schema: {
-          openAPIV3Schema: {
-            type: 'object',
-            properties: { spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
-          },
-        },
-      },
-    ],
-  },
-};
+const EXTERNAL_SECRET_CRD = customResourceDefinition({
+  group: 'external-secrets.io',
+  kind: 'ExternalSecret',
+  plural: 'externalsecrets',
+});
 
 /** Things to stop, last started first. */
 type Cleanup = () => Promise<void>;

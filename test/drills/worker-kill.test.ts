@@ -12,12 +12,7 @@ import { createJobConsumer } from '../../workers/job-consumer.ts';
 import { processSyncJob, type SyncResult } from '../../workers/process-sync-job.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
 import { kubeClients } from '../support/kube.ts';
-import {
-  createSourceFixture,
-  INSTALLATION_ID,
-  type SourceFixture,
-  spawnWorkerProcess,
-} from '../support/source-fixture.ts';
+import { createSourceFixture, pushJob, type SourceFixture, spawnWorkerProcess } from '../support/source-fixture.ts';
 import { workerDependencies } from '../support/worker-deps.ts';
 
 const env = testEnvironment();
@@ -58,18 +53,7 @@ describe('drill: a worker killed with SIGKILL in the middle of an apply', () => 
     const worker = spawned.child;
     const exited = spawned.exited;
     const queue = new Queue('sync', { connection: redis, prefix });
-    const job: SyncJob = {
-      type: 'sync',
-      trigger: 'push',
-      deliveryId: uniqueName('delivery'),
-      repository: { id: f.repository.id, fullName: f.repository.fullName, cloneUrl: f.repository.cloneUrl },
-      installationId: INSTALLATION_ID,
-      branch: 'main',
-      before: undefined,
-      after: sha,
-      forced: false,
-      receivedAt: new Date().toISOString(),
-    };
+    const job: SyncJob = pushJob(f, sha);
     await queue.add('sync', job, { attempts: 3 });
 
     // Kill the worker as soon as its writes have begun: some objects exist, not all.

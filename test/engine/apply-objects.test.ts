@@ -3,8 +3,8 @@ import { ApiextensionsV1Api } from '@kubernetes/client-node';
 import { applyObjects } from '../../src/engine/apply-objects.ts';
 import { countActions } from '../../src/engine/change-set.ts';
 import { createClusterClient } from '../../src/engine/cluster-client.ts';
+import { customResourceDefinition } from '../../src/engine/custom-resource-definition.ts';
 import type { Manifest, RenderedObject } from '../../src/engine/manifest.ts';
-import { customResourceDefinition } from '../support/crd.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
 import { applyAsManager, createTestNamespace, kubeClients } from '../support/kube.ts';
 

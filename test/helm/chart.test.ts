@@ -3,10 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { parseAllDocuments } from 'yaml';
 import { parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { createClusterClient, KubeError } from '../../src/engine/cluster-client.ts';
+import { customResourceDefinition } from '../../src/engine/custom-resource-definition.ts';
 import type { Manifest } from '../../src/engine/manifest.ts';
 import { packageRoot } from '../../src/support/package-root.ts';
 import { runCommand } from '../../src/support/run-command.ts';
-import { customResourceDefinition } from '../support/crd.ts';
 import { testEnvironment } from '../support/environment.ts';
 import { createTestNamespace, kubeClients } from '../support/kube.ts';
 

@@ -9,7 +9,7 @@ import { packageRoot } from '../../src/support/package-root.ts';
 import { processSyncJob } from '../../workers/process-sync-job.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
 import { type ReceiverHarness, startReceiverHarness } from '../support/receiver-harness.ts';
-import { createSourceFixture, INSTALLATION_ID, type SourceFixture } from '../support/source-fixture.ts';
+import { createSourceFixture, pushJob, type SourceFixture } from '../support/source-fixture.ts';
 import { workerDependencies } from '../support/worker-deps.ts';
 
 const env = testEnvironment();
@@ -38,18 +38,7 @@ describe('the status page in a real browser, after a real reconcile', () => {
       `clusters:\n  - {name: ${cluster}, repo: ${f.repository.fullName}, path: clusters/local/dev, kubeconfig: ${env.kubeconfig}}\n`,
     );
     const result = await processSyncJob(
-      {
-        type: 'sync',
-        trigger: 'push',
-        deliveryId: uniqueName('delivery'),
-        repository: { id: f.repository.id, fullName: f.repository.fullName, cloneUrl: f.repository.cloneUrl },
-        installationId: INSTALLATION_ID,
-        branch: 'main',
-        before: undefined,
-        after: sha,
-        forced: false,
-        receivedAt: new Date().toISOString(),
-      },
+      pushJob(f, sha),
       workerDependencies(f, { registry, redis, prefix: harness.prefix }),
     );
     expect(result.outcomes).toEqual([expect.objectContaining({ status: 'applied' })]);

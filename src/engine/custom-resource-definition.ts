@@ -1,6 +1,9 @@
-import type { Manifest } from '../../src/engine/manifest.ts';
+import type { Manifest } from './manifest.ts';
 
-/** A namespaced CRD with one served version `v1` whose `spec` follows `specSchema`. */
+/**
+ * A namespaced CRD with one served version `v1` whose `spec` follows `specSchema` (by default anything),
+ * as an operator such as ESO serves it: the demo installs one, the tests several.
+ */
 export function customResourceDefinition(options: {
   group: string;
   kind: string;
