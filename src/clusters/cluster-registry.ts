@@ -26,6 +26,22 @@ export interface ClusterEntry {
   readonly onConflict: 'takeOwnership' | 'fail';
   /** Largest share of the inventory one commit may prune (0–1); raise it on purpose for a big removal. */
   readonly maxPruneShare: number;
+  /** Tenancy limits: what the repository may write on this cluster. Operator-owned, never from Git. */
+  readonly limits: TenancyLimits;
+  /** Dry-run previews for pull requests whose head lives in a fork (default off: a fork reaches no cluster). */
+  readonly previewForks: boolean;
+}
+
+/** What one registry entry lets its repository write; an object outside them fails the commit before any write. */
+export interface TenancyLimits {
+  /** The only namespaces namespaced objects may be in; undefined = any. */
+  readonly namespaces: readonly string[] | undefined;
+  /** The only cluster-scoped kinds allowed; undefined = any. */
+  readonly clusterScoped: readonly string[] | undefined;
+  /** Kinds never written, whatever the repository says. */
+  readonly deniedKinds: readonly string[];
+  /** Every request for this cluster impersonates this ServiceAccount (`namespace/name`, or `name` in plumbline-system). */
+  readonly serviceAccount: string | undefined;
 }
 
 export interface ClusterRegistry {
@@ -52,6 +68,9 @@ const relativePath = z
   .refine((p) => !p.startsWith('/') && !p.split('/').includes('..'), 'must be a path inside the repository')
   .transform(normalizeFolder);
 
+const dnsLabel = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be a namespace name');
+const kindName = z.string().regex(/^[A-Z][A-Za-z0-9]*$/, 'must be a kind such as ClusterRole');
+
 const clusterSchema = z
   .object({
     name: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be lowercase letters, digits and dashes'),
@@ -74,6 +93,17 @@ const clusterSchema = z
     allowHistoryRewrite: z.boolean().default(false),
     onConflict: z.enum(['takeOwnership', 'fail']).default('takeOwnership'),
     maxPruneShare: z.number().min(0).max(1).default(0.5),
+    namespaces: z.array(dnsLabel).min(1, 'list at least one namespace, or leave the field out for all').optional(),
+    clusterScoped: z.array(kindName).optional(),
+    deniedKinds: z.array(kindName).default([]),
+    serviceAccount: z
+      .string()
+      .regex(
+        /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\/)?[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/,
+        'must be name or namespace/name',
+      )
+      .optional(),
+    previewForks: z.boolean().default(false),
   })
   .strict()
   .refine((c) => (c.kubeconfig !== undefined) !== c.inCluster, {
@@ -121,6 +151,13 @@ export function parseClusterRegistry(text: string, source = 'cluster registry'):
       allowHistoryRewrite: c.allowHistoryRewrite,
       onConflict: c.onConflict,
       maxPruneShare: c.maxPruneShare,
+      limits: Object.freeze({
+        namespaces: c.namespaces ? Object.freeze([...c.namespaces]) : undefined,
+        clusterScoped: c.clusterScoped ? Object.freeze([...c.clusterScoped]) : undefined,
+        deniedKinds: Object.freeze([...c.deniedKinds]),
+        serviceAccount: c.serviceAccount,
+      }),
+      previewForks: c.previewForks,
     }),
   );
   const seen = new Set<string>();

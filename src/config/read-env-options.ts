@@ -9,6 +9,8 @@ export interface EnvOptions {
   /** BullMQ key prefix; use a hash tag such as `{plumbline}` on Redis Cluster. */
   readonly queuePrefix: string;
   readonly webhookSecret: string | undefined;
+  /** The secret being rotated out: deliveries signed with it are still accepted until it is unset. */
+  readonly previousWebhookSecret: string | undefined;
   readonly githubAppId: string | undefined;
   readonly githubPrivateKey: string | undefined;
   readonly githubPrivateKeyPath: string | undefined;
@@ -31,6 +33,15 @@ export interface EnvOptions {
   readonly healthTimeoutMs: number;
   /** Port of the worker's /healthz and /readyz (for Kubernetes probes); none when unset. */
   readonly workerHealthPort: number | undefined;
+  /**
+   * Who may see the status page and `/api/clusters`: `off` (not served), `public` (anyone; no error
+   * detail, no internal addresses) or `token` (only with `PLUMBLINE_STATUS_PAGE_TOKEN`, as a bearer
+   * token or cookie; full detail).
+   */
+  readonly statusPage: 'off' | 'public' | 'token';
+  readonly statusPageToken: string | undefined;
+  /** Largest render output (kustomize's stdout, a manifest file) a worker accepts, in bytes. */
+  readonly renderMaxBytes: number;
 }
 
 const integer = (min: number, max: number) =>
@@ -44,6 +55,7 @@ const schema = z.object({
     .default('redis://127.0.0.1:6379'),
   PLUMBLINE_QUEUE_PREFIX: z.string().min(1).default('plumbline'),
   GITHUB_WEBHOOK_SECRET: z.string().min(1).optional(),
+  GITHUB_WEBHOOK_SECRET_PREVIOUS: z.string().min(1).optional(),
   GITHUB_APP_ID: z.string().regex(/^\d+$/, 'must be the numeric App ID').optional(),
   GITHUB_PRIVATE_KEY: z.string().min(1).optional(),
   GITHUB_PRIVATE_KEY_PATH: z.string().min(1).optional(),
@@ -58,6 +70,9 @@ const schema = z.object({
   PLUMBLINE_JOB_LOCK_MS: integer(1_000, 600_000).default(30_000),
   PLUMBLINE_HEALTH_TIMEOUT_MS: integer(0, 3_600_000).default(120_000),
   PLUMBLINE_WORKER_HEALTH_PORT: integer(0, 65_535).optional(),
+  PLUMBLINE_STATUS_PAGE: z.enum(['off', 'public', 'token']).default('public'),
+  PLUMBLINE_STATUS_PAGE_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  PLUMBLINE_RENDER_MAX_BYTES: integer(1_024, 4 * 1024 ** 3).default(64 * 1024 ** 2),
 });
 
 export class ConfigError extends Error {
@@ -76,11 +91,16 @@ export function readEnvOptions(env: NodeJS.ProcessEnv = process.env): EnvOptions
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   }
   const e = parsed.data;
+  if (e.PLUMBLINE_STATUS_PAGE === 'token' && !e.PLUMBLINE_STATUS_PAGE_TOKEN)
+    throw new ConfigError(
+      'invalid configuration: PLUMBLINE_STATUS_PAGE_TOKEN is required when PLUMBLINE_STATUS_PAGE=token',
+    );
   return Object.freeze({
     port: e.PORT,
     redisUrl: e.REDIS_URL,
     queuePrefix: e.PLUMBLINE_QUEUE_PREFIX,
     webhookSecret: e.GITHUB_WEBHOOK_SECRET,
+    previousWebhookSecret: e.GITHUB_WEBHOOK_SECRET_PREVIOUS,
     githubAppId: e.GITHUB_APP_ID,
     githubPrivateKey: e.GITHUB_PRIVATE_KEY,
     githubPrivateKeyPath: e.GITHUB_PRIVATE_KEY_PATH,
@@ -95,6 +115,9 @@ export function readEnvOptions(env: NodeJS.ProcessEnv = process.env): EnvOptions
     jobLockMs: e.PLUMBLINE_JOB_LOCK_MS,
     healthTimeoutMs: e.PLUMBLINE_HEALTH_TIMEOUT_MS,
     workerHealthPort: e.PLUMBLINE_WORKER_HEALTH_PORT,
+    statusPage: e.PLUMBLINE_STATUS_PAGE,
+    statusPageToken: e.PLUMBLINE_STATUS_PAGE_TOKEN,
+    renderMaxBytes: e.PLUMBLINE_RENDER_MAX_BYTES,
   });
 }
 
