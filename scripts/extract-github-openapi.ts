@@ -13,6 +13,7 @@ const VERSION = '23.0.2';
 export const OPERATIONS = [
   ['post', '/app/installations/{installation_id}/access_tokens'],
   ['get', '/app'],
+  ['get', '/installation/repositories'],
   ['get', '/repos/{owner}/{repo}'],
   ['get', '/repos/{owner}/{repo}/installation'],
   ['get', '/repos/{owner}/{repo}/branches/{branch}'],

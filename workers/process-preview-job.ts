@@ -12,7 +12,7 @@ import { selectAffectedClusters } from '../src/source/affected-clusters.ts';
 import { CommitNotFoundError, type Remote } from '../src/source/git-mirror.ts';
 import { fsTreeReader } from '../src/source/tree-reader.ts';
 import { failClusterJob, runClusterJob, type SyncResult } from './cluster-job.ts';
-import type { SyncDependencies } from './process-sync-job.ts';
+import { type SyncDependencies, terminalSource } from './process-sync-job.ts';
 import { CommitReporting, describeRejection, failedOutcome, type JobRun, SINGLE_RUN } from './report-outcome.ts';
 
 /**
@@ -32,45 +32,75 @@ export async function processPreviewJob(
     pullRequest: job.number,
     sha: job.headSha,
   });
-  const clusters = clustersForRepository(deps.registry, job.repository.fullName, job.baseBranch);
-  if (clusters.length === 0) {
+  if (clustersForRepository(deps.registry, job.repository, job.baseBranch).length === 0) {
     log.info({ branch: job.baseBranch }, 'no cluster is registered for the base branch: nothing to preview');
     return { sha: job.headSha, outcomes: [] };
   }
+  if (job.installationId === undefined) {
+    log.warn('the job names no installation: the App cannot reach its repository');
+    return { sha: job.headSha, outcomes: [] };
+  }
+  const repository = await deps.repositories.resolve(job.repository.id, job.installationId).catch(terminalSource);
+  const clusters = clustersForRepository(deps.registry, repository, job.baseBranch);
+  if (clusters.length === 0) return { sha: job.headSha, outcomes: [] };
   const reporting = new CommitReporting(
     deps.reporter,
-    { repository: job.repository, installationId: job.installationId, sha: job.headSha },
+    {
+      repository: { id: repository.id, fullName: repository.fullName },
+      installationId: job.installationId,
+      sha: job.headSha,
+    },
     coalescingKey(job),
     'preview',
     deps.statusPageUrl,
     job.trigger === 'rerun',
   );
   const shape = { reporting, run, log, notDone: 'no dry-run' };
+  // A fork's head reaches only the clusters whose operator opted in (invariant 9); the others are told
+  // so without their cluster, or the fork's commit, being touched.
+  const fromFork = job.headRepositoryId !== repository.id;
+  const previewed = clusters.filter((c) => !fromFork || c.previewForks);
   let treeDir: string | undefined;
   try {
     await reporting.jobStarted();
-    await mkdir(deps.workDir, { recursive: true });
-    const remote: Remote = {
-      repositoryId: job.repository.id,
-      cloneUrl: job.repository.cloneUrl,
-      token: await deps.tokenFor(job.installationId),
-    };
-    await deps.mirror.fetch(remote, job.headSha);
-    treeDir = await mkdtemp(join(deps.workDir, `preview-${job.headSha.slice(0, 12)}-`));
-    await deps.mirror.exportTree(job.repository.id, job.headSha, treeDir);
-    const tree = treeDir;
+    if (fromFork) log.info({ previewed: previewed.map((c) => c.name) }, 'pull request from a fork');
+    const tree = previewed.length === 0 ? undefined : await exportHead();
     return await runClusterJob({
       ...shape,
       sha: job.headSha,
       clusters,
-      perCluster: (cluster) =>
-        previewOne(job, cluster, deps, remote, tree, () => reporting.clusterStarted(cluster.name)),
+      perCluster: async (cluster) => {
+        if (!tree || !previewed.includes(cluster)) return forkNotPreviewed(cluster.name);
+        return previewOne(job, cluster, deps, tree.remote, tree.dir, () => reporting.clusterStarted(cluster.name));
+      },
     });
   } catch (error) {
     return failClusterJob(error, shape);
   } finally {
     if (treeDir) await rm(treeDir, { recursive: true, force: true });
   }
+
+  async function exportHead(): Promise<{ remote: Remote; dir: string }> {
+    await mkdir(deps.workDir, { recursive: true });
+    const remote: Remote = {
+      repositoryId: repository.id,
+      cloneUrl: repository.cloneUrl,
+      token: await deps.tokenFor(job.installationId),
+    };
+    await deps.mirror.fetch(remote, job.headSha);
+    treeDir = await mkdtemp(join(deps.workDir, `preview-${job.headSha.slice(0, 12)}-`));
+    await deps.mirror.exportTree(repository.id, job.headSha, treeDir);
+    return { remote, dir: treeDir };
+  }
+}
+
+/** A fork's pull request on a cluster without `previewForks`: nothing fetched, rendered or sent to the cluster. */
+function forkNotPreviewed(cluster: string): ClusterOutcome {
+  return {
+    cluster,
+    status: 'not-previewed',
+    description: 'not previewed: pull requests from forks are not dry-run on this cluster (previewForks is off)',
+  };
 }
 
 async function previewOne(

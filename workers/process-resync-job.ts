@@ -1,6 +1,6 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ClusterEntry } from '../src/clusters/cluster-registry.ts';
+import { type ClusterEntry, matchesRepository } from '../src/clusters/cluster-registry.ts';
 import { readBaselines } from '../src/engine/baseline-store.ts';
 import type { ClusterClient } from '../src/engine/cluster-client.ts';
 import { withClusterLock } from '../src/engine/cluster-lock.ts';
@@ -52,7 +52,7 @@ export async function processResyncJob(job: ResyncJob, deps: ResyncDependencies)
     async (lock) => {
       const client = deps.clusterClient(cluster);
       const inventory = await readInventory(client, cluster.name);
-      const known = await deps.directory.lookup(cluster.repo);
+      const known = await resolveRegistered(cluster, deps, log);
       const missedPush = known ? await findMissedPush(cluster, inventory, known, deps, log) : undefined;
 
       let drift: readonly DriftedObject[] = [];
@@ -94,17 +94,42 @@ export async function processResyncJob(job: ResyncJob, deps: ResyncDependencies)
   );
 }
 
+/** The registered repository as GitHub reports it for its id (clone URL included), if the App reaches it. */
+interface RegisteredRepository extends KnownRepository {
+  readonly cloneUrl: string;
+}
+
+async function resolveRegistered(
+  cluster: ClusterEntry,
+  deps: ResyncDependencies,
+  log: Logger,
+): Promise<RegisteredRepository | undefined> {
+  const known = await deps.directory.lookup(cluster.repo);
+  if (!known) return undefined;
+  const resolved = await deps.repositories.resolve(known.repository.id, known.installationId);
+  if (!matchesRepository(cluster, resolved)) {
+    log.error({ repositoryId: resolved.id }, 'the registered repository name now belongs to another repository id');
+    return undefined;
+  }
+  return {
+    repository: { id: resolved.id, fullName: resolved.fullName },
+    installationId: known.installationId,
+    cloneUrl: resolved.cloneUrl,
+  };
+}
+
 /** The branch head when it moved and no webhook announced it; the sync is queued (once) and counted (once). */
 async function findMissedPush(
   cluster: ClusterEntry,
   inventory: Inventory | undefined,
-  known: KnownRepository,
+  known: RegisteredRepository,
   deps: ResyncDependencies,
   log: Logger,
 ): Promise<string | undefined> {
   const token = await deps.tokenFor(known.installationId);
-  const head = await deps.mirror.headOf({ cloneUrl: known.repository.cloneUrl, token }, cluster.branch);
+  const head = await deps.mirror.headOf({ cloneUrl: known.cloneUrl, token }, cluster.branch);
   if (!head || head === inventory?.revision) return undefined;
+  // `before` records what was applied, for logs; the worker proves ancestry from Git for a resync's job.
   const job: SyncJob = {
     type: 'sync',
     trigger: 'resync',
@@ -165,13 +190,13 @@ async function correct(
   inventory: Inventory,
   baselines: Awaited<ReturnType<typeof readBaselines>>,
   drifted: readonly DriftedObject[],
-  known: KnownRepository,
+  known: RegisteredRepository,
   deps: ResyncDependencies,
   beforeWrite: () => Promise<void>,
 ) {
   const remote: Remote = {
     repositoryId: known.repository.id,
-    cloneUrl: known.repository.cloneUrl,
+    cloneUrl: known.cloneUrl,
     token: await deps.tokenFor(known.installationId),
   };
   await deps.mirror.fetch(remote, inventory.revision);

@@ -1,4 +1,5 @@
 import { mkdir } from 'node:fs/promises';
+import { UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type ClusterEntry, type ClusterRegistry, clustersForRepository } from '../src/clusters/cluster-registry.ts';
 import { describeChangeSet } from '../src/engine/change-set.ts';
@@ -11,10 +12,16 @@ import { reconcileCluster } from '../src/engine/reconcile-cluster.ts';
 import type { RenderResult } from '../src/engine/render-cluster.ts';
 import { checkSecrets } from '../src/engine/secrets-gate.ts';
 import type { RepositoryDirectory } from '../src/github/repository-directory.ts';
+import {
+  ForeignCloneUrlError,
+  RepositoryNotFoundError,
+  type RepositoryResolver,
+  type ResolvedRepository,
+} from '../src/github/repository-resolver.ts';
 import type { Logger } from '../src/logging/create-logger.ts';
 import { coalescingKey, type SyncJob } from '../src/queue/jobs.ts';
 import type { Reporter } from '../src/reporting/github-reporter.ts';
-import type { GitMirror } from '../src/source/git-mirror.ts';
+import type { GitMirror, Remote } from '../src/source/git-mirror.ts';
 import { planSync } from '../src/source/plan-sync.ts';
 import { type ClusterStateStore, clusterBase } from '../src/status/cluster-state.ts';
 import { failClusterJob, runClusterJob, type SyncResult } from './cluster-job.ts';
@@ -53,8 +60,10 @@ export interface SyncDependencies {
   readonly statusPageUrl: string | undefined;
   /** Per-cluster state for the status page and /api/clusters. */
   readonly state: ClusterStateStore;
-  /** Repositories seen in webhooks, for the resync (which has none). */
+  /** Registered repositories' ids and installations, for the resync (which has no webhook). */
   readonly directory: RepositoryDirectory;
+  /** Clone URLs by repository id, from GitHub: never from job data. */
+  readonly repositories: RepositoryResolver;
 }
 
 export { RetryableSyncError, type SyncResult } from './cluster-job.ts';
@@ -72,14 +81,31 @@ export async function processSyncJob(
   run: JobRun = SINGLE_RUN,
 ): Promise<SyncResult> {
   const log = deps.logger.child({ deliveryId: job.deliveryId, repo: job.repository.fullName, sha: job.after });
-  const clusters = clustersForRepository(deps.registry, job.repository.fullName, job.branch);
-  if (clusters.length === 0) {
+  // Cheap first look by the job's own words; the clusters are chosen again from what GitHub says.
+  if (clustersForRepository(deps.registry, job.repository, job.branch).length === 0) {
     log.info({ branch: job.branch }, 'no cluster is registered for this repository and branch');
     return { sha: job.after, outcomes: [] };
   }
+  if (job.installationId === undefined) {
+    log.warn('the job names no installation: the App cannot reach its repository');
+    return { sha: job.after, outcomes: [] };
+  }
+  const repository = await deps.repositories.resolve(job.repository.id, job.installationId).catch(terminalSource);
+  const clusters = clustersForRepository(deps.registry, repository, job.branch);
+  if (clusters.length === 0) {
+    log.warn(
+      { reported: repository.fullName },
+      'GitHub names the repository differently: no cluster is registered for it',
+    );
+    return { sha: job.after, outcomes: [] };
+  }
+  const target = {
+    repository: { id: repository.id, fullName: repository.fullName },
+    installationId: job.installationId,
+  };
   const reporting = new CommitReporting(
     deps.reporter,
-    { repository: job.repository, installationId: job.installationId, sha: job.after },
+    { ...target, sha: job.after },
     coalescingKey(job),
     'sync',
     deps.statusPageUrl,
@@ -88,10 +114,13 @@ export async function processSyncJob(
   const shape = { reporting, run, log, notDone: 'not applied' };
   try {
     await reporting.jobStarted();
-    if (job.installationId !== undefined)
-      await deps.directory.remember({ repository: job.repository, installationId: job.installationId });
+    await deps.directory.remember(target);
     await mkdir(deps.workDir, { recursive: true });
-    const token = await deps.tokenFor(job.installationId);
+    const remote: Remote = {
+      repositoryId: repository.id,
+      cloneUrl: repository.cloneUrl,
+      token: await deps.tokenFor(job.installationId),
+    };
     return await runClusterJob({
       ...shape,
       sha: job.after,
@@ -106,24 +135,37 @@ export async function processSyncJob(
             waitMs: deps.engine.lockWaitMs,
           },
           (lock) =>
-            syncCluster(job, cluster, deps, token, {
+            syncCluster(job, cluster, deps, remote, {
               assertLockHeld: () => lock.assertHeld(),
               started: () => reporting.clusterStarted(cluster.name),
             }),
         ),
-      recorded: (cluster, outcome) => recordState(deps.state, cluster, job, outcome),
+      recorded: (cluster, outcome) => recordState(deps.state, cluster, job, repository, outcome),
     });
   } catch (error) {
     return failClusterJob(error, shape);
   }
 }
 
+/** A repository that cannot be resolved, or resolves off the GitHub host, will not resolve on a retry either. */
+export function terminalSource(error: unknown): never {
+  if (error instanceof RepositoryNotFoundError || error instanceof ForeignCloneUrlError)
+    throw new UnrecoverableError(error.message);
+  throw error;
+}
+
 /** The status page's view of a cluster after a sync; nothing for a commit that does not concern it. */
-async function recordState(state: ClusterStateStore, cluster: ClusterEntry, job: SyncJob, outcome: ClusterOutcome) {
+async function recordState(
+  state: ClusterStateStore,
+  cluster: ClusterEntry,
+  job: SyncJob,
+  repository: ResolvedRepository,
+  outcome: ClusterOutcome,
+) {
   if (outcome.status === 'unchanged') return;
   const at = new Date().toISOString();
   const sha = job.after;
-  const repoUrl = webUrlOf(job.repository.cloneUrl);
+  const repoUrl = webUrlOf(repository.cloneUrl);
   await state.update(clusterBase(cluster), {
     lastSync: { sha, status: outcome.status, description: outcome.description, at },
     reconciled: { sha, status: outcome.status, description: outcome.description, at },
@@ -147,7 +189,7 @@ async function syncCluster(
   job: SyncJob,
   cluster: ClusterEntry,
   deps: SyncDependencies,
-  token: string | undefined,
+  remote: Remote,
   hooks: { readonly assertLockHeld: () => Promise<void>; readonly started: () => void },
 ): Promise<ClusterOutcome> {
   const started = Date.now();
@@ -155,10 +197,10 @@ async function syncCluster(
   const inventory = await readInventory(client, cluster.name);
   const plan = await planSync({
     job,
+    remote,
     clusters: [cluster],
     appliedSha: () => inventory?.revision || undefined,
     mirror: deps.mirror,
-    token,
     workDir: deps.workDir,
   });
   try {

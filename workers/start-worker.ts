@@ -10,6 +10,7 @@ import { resolveKustomize } from '../src/engine/render-cluster.ts';
 import { GitHubApp } from '../src/github/github-app.ts';
 import { loadAppCredentials } from '../src/github/load-app-credentials.ts';
 import { createRepositoryDirectory } from '../src/github/repository-directory.ts';
+import { createRepositoryResolver } from '../src/github/repository-resolver.ts';
 import type { Logger } from '../src/logging/create-logger.ts';
 import { createJobProducer } from '../src/queue/job-producer.ts';
 import { type PlumblineJob, QUEUE_NAMES, type ResyncJob } from '../src/queue/jobs.ts';
@@ -83,7 +84,11 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
   });
   const deps: SyncDependencies = {
     registry,
-    mirror: new GitMirror({ cacheDir: join(options.cacheDir, 'mirrors'), timeoutMs: 120_000 }),
+    mirror: new GitMirror({
+      cacheDir: join(options.cacheDir, 'mirrors'),
+      timeoutMs: 120_000,
+      allowedOrigin: options.githubWebUrl,
+    }),
     workDir: join(options.cacheDir, 'work'),
     tokenFor: async (installationId: number | undefined) =>
       installationId === undefined ? undefined : app.installationToken(installationId),
@@ -97,6 +102,7 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
     statusPageUrl: options.publicUrl,
     state: createClusterStateStore(redis, options.queuePrefix),
     directory: createRepositoryDirectory(redis, options.queuePrefix, app),
+    repositories: createRepositoryResolver({ redis, prefix: options.queuePrefix, app, webUrl: options.githubWebUrl }),
   };
   const producer = createJobProducer(redis, {
     prefix: options.queuePrefix,

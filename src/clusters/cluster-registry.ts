@@ -9,6 +9,11 @@ export interface ClusterEntry {
   readonly name: string;
   /** `owner/name` of the only repository that may target this cluster. */
   readonly repo: string;
+  /**
+   * GitHub's id of that repository, when the operator pins it: then only that id matches (a rename keeps
+   * working, a new repository under the old name does not). Without it, the name GitHub reports is compared.
+   */
+  readonly repoId: number | undefined;
   /** Folder rendered for this cluster, relative to the repository root. */
   readonly path: string;
   /** Pushes to this branch are applied. */
@@ -75,6 +80,7 @@ const clusterSchema = z
   .object({
     name: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be lowercase letters, digits and dashes'),
     repo: z.string().regex(/^[\w.-]+\/[\w.-]+$/, 'must be owner/name'),
+    repoId: z.number().int().positive().optional(),
     path: relativePath,
     branch: z
       .string()
@@ -140,6 +146,7 @@ export function parseClusterRegistry(text: string, source = 'cluster registry'):
     (c): ClusterEntry => ({
       name: c.name,
       repo: c.repo,
+      repoId: c.repoId,
       path: c.path,
       branch: c.branch,
       kubeconfig: c.kubeconfig,
@@ -181,13 +188,25 @@ export async function loadClusterRegistry(file: string): Promise<ClusterRegistry
   return parseClusterRegistry(await readFile(file, 'utf8'), file);
 }
 
+/** Whether a repository, as GitHub reports it, is the one a cluster entry registered: by id when pinned, else by name. */
+export function matchesRepository(
+  cluster: ClusterEntry,
+  repository: { readonly id: number; readonly fullName: string },
+) {
+  if (cluster.repoId !== undefined) return cluster.repoId === repository.id;
+  return cluster.repo.toLowerCase() === repository.fullName.toLowerCase();
+}
+
 /**
- * The clusters a repository may reach: names are compared case-insensitively, as GitHub treats them.
- * With `branch`, only the clusters that deploy from that branch.
+ * The clusters a repository may reach: names are compared case-insensitively, as GitHub treats them;
+ * entries that pin `repoId` match that id only. With `branch`, only the clusters that deploy from that branch.
  */
-export function clustersForRepository(registry: ClusterRegistry, fullName: string, branch?: string): ClusterEntry[] {
-  const wanted = fullName.toLowerCase();
+export function clustersForRepository(
+  registry: ClusterRegistry,
+  repository: { readonly id: number; readonly fullName: string },
+  branch?: string,
+): ClusterEntry[] {
   return registry.clusters.filter(
-    (c) => c.repo.toLowerCase() === wanted && (branch === undefined || c.branch === branch),
+    (c) => matchesRepository(c, repository) && (branch === undefined || c.branch === branch),
   );
 }

@@ -15,6 +15,11 @@ export interface EnvOptions {
   readonly githubPrivateKey: string | undefined;
   readonly githubPrivateKeyPath: string | undefined;
   readonly githubApiUrl: string;
+  /**
+   * GitHub's web origin: clone URLs must be on it, and the installation token is sent nowhere else.
+   * Default: github.com for api.github.com, else the API URL's origin (Enterprise Server, the stand-in).
+   */
+  readonly githubWebUrl: string;
   readonly clustersFile: string | undefined;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** How long a push waits for a newer push to the same branch to replace it (burst coalescing). */
@@ -40,6 +45,8 @@ export interface EnvOptions {
    */
   readonly statusPage: 'off' | 'public' | 'token';
   readonly statusPageToken: string | undefined;
+  /** Webhook bodies one receiver reads at once; more get 503 with Retry-After (each may hold up to 25 MB). */
+  readonly maxInflightBodies: number;
   /** Largest render output (kustomize's stdout, a manifest file) a worker accepts, in bytes. */
   readonly renderMaxBytes: number;
 }
@@ -60,6 +67,7 @@ const schema = z.object({
   GITHUB_PRIVATE_KEY: z.string().min(1).optional(),
   GITHUB_PRIVATE_KEY_PATH: z.string().min(1).optional(),
   GITHUB_API_URL: z.url().default('https://api.github.com'),
+  GITHUB_WEB_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
   PLUMBLINE_CLUSTERS: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   PLUMBLINE_PUSH_COALESCE_MS: integer(0, 60_000).default(250),
@@ -72,6 +80,7 @@ const schema = z.object({
   PLUMBLINE_WORKER_HEALTH_PORT: integer(0, 65_535).optional(),
   PLUMBLINE_STATUS_PAGE: z.enum(['off', 'public', 'token']).default('public'),
   PLUMBLINE_STATUS_PAGE_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  PLUMBLINE_MAX_INFLIGHT_BODIES: integer(1, 1_024).default(8),
   PLUMBLINE_RENDER_MAX_BYTES: integer(1_024, 4 * 1024 ** 3).default(64 * 1024 ** 2),
 });
 
@@ -105,6 +114,7 @@ export function readEnvOptions(env: NodeJS.ProcessEnv = process.env): EnvOptions
     githubPrivateKey: e.GITHUB_PRIVATE_KEY,
     githubPrivateKeyPath: e.GITHUB_PRIVATE_KEY_PATH,
     githubApiUrl: e.GITHUB_API_URL.replace(/\/+$/, ''),
+    githubWebUrl: new URL(e.GITHUB_WEB_URL ?? defaultWebUrl(e.GITHUB_API_URL)).origin,
     clustersFile: e.PLUMBLINE_CLUSTERS,
     logLevel: e.LOG_LEVEL,
     pushCoalesceMs: e.PLUMBLINE_PUSH_COALESCE_MS,
@@ -117,8 +127,15 @@ export function readEnvOptions(env: NodeJS.ProcessEnv = process.env): EnvOptions
     workerHealthPort: e.PLUMBLINE_WORKER_HEALTH_PORT,
     statusPage: e.PLUMBLINE_STATUS_PAGE,
     statusPageToken: e.PLUMBLINE_STATUS_PAGE_TOKEN,
+    maxInflightBodies: e.PLUMBLINE_MAX_INFLIGHT_BODIES,
     renderMaxBytes: e.PLUMBLINE_RENDER_MAX_BYTES,
   });
+}
+
+/** `https://api.github.com` → `https://github.com`; Enterprise Server's `https://HOST/api/v3` → `https://HOST`. */
+function defaultWebUrl(apiUrl: string): string {
+  const url = new URL(apiUrl);
+  return url.hostname === 'api.github.com' ? 'https://github.com' : url.origin;
 }
 
 /** The webhook secret, or a ConfigError naming the variable: the receiver cannot verify anything without it. */

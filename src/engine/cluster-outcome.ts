@@ -35,7 +35,8 @@ export type ClusterOutcome =
       readonly description: string;
     }
   | {
+      /** `not-previewed`: a fork's pull request on a cluster that does not preview forks; nothing was touched. */
       readonly cluster: string;
-      readonly status: 'unchanged' | 'superseded' | 'suspended';
+      readonly status: 'unchanged' | 'superseded' | 'suspended' | 'not-previewed';
       readonly description: string;
     };

@@ -186,6 +186,11 @@ export class GitHubStandIn {
     return `${this.origin}/api/v3`;
   }
 
+  /** The web origin, as `GITHUB_WEB_URL` names it: clone URLs live here. */
+  get webUrl(): string {
+    return this.origin;
+  }
+
   async start(): Promise<this> {
     await mkdir(join(this.options.rootDir, 'git'), { recursive: true });
     const server = createServer((req, res) => {
@@ -370,20 +375,27 @@ export class GitHubStandIn {
         },
       };
     },
-    'GET /repos/{owner}/{repo}': async (match, req) => {
-      const repository = this.authorizedRepository(req, `${match.params.owner}/${match.params.repo}`);
-      if (!repository) return { status: 404, body: { message: 'Not Found' } };
+    'GET /installation/repositories': async (_match, req) => {
+      const installationId = this.tokenOwner(req);
+      if (installationId === undefined) return { status: 401, body: { message: 'Bad credentials' } };
+      const reachable = [...(this.installations.get(installationId) ?? [])]
+        .map((key) => this.repositories.get(key))
+        .filter((r): r is StandInRepository => r !== undefined)
+        .sort((a, b) => a.id - b.id);
+      const page = paginate(reachable, new URL(req.url ?? '/', this.origin));
       return {
         status: 200,
         body: {
-          id: repository.id,
-          name: repository.name,
-          full_name: repository.fullName,
-          clone_url: repository.cloneUrl,
-          default_branch: 'main',
-          private: true,
+          total_count: reachable.length,
+          repositories: page.items.map((repository) => this.repositoryBody(repository)),
         },
+        headers: page.next ? { link: `<${page.next}>; rel="next"` } : {},
       };
+    },
+    'GET /repos/{owner}/{repo}': async (match, req) => {
+      const repository = this.authorizedRepository(req, `${match.params.owner}/${match.params.repo}`);
+      if (!repository) return { status: 404, body: { message: 'Not Found' } };
+      return { status: 200, body: this.repositoryBody(repository) };
     },
     'POST /repos/{owner}/{repo}/statuses/{sha}': async (match, req, body) => {
       const repository = this.authorizedRepository(req, `${match.params.owner}/${match.params.repo}`);
@@ -525,6 +537,19 @@ export class GitHubStandIn {
     const id = this.checkSuites.get(commitKey) ?? 9000 + this.checkSuites.size;
     this.checkSuites.set(commitKey, id);
     return id;
+  }
+
+  private repositoryBody(repository: StandInRepository): Record<string, unknown> {
+    return {
+      id: repository.id,
+      name: repository.name,
+      full_name: repository.fullName,
+      owner: { login: repository.owner },
+      clone_url: repository.cloneUrl,
+      html_url: `${this.origin}/${repository.fullName}`,
+      default_branch: 'main',
+      private: true,
+    };
   }
 
   private statusBody(repository: StandInRepository, status: StandInStatus): Record<string, unknown> {

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { z } from 'zod';
 import type { RepositoryRef } from '../queue/jobs.ts';
 import type { GitHubApp } from './github-app.ts';
 
@@ -7,7 +8,10 @@ export interface KnownRepository {
   readonly installationId: number;
 }
 
-/** Where a registered repository lives and which installation reaches it, for work without a webhook. */
+/**
+ * Which repository id and installation a registered repository name stands for, for work without a
+ * webhook (the resync). Clone URLs are not kept here: workers resolve them by id (repository-resolver.ts).
+ */
 export interface RepositoryDirectory {
   /** What a webhook said about a repository: the cheapest source, kept for the resync. */
   remember(known: KnownRepository): Promise<void>;
@@ -15,6 +19,20 @@ export interface RepositoryDirectory {
 }
 
 const TTL_SECONDS = 24 * 60 * 60;
+
+const knownSchema = z.object({
+  repository: z.object({ id: z.number().int(), fullName: z.string().min(1) }),
+  installationId: z.number().int(),
+});
+
+function parseJson(text: string | null): unknown {
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Repositories by full name: from webhooks when one arrived, else from GitHub (the App's
@@ -31,8 +49,8 @@ export function createRepositoryDirectory(
       await redis.set(keyOf(known.repository.fullName), JSON.stringify(known), 'EX', TTL_SECONDS);
     },
     async lookup(fullName) {
-      const cached = await redis.get(keyOf(fullName));
-      if (cached) return JSON.parse(cached) as KnownRepository;
+      const cached = knownSchema.safeParse(parseJson(await redis.get(keyOf(fullName))));
+      if (cached.success) return cached.data;
       const [owner, repo] = fullName.split('/') as [string, string];
       let installationId: number;
       try {
@@ -44,7 +62,7 @@ export function createRepositoryDirectory(
       }
       const found = await app.installationOctokit(installationId).request('GET /repos/{owner}/{repo}', { owner, repo });
       const known: KnownRepository = {
-        repository: { id: Number(found.data.id), fullName: found.data.full_name, cloneUrl: found.data.clone_url },
+        repository: { id: Number(found.data.id), fullName: found.data.full_name },
         installationId,
       };
       await directory.remember(known);

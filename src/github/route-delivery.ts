@@ -37,7 +37,9 @@ export class PayloadError extends Error {
 const ZERO_SHA = /^0{40}$/;
 const sha = z.string().regex(/^[0-9a-f]{40}$/, 'must be a 40-character commit SHA');
 
-const repositorySchema = z.object({ id: z.number().int(), full_name: z.string().min(1), clone_url: z.string().min(1) });
+const repositorySchema = z.object({ id: z.number().int(), full_name: z.string().min(1) });
+/** A pull request's head (or base) repository; null when the fork was deleted. */
+const prRepositorySchema = z.object({ id: z.number().int() }).nullable().optional();
 const installationSchema = z.object({ id: z.number().int() }).optional().nullable();
 
 const pushSchema = z.object({
@@ -53,15 +55,18 @@ const pushSchema = z.object({
 const pullRequestSchema = z.object({
   action: z.string(),
   number: z.number().int(),
-  pull_request: z.object({ head: z.object({ sha }), base: z.object({ ref: z.string().min(1) }) }),
+  pull_request: z.object({
+    head: z.object({ sha, repo: prRepositorySchema }),
+    base: z.object({ ref: z.string().min(1) }),
+  }),
   repository: repositorySchema,
   installation: installationSchema,
 });
 
 const pullRequestRefSchema = z.object({
   number: z.number().int(),
-  head: z.object({ sha: z.string() }),
-  base: z.object({ ref: z.string() }),
+  head: z.object({ sha: z.string(), repo: prRepositorySchema }),
+  base: z.object({ ref: z.string(), repo: prRepositorySchema }),
 });
 
 const checkSchema = z.object({
@@ -132,8 +137,11 @@ function parse<T>(schema: z.ZodType<T>, payload: unknown, event: string): T {
 }
 
 function repositoryRef(repository: z.infer<typeof repositorySchema>): RepositoryRef {
-  return { id: repository.id, fullName: repository.full_name, cloneUrl: repository.clone_url };
+  return { id: repository.id, fullName: repository.full_name };
 }
+
+/** The head's repository id; a head whose repository is gone (a deleted fork) is null, never the base's. */
+const headRepositoryId = (repo: z.infer<typeof prRepositorySchema>): number | null => repo?.id ?? null;
 
 /** Maps a verified GitHub delivery to what Plumbline should do about it. Pure. */
 export function routeDelivery(event: string, payload: unknown, context: DeliveryContext): Route {
@@ -216,6 +224,7 @@ function routePullRequest(p: z.infer<typeof pullRequestSchema>, context: Deliver
     installationId: p.installation?.id,
     number: p.number,
     headSha: p.pull_request.head.sha,
+    headRepositoryId: headRepositoryId(p.pull_request.head.repo),
     baseBranch: p.pull_request.base.ref,
     receivedAt: context.receivedAt,
   };
@@ -244,6 +253,7 @@ function routeRerun(
           installationId,
           number: pr.number,
           headSha,
+          headRepositoryId: headRepositoryId(pr.head.repo),
           baseBranch: pr.base.ref,
           receivedAt: context.receivedAt,
         }),

@@ -1,11 +1,14 @@
 /** Job payloads: only what a worker needs to pull and apply the commit. Never a token or a secret. */
 
+/**
+ * A repository as a job names it. No clone URL: a worker resolves that itself from the id (see
+ * repository-resolver.ts), so nothing written into Redis decides where the installation token goes.
+ */
 export interface RepositoryRef {
   /** GitHub's numeric id: stable across renames, so it keys everything per repository. */
   readonly id: number;
+  /** For logs only; clusters are matched against the name GitHub reports for the id. */
   readonly fullName: string;
-  /** As GitHub reports it, so Enterprise Server and local stand-ins work unchanged. */
-  readonly cloneUrl: string;
 }
 
 /** Reconcile the clusters a branch deploys to, at `after`. */
@@ -34,6 +37,11 @@ export interface PreviewJob {
   readonly deliveryId: string;
   /** The base repository: a fork's head commit is fetched from it through `refs/pull/<n>/head`. */
   readonly repository: RepositoryRef;
+  /**
+   * Where the head commit lives: the base repository's id for a branch of it, a fork's id, or null when
+   * the fork was deleted. Anything but the base repository is a fork (invariant 9).
+   */
+  readonly headRepositoryId: number | null;
   readonly installationId: number | undefined;
   readonly number: number;
   readonly headSha: string;

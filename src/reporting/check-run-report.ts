@@ -54,7 +54,7 @@ export function completedCheckRun(outcome: ClusterOutcome, sha: string): CheckRu
   const status = clusterStatusText(outcome);
   if (!status) return undefined;
   const conclusion: CheckConclusion =
-    outcome.status === 'superseded' || outcome.status === 'suspended'
+    outcome.status === 'superseded' || outcome.status === 'suspended' || outcome.status === 'not-previewed'
       ? 'neutral'
       : status.state === 'success'
         ? 'success'

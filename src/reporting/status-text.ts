@@ -41,7 +41,8 @@ export function pendingText(mode: ReportMode): StatusText {
  * The final status of a cluster for an outcome, or undefined when the commit does not concern it.
  * An applied commit fails when a rollout failed; objects still progressing at the deadline do not.
  * A superseded commit succeeds: the newer, applied commit contains it. A suspended cluster is an
- * `error`: the commit is fine, but it is not live there.
+ * `error`: the commit is fine, but it is not live there. A fork's pull request that a cluster does not
+ * preview is an `error` too: nothing was checked.
  */
 export function clusterStatusText(outcome: ClusterOutcome): StatusText | undefined {
   switch (outcome.status) {
@@ -60,6 +61,10 @@ export function clusterStatusText(outcome: ClusterOutcome): StatusText | undefin
     case 'superseded':
       return { state: 'success', description: fitDescription(outcome.description) };
     case 'suspended':
+      return { state: 'error', description: fitDescription(outcome.description) };
+    // Not a verdict on the commit, and not a pass either: a required `plumbline` check stays unmet
+    // until a maintainer pushes the change to a branch of the repository (or the operator opts in).
+    case 'not-previewed':
       return { state: 'error', description: fitDescription(outcome.description) };
     case 'unchanged':
       return undefined;
@@ -106,5 +111,6 @@ const VERBS: Record<string, string> = {
   error: 'unreachable',
   superseded: 'superseded',
   suspended: 'suspended',
+  'not-previewed': 'not previewed (fork)',
   unaffected: 'unaffected',
 };

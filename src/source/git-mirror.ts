@@ -1,4 +1,4 @@
-import { access, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type CommandResult, runCommand } from '../support/run-command.ts';
 
@@ -12,10 +12,24 @@ export class GitError extends Error {
   override readonly name = 'GitError';
 }
 
+/** The remote is not on the GitHub host the worker was configured with: nothing is sent to it. */
+export class ForeignRemoteError extends Error {
+  override readonly name = 'ForeignRemoteError';
+}
+
 export interface GitMirrorOptions {
   /** Bare mirrors live in `<cacheDir>/<repository id>.git`, one per repository, shared by the workers of a machine. */
   readonly cacheDir: string;
   readonly timeoutMs: number;
+  /**
+   * The only origin git may contact (GitHub's web origin, e.g. `https://github.com`): a second wall behind
+   * the repository resolver, so the installation token is never sent to another host. Unset: any (tests).
+   */
+  readonly allowedOrigin?: string;
+  /** A mirror larger than this is dropped and fetched anew, shallow (default 2 GiB). */
+  readonly maxMirrorBytes?: number;
+  /** More pack files than this are repacked into one, unreachable objects kept (default 64). */
+  readonly maxPacks?: number;
 }
 
 export interface Remote {
@@ -53,6 +67,41 @@ export class GitMirror {
     }
     const result = await this.fetchFromRemote(remote, '--depth=1', sha);
     if (result.code !== 0) throw fetchError(result, remote, sha);
+    await this.maintain(remote.repositoryId);
+  }
+
+  /**
+   * Keeps a mirror bounded. Every fetch adds a pack and nothing is ever collected (fetched commits have no
+   * refs), so: many packs are repacked into one (keeping unreachable objects), and a mirror past its size
+   * cap is dropped — the next fetch rebuilds it at depth 1, which costs one commit's objects.
+   */
+  async maintain(repositoryId: number): Promise<'kept' | 'repacked' | 'dropped'> {
+    const mirror = this.pathOf(repositoryId);
+    const packs = await packFiles(mirror);
+    const bytes = packs.reduce((sum, p) => sum + p.bytes, 0);
+    if (bytes > (this.options.maxMirrorBytes ?? 2 * 1024 ** 3)) {
+      // Renamed under the mirror's lock, so no fetch runs into a half-deleted directory.
+      const trash = `${mirror}.dropped-${process.pid}-${Date.now()}`;
+      const moved = await this.lockedCommand(mirror, 'mv', ['--no-target-directory', mirror, trash]);
+      if (moved.code !== 0) throw new GitError(`could not drop the mirror: ${firstLine(moved.stderr)}`);
+      await rm(trash, { recursive: true, force: true });
+      return 'dropped';
+    }
+    if (packs.length > (this.options.maxPacks ?? 64)) {
+      const result = await this.locked(mirror, [
+        '-C',
+        mirror,
+        ...noGc,
+        'repack',
+        '-a',
+        '-d',
+        '-q',
+        '--keep-unreachable',
+      ]);
+      if (result.code !== 0) throw new GitError(`git repack failed: ${firstLine(result.stderr)}`);
+      return 'repacked';
+    }
+    return 'kept';
   }
 
   /** True when `ancestor` is in `descendant`'s history, deepening the shallow mirror only as far as needed. */
@@ -84,6 +133,7 @@ export class GitMirror {
     if (branch.startsWith('-') || /[\s\\~^:?*[]|\.\.|@\{/.test(branch))
       throw new GitError(`not a branch name: ${branch}`);
     const ref = `refs/heads/${branch}`;
+    this.assertAllowed(remote.cloneUrl);
     const result = await runCommand('git', ['ls-remote', '--quiet', remote.cloneUrl, ref], {
       env: { ...baseEnv, ...credentialEnv({ ...remote, repositoryId: 0 }) },
       timeoutMs: this.options.timeoutMs,
@@ -139,8 +189,22 @@ export class GitMirror {
     return result.stdout.toString().trim() === 'true';
   }
 
+  private assertAllowed(cloneUrl: string): void {
+    const allowed = this.options.allowedOrigin;
+    if (allowed === undefined) return;
+    let origin: string | undefined;
+    try {
+      origin = new URL(cloneUrl).origin;
+    } catch {
+      origin = undefined;
+    }
+    if (origin !== new URL(allowed).origin)
+      throw new ForeignRemoteError('refusing to contact a git remote outside the configured GitHub host');
+  }
+
   /** One `git fetch` of a commit from the remote, `how` deep; never writes refs or FETCH_HEAD. */
   private fetchFromRemote(remote: Remote, how: string, sha: string): Promise<CommandResult> {
+    this.assertAllowed(remote.cloneUrl);
     const mirror = this.pathOf(remote.repositoryId);
     const args = [
       '-C',
@@ -159,17 +223,30 @@ export class GitMirror {
 
   /** Runs git under the mirror's exclusive lock (util-linux `flock`: released by the kernel if we crash). */
   private locked(mirror: string, args: readonly string[], remote?: Remote): Promise<CommandResult> {
-    const env = remote ? credentialEnv(remote) : {};
-    // --no-fork: flock execs git, so a timeout's SIGKILL ends git and releases the lock with it.
+    return this.lockedCommand(mirror, 'git', args, remote ? credentialEnv(remote) : {});
+  }
+
+  private lockedCommand(
+    mirror: string,
+    command: string,
+    args: readonly string[],
+    env: Record<string, string> = {},
+  ): Promise<CommandResult> {
+    // --no-fork: flock execs the command, so a timeout's SIGKILL ends it and releases the lock with it.
     return runCommand(
       'flock',
-      ['--no-fork', '--wait', String(Math.ceil(this.options.timeoutMs / 1000)), `${mirror}.lock`, 'git', ...args],
-      {
-        env: { ...baseEnv, ...env },
-        timeoutMs: this.options.timeoutMs,
-      },
+      ['--no-fork', '--wait', String(Math.ceil(this.options.timeoutMs / 1000)), `${mirror}.lock`, command, ...args],
+      { env: { ...baseEnv, ...env }, timeoutMs: this.options.timeoutMs },
     );
   }
+}
+
+/** Pack files of a mirror with their sizes (none for a mirror that does not exist yet). */
+async function packFiles(mirror: string): Promise<{ name: string; bytes: number }[]> {
+  const dir = join(mirror, 'objects', 'pack');
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const packs = names.filter((n) => n.endsWith('.pack'));
+  return Promise.all(packs.map(async (name) => ({ name, bytes: (await stat(join(dir, name))).size })));
 }
 
 /** The mirror never garbage-collects on its own: objects fetched without a ref must stay. */
@@ -192,11 +269,14 @@ export function credentialEnv(remote: Remote): Record<string, string> {
   if (!remote.token) return {};
   const basic = Buffer.from(`x-access-token:${remote.token}`).toString('base64');
   return {
-    GIT_CONFIG_COUNT: '2',
+    GIT_CONFIG_COUNT: '3',
     GIT_CONFIG_KEY_0: `http.${remote.cloneUrl}.extraHeader`,
     GIT_CONFIG_VALUE_0: `Authorization: Basic ${basic}`,
     GIT_CONFIG_KEY_1: 'credential.helper',
     GIT_CONFIG_VALUE_1: '',
+    // A redirect could lead the request (and its header) to another host: GitHub's clone URLs never redirect.
+    GIT_CONFIG_KEY_2: 'http.followRedirects',
+    GIT_CONFIG_VALUE_2: 'false',
   };
 }
 

@@ -6,7 +6,7 @@ export type HistoryVerdict =
   | { readonly allowed: true; readonly reason: 'first-apply' | 'fast-forward' | 'same-commit' | 'rewrite-allowed' }
   | {
       readonly allowed: false;
-      readonly reason: 'forced-push' | 'not-a-descendant' | 'superseded';
+      readonly reason: 'forced-push' | 'not-a-descendant' | 'superseded' | 'not-on-branch';
       readonly message: string;
     };
 
@@ -20,10 +20,22 @@ export interface HistoryFacts {
   readonly descends: boolean | undefined;
   /** Whether `candidate` is an ancestor of `applied`: an older commit arriving late. */
   readonly older?: boolean;
+  /**
+   * Whether `candidate` is on the deployed branch now (its head or an ancestor of it); undefined when a
+   * push payload vouches for it. A commit off the branch is never applied, rewrites allowed or not.
+   */
+  readonly onBranch?: boolean | undefined;
   readonly allowHistoryRewrite: boolean;
 }
 
 export function judgeHistory(facts: HistoryFacts): HistoryVerdict {
+  if (facts.onBranch === false) {
+    return {
+      allowed: false,
+      reason: 'not-on-branch',
+      message: `refused: ${short(facts.candidate)} is not on the deployed branch`,
+    };
+  }
   if (facts.applied === facts.candidate) return { allowed: true, reason: 'same-commit' };
   // Never an older commit over a newer one (invariant 3) — and that is not the commit's fault.
   if (facts.applied !== undefined && facts.older === true && !facts.forced) {

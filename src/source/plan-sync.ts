@@ -29,41 +29,46 @@ export interface SyncPlan {
 }
 
 export interface PlanSyncInput {
-  readonly job: Pick<SyncJob, 'repository' | 'after' | 'before' | 'forced'>;
+  readonly job: Pick<SyncJob, 'trigger' | 'branch' | 'after' | 'before' | 'forced'>;
+  /** Where the commit is fetched from: the repository as GitHub reports it for the job's id. */
+  readonly remote: Remote;
   /** The registered clusters for the job's repository and branch. */
   readonly clusters: readonly ClusterEntry[];
   readonly appliedSha: (cluster: ClusterEntry) => string | undefined;
   readonly mirror: GitMirror;
-  readonly token: string | undefined;
   /** Scratch folder for exported trees. */
   readonly workDir: string;
 }
 
 /**
- * Source side of a sync: pulls exactly the pushed commit, applies the history guard per cluster, and
- * decides which clusters the commit affects. Nothing here touches a cluster.
+ * Source side of a sync: pulls exactly the commit, applies the history guard per cluster, and decides
+ * which clusters the commit affects. Nothing here touches a cluster.
+ *
+ * The guard holds on every path (invariant 10). Ancestry over the applied commit is proven from Git,
+ * except for a real push payload, where GitHub's own `forced: false` with `before` = the applied commit
+ * already says so. A re-run or a resync also proves the commit is still on the branch: GitHub names any
+ * commit a check ran on (a fork's, a deleted branch's), and a branch may have moved since the job was queued.
  */
 export async function planSync(input: PlanSyncInput): Promise<SyncPlan> {
-  const { job, mirror } = input;
-  const remote: Remote = { repositoryId: job.repository.id, cloneUrl: job.repository.cloneUrl, token: input.token };
+  const { job, mirror, remote } = input;
   await mirror.fetch(remote, job.after);
   const treeDir = await mkdtemp(join(input.workDir, `tree-${job.after.slice(0, 12)}-`));
   const cleanup = () => rm(treeDir, { recursive: true, force: true });
   try {
-    await mirror.exportTree(job.repository.id, job.after, treeDir);
+    await mirror.exportTree(remote.repositoryId, job.after, treeDir);
     const plans: ClusterPlan[] = [];
     const allowed: ClusterEntry[] = [];
+    const onBranch = job.trigger === 'push' ? undefined : await isOnBranch(mirror, remote, job.branch, job.after);
     for (const cluster of input.clusters) {
       const applied = input.appliedSha(cluster);
       // An applied commit that no longer exists upstream (history rewritten, repository replaced) cannot be
       // an ancestor: the guard refuses unless the operator allows rewrites.
       const appliedExists = applied === undefined || (await present(() => mirror.fetch(remote, applied)));
+      const githubSaysDescends = job.trigger === 'push' && job.before === applied && !job.forced;
       const descends =
         applied === undefined || applied === job.after
           ? undefined
-          : appliedExists &&
-            // GitHub guarantees a non-forced push descends from `before`: no history needed then.
-            ((job.before === applied && !job.forced) || (await mirror.isAncestor(remote, applied, job.after)));
+          : appliedExists && (githubSaysDescends || (await mirror.isAncestor(remote, applied, job.after)));
       const older =
         applied !== undefined && appliedExists && descends === false
           ? await mirror.isAncestor(remote, job.after, applied)
@@ -74,6 +79,7 @@ export async function planSync(input: PlanSyncInput): Promise<SyncPlan> {
         forced: job.forced,
         descends,
         older,
+        onBranch,
         allowHistoryRewrite: cluster.allowHistoryRewrite,
       });
       if (verdict.allowed) allowed.push(cluster);
@@ -86,7 +92,7 @@ export async function planSync(input: PlanSyncInput): Promise<SyncPlan> {
       tree: fsTreeReader(treeDir),
       changedPaths: async (from, to) => {
         if (!(await present(() => mirror.fetch(remote, from)))) return 'unknown';
-        return mirror.changedPaths(job.repository.id, from, to);
+        return mirror.changedPaths(remote.repositoryId, from, to);
       },
     });
     for (const a of affected)
@@ -99,6 +105,13 @@ export async function planSync(input: PlanSyncInput): Promise<SyncPlan> {
     await cleanup();
     throw error;
   }
+}
+
+/** Whether `sha` is the branch's head upstream or one of its ancestors (false when the branch is gone). */
+async function isOnBranch(mirror: GitMirror, remote: Remote, branch: string, sha: string): Promise<boolean> {
+  const head = await mirror.headOf(remote, branch);
+  if (head === undefined) return false;
+  return head === sha || mirror.isAncestor(remote, sha, head);
 }
 
 /** False when the commit does not exist upstream; any other failure is thrown (it may be worth a retry). */

@@ -23,6 +23,7 @@ describe('the cluster registry', () => {
       {
         name: 'gcp-production',
         repo: 'acme/platform-gitops',
+        repoId: undefined,
         path: 'clusters/gcp/production',
         branch: 'main',
         kubeconfig: '/etc/plumbline/kubeconfigs/gcp-production',
@@ -34,9 +35,45 @@ describe('the cluster registry', () => {
         allowHistoryRewrite: false,
         onConflict: 'takeOwnership',
         maxPruneShare: 0.5,
+        limits: { namespaces: undefined, clusterScoped: undefined, deniedKinds: [], serviceAccount: undefined },
+        previewForks: false,
       },
       expect.objectContaining({ name: 'aws-staging', path: 'clusters/aws/staging', inCluster: true, branch: 'main' }),
     ]);
+  });
+
+  it('parses tenancy limits, fork previews and a pinned repository id', () => {
+    const registry = parseClusterRegistry(`
+clusters:
+  - name: tenant
+    repo: acme/team-a
+    repoId: 4242
+    path: clusters/a
+    inCluster: true
+    namespaces: [podinfo, observability]
+    clusterScoped: [Namespace]
+    deniedKinds: [ValidatingWebhookConfiguration]
+    serviceAccount: tenants/team-a
+    previewForks: true
+`);
+    expect(registry.clusters[0]).toMatchObject({
+      repoId: 4242,
+      previewForks: true,
+      limits: {
+        namespaces: ['podinfo', 'observability'],
+        clusterScoped: ['Namespace'],
+        deniedKinds: ['ValidatingWebhookConfiguration'],
+        serviceAccount: 'tenants/team-a',
+      },
+    });
+  });
+
+  it('a pinned repository id matches that id only, whatever the name', () => {
+    const registry = parseClusterRegistry(
+      'clusters:\n  - {name: pinned, repo: acme/old-name, repoId: 7, path: ., inCluster: true}\n',
+    );
+    expect(clustersForRepository(registry, { id: 7, fullName: 'acme/renamed' }).map((c) => c.name)).toEqual(['pinned']);
+    expect(clustersForRepository(registry, { id: 8, fullName: 'acme/old-name' })).toEqual([]);
   });
 
   it('normalises paths, the repository root included', () => {
@@ -48,12 +85,12 @@ describe('the cluster registry', () => {
 
   it('lets a repository reach only the clusters registered for it', () => {
     const registry = parseClusterRegistry(valid);
-    expect(clustersForRepository(registry, 'acme/platform-gitops').map((c) => c.name)).toEqual([
+    expect(clustersForRepository(registry, { id: 1, fullName: 'acme/platform-gitops' }).map((c) => c.name)).toEqual([
       'gcp-production',
       'aws-staging',
     ]);
-    expect(clustersForRepository(registry, 'evil/platform-gitops')).toEqual([]);
-    expect(clustersForRepository(registry, 'acme/platform-gitops', 'release')).toEqual([]);
+    expect(clustersForRepository(registry, { id: 2, fullName: 'evil/platform-gitops' })).toEqual([]);
+    expect(clustersForRepository(registry, { id: 1, fullName: 'acme/platform-gitops' }, 'release')).toEqual([]);
   });
 
   it.each([

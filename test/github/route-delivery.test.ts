@@ -5,7 +5,7 @@ import { fakeSha, pushPayload } from '../support/github-delivery.ts';
 const context = { deliveryId: 'd-1', receivedAt: '2026-11-28T10:00:00.000Z' };
 
 describe('routeDelivery', () => {
-  it('turns a branch push into a sync job carrying exactly what a worker needs', () => {
+  it('turns a branch push into a sync job carrying exactly what a worker needs — and no clone URL (invariant 8)', () => {
     const route = routeDelivery('push', pushPayload({ after: fakeSha(2), before: fakeSha(1), forced: true }), context);
     expect(route).toEqual({
       kind: 'enqueue',
@@ -14,11 +14,7 @@ describe('routeDelivery', () => {
           type: 'sync',
           trigger: 'push',
           deliveryId: 'd-1',
-          repository: {
-            id: 4242,
-            fullName: 'acme/platform-gitops',
-            cloneUrl: 'https://github.com/acme/platform-gitops.git',
-          },
+          repository: { id: 4242, fullName: 'acme/platform-gitops' },
           installationId: 77,
           branch: 'main',
           before: fakeSha(1),
@@ -60,6 +56,43 @@ describe('routeDelivery', () => {
       repository: { id: 1, full_name: 'a/b', clone_url: 'https://x/a/b.git' },
     };
     expect(routeDelivery('pull_request', payload, context)).toMatchObject({ kind: 'cancel-previews', number: 12 });
+  });
+
+  it("records where a pull request's head lives: the base repository, a fork, or a deleted fork (null)", () => {
+    const pullRequest = (head: unknown) => ({
+      action: 'opened',
+      number: 3,
+      pull_request: { head: { sha: fakeSha(4), ...(head === undefined ? {} : { repo: head }) }, base: { ref: 'main' } },
+      repository: { id: 10, full_name: 'acme/gitops' },
+      installation: { id: 77 },
+    });
+    const headOf = (head: unknown) => {
+      const route = routeDelivery('pull_request', pullRequest(head), context);
+      return route.kind === 'enqueue' && route.jobs[0]?.type === 'preview' ? route.jobs[0].headRepositoryId : 'none';
+    };
+    expect(headOf({ id: 10 })).toBe(10);
+    expect(headOf({ id: 99 })).toBe(99);
+    expect(headOf(null)).toBeNull();
+    expect(headOf(undefined)).toBeNull();
+  });
+
+  it("a re-requested check's pull requests keep their heads' repositories", () => {
+    const payload = {
+      action: 'rerequested',
+      check_run: {
+        head_sha: fakeSha(5),
+        check_suite: { head_branch: 'feature' },
+        pull_requests: [
+          { number: 4, head: { sha: fakeSha(5), repo: { id: 99 } }, base: { ref: 'main', repo: { id: 10 } } },
+        ],
+      },
+      repository: { id: 10, full_name: 'acme/gitops' },
+      installation: { id: 77 },
+    };
+    expect(routeDelivery('check_run', payload, context)).toMatchObject({
+      kind: 'enqueue',
+      jobs: [{ type: 'preview', trigger: 'rerun', headRepositoryId: 99, number: 4 }],
+    });
   });
 
   it('keeps the repository set from installation events', () => {

@@ -82,7 +82,7 @@ describe('coalescing pushes end to end (receiver → Redis → worker)', () => {
         type: 'sync',
         trigger: 'push',
         deliveryId: 'lost-answer',
-        repository: { id: 790, fullName: 'acme/lost', cloneUrl: 'https://example.invalid/acme/lost.git' },
+        repository: { id: 790, fullName: 'acme/lost' },
         installationId: 1,
         branch: 'main',
         before: undefined,

@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { type ClusterEntry, parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
+import type { SyncJob } from '../../src/queue/jobs.ts';
 import { type ClusterPlan, planSync } from '../../src/source/plan-sync.ts';
 import {
   copyRepositoryFixture,
@@ -30,21 +31,28 @@ describe('planning a sync in a repository with the Portefaix layout', () => {
 
   const plan = async (
     after: string,
-    options: { before?: string; forced?: boolean; applied?: string; clusters?: ClusterEntry[] } = {},
+    options: {
+      before?: string;
+      forced?: boolean;
+      applied?: string;
+      clusters?: ClusterEntry[];
+      trigger?: SyncJob['trigger'];
+    } = {},
   ) => {
     const workDir = join(f.dir, 'work');
     await mkdir(workDir, { recursive: true });
     const result = await planSync({
       job: {
-        repository: { id: f.repository.id, fullName: f.repository.fullName, cloneUrl: f.repository.cloneUrl },
+        trigger: options.trigger ?? 'push',
+        branch: 'main',
         after,
         before: options.before,
         forced: options.forced ?? false,
       },
+      remote: await f.remote(),
       clusters: options.clusters ?? registry.clusters,
       appliedSha: () => options.applied ?? previous,
       mirror: f.mirror,
-      token: await f.app.installationToken(INSTALLATION_ID),
       workDir,
     });
     await result.cleanup();
@@ -70,16 +78,11 @@ describe('planning a sync in a repository with the Portefaix layout', () => {
 
   it('reconciles every cluster on its first apply', async () => {
     const result = await planSync({
-      job: {
-        repository: { id: f.repository.id, fullName: 'acme/platform-gitops', cloneUrl: f.repository.cloneUrl },
-        after: base,
-        before: undefined,
-        forced: false,
-      },
+      job: { trigger: 'push', branch: 'main', after: base, before: undefined, forced: false },
+      remote: await f.remote(),
       clusters: registry.clusters,
       appliedSha: () => undefined,
       mirror: f.mirror,
-      token: await f.app.installationToken(INSTALLATION_ID),
       workDir: f.dir,
     });
     await result.cleanup();
@@ -205,6 +208,64 @@ describe('planning a sync in a repository with the Portefaix layout', () => {
       'gcp-production': 'reconcile',
       'aws-staging': 'refuse:forced-push',
       'homelab-dev': 'refuse:forced-push',
+    });
+  });
+  describe('the history guard on paths without a push payload (invariant 10)', () => {
+    it("a resync's job proves ancestry: a branch reset to an older commit is refused, though it names the applied commit as before", async () => {
+      const older = await change({ 'apps/podinfo/deployment.yaml': 'kind: Deployment\nmetadata: {name: r1}\n' });
+      const newer = await change({ 'apps/podinfo/deployment.yaml': 'kind: Deployment\nmetadata: {name: r2}\n' });
+      await f.work.resetHard(older);
+      await f.work.push('main', { force: true });
+      expect(await plan(older, { trigger: 'resync', applied: newer, before: newer })).toEqual({
+        'gcp-production': 'refuse:superseded',
+        'aws-staging': 'refuse:superseded',
+        'homelab-dev': 'refuse:superseded',
+      });
+    });
+
+    it("a resync's job for a rewritten history is refused, though it says forced: false", async () => {
+      const applied = await change({ 'apps/podinfo/deployment.yaml': 'kind: Deployment\nmetadata: {name: r3}\n' });
+      await f.work.resetHard(base);
+      const rewritten = await f.work.commit('rewrite without a webhook', {
+        'apps/podinfo/deployment.yaml': 'kind: Deployment\nmetadata: {name: r4}\n',
+      });
+      await f.work.push('main', { force: true });
+      expect(await plan(rewritten, { trigger: 'resync', applied, before: applied, forced: false })).toEqual({
+        'gcp-production': 'refuse:not-a-descendant',
+        'aws-staging': 'refuse:not-a-descendant',
+        'homelab-dev': 'refuse:not-a-descendant',
+      });
+    });
+
+    it('a real push payload may vouch for ancestry with forced: false and before = the applied commit', async () => {
+      const applied = await f.work.head();
+      const next = await change({ 'apps/podinfo/deployment.yaml': 'kind: Deployment\nmetadata: {name: r5}\n' });
+      expect(await plan(next, { trigger: 'push', applied, before: applied })).toEqual({
+        'gcp-production': 'reconcile',
+        'aws-staging': 'skip',
+        'homelab-dev': 'skip',
+      });
+    });
+
+    it('a re-run of a commit that is not on the deployed branch is refused, even where rewrites are allowed', async () => {
+      const applied = await f.work.head();
+      const side = await f.work.commit('on a side branch only', {
+        'apps/podinfo/deployment.yaml': 'kind: Deployment\nmetadata: {name: side}\n',
+      });
+      await f.work.push('feature');
+      await f.work.resetHard(applied);
+      const allowing = registry.clusters.map((c) => ({ ...c, allowHistoryRewrite: true }));
+      expect(await plan(side, { trigger: 'rerun', applied, clusters: allowing })).toEqual({
+        'gcp-production': 'refuse:not-on-branch',
+        'aws-staging': 'refuse:not-on-branch',
+        'homelab-dev': 'refuse:not-on-branch',
+      });
+      // The branch's own head, re-run, is reconciled as before.
+      expect(await plan(applied, { trigger: 'rerun', applied })).toEqual({
+        'gcp-production': 'reconcile',
+        'aws-staging': 'reconcile',
+        'homelab-dev': 'reconcile',
+      });
     });
   });
 });

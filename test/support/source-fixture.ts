@@ -70,7 +70,7 @@ export function pushJob(f: SourceFixture, after: string, extra: Partial<SyncJob>
     type: 'sync',
     trigger: 'push',
     deliveryId: uniqueName('delivery'),
-    repository: { id: f.repository.id, fullName: f.repository.fullName, cloneUrl: f.repository.cloneUrl },
+    repository: { id: f.repository.id, fullName: f.repository.fullName },
     installationId: INSTALLATION_ID,
     branch: 'main',
     before: undefined,

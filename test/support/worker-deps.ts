@@ -4,6 +4,7 @@ import type { ClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { createClusterClient, loadKubeConfig } from '../../src/engine/cluster-client.ts';
 import { KUBECTL_KUSTOMIZE, renderCluster } from '../../src/engine/render-cluster.ts';
 import { createRepositoryDirectory } from '../../src/github/repository-directory.ts';
+import { createRepositoryResolver } from '../../src/github/repository-resolver.ts';
 import { createLogger, type Logger } from '../../src/logging/create-logger.ts';
 import { createGitHubReporter } from '../../src/reporting/github-reporter.ts';
 import { createWriteBudget } from '../../src/reporting/write-budget.ts';
@@ -51,5 +52,11 @@ export function workerDependencies(
     statusPageUrl: STATUS_PAGE_URL,
     state: createClusterStateStore(options.redis, options.prefix),
     directory: createRepositoryDirectory(options.redis, options.prefix, f.app),
+    repositories: createRepositoryResolver({
+      redis: options.redis,
+      prefix: options.prefix,
+      app: f.app,
+      webUrl: f.github.webUrl,
+    }),
   };
 }

@@ -121,7 +121,7 @@ describe('hostile repositories: a real sync job refuses them and writes nothing 
       type: 'sync',
       trigger: 'push',
       deliveryId: uniqueName('delivery'),
-      repository: { id: f.repository.id, fullName: f.repository.fullName, cloneUrl: f.repository.cloneUrl },
+      repository: { id: f.repository.id, fullName: f.repository.fullName },
       installationId: INSTALLATION_ID,
       branch,
       before: undefined,
