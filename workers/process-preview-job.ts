@@ -155,6 +155,7 @@ async function previewOne(
       conflicts: cluster.onConflict === 'fail' ? 'fail' : 'take-ownership',
       establishTimeoutMs: deps.engine.establishTimeoutMs,
     },
+    limits: cluster.limits,
   });
   if (preview.status === 'failed') {
     const problems = preview.changeSet.changes

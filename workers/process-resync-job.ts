@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { type ClusterEntry, matchesRepository } from '../src/clusters/cluster-registry.ts';
 import { readBaselines } from '../src/engine/baseline-store.ts';
 import type { ClusterClient } from '../src/engine/cluster-client.ts';
-import { withClusterLock } from '../src/engine/cluster-lock.ts';
+import { type Fence, withClusterLock } from '../src/engine/cluster-lock.ts';
 import { correctDrift } from '../src/engine/correct-drift.ts';
 import { type DriftedObject, describeDrift, scanDrift } from '../src/engine/drift.ts';
 import { type Inventory, readInventory } from '../src/engine/inventory.ts';
@@ -64,9 +64,7 @@ export async function processResyncJob(job: ResyncJob, deps: ResyncDependencies)
         drift = scan.drifted;
         requests = scan.requests;
         if (drift.length > 0 && cluster.selfHeal && !cluster.suspend && known) {
-          const changes = await correct(cluster, client, inventory, baselines, drift, known, deps, () =>
-            lock.assertHeld(),
-          );
+          const changes = await correct(cluster, client, inventory, baselines, drift, known, deps, lock);
           corrected = changes.filter((c) => c.action === 'created' || c.action === 'configured').length;
         }
       }
@@ -192,7 +190,7 @@ async function correct(
   drifted: readonly DriftedObject[],
   known: RegisteredRepository,
   deps: ResyncDependencies,
-  beforeWrite: () => Promise<void>,
+  fence: Fence,
 ) {
   const remote: Remote = {
     repositoryId: known.repository.id,
@@ -214,7 +212,8 @@ async function correct(
       drifted,
       desired: rendered.objects,
       concurrency: deps.engine.applyConcurrency,
-      beforeWrite,
+      fence,
+      limits: cluster.limits,
     });
     return changeSet.changes;
   } finally {

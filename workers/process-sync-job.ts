@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import { type ClusterEntry, type ClusterRegistry, clustersForRepository } from '../src/clusters/cluster-registry.ts';
 import { describeChangeSet } from '../src/engine/change-set.ts';
 import type { ClusterClient } from '../src/engine/cluster-client.ts';
-import { withClusterLock } from '../src/engine/cluster-lock.ts';
+import { type Fence, withClusterLock } from '../src/engine/cluster-lock.ts';
 import type { ClusterOutcome } from '../src/engine/cluster-outcome.ts';
 import { waitForHealth } from '../src/engine/health.ts';
 import { readInventory } from '../src/engine/inventory.ts';
@@ -136,7 +136,7 @@ export async function processSyncJob(
           },
           (lock) =>
             syncCluster(job, cluster, deps, remote, {
-              assertLockHeld: () => lock.assertHeld(),
+              fence: lock,
               started: () => reporting.clusterStarted(cluster.name),
             }),
         ),
@@ -190,7 +190,7 @@ async function syncCluster(
   cluster: ClusterEntry,
   deps: SyncDependencies,
   remote: Remote,
-  hooks: { readonly assertLockHeld: () => Promise<void>; readonly started: () => void },
+  hooks: { readonly fence: Fence; readonly started: () => void },
 ): Promise<ClusterOutcome> {
   const started = Date.now();
   const client = deps.clusterClient(cluster);
@@ -232,8 +232,9 @@ async function syncCluster(
         concurrency: deps.engine.applyConcurrency,
         conflicts: cluster.onConflict === 'fail' ? 'fail' : 'take-ownership',
         establishTimeoutMs: deps.engine.establishTimeoutMs,
-        beforeWrite: hooks.assertLockHeld,
+        fence: hooks.fence,
       },
+      limits: cluster.limits,
     });
     if (outcome.status === 'failed') {
       const problems = outcome.changeSet.changes

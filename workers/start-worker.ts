@@ -66,7 +66,7 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
   const clusterClient = (cluster: ClusterEntry) => {
     let client = clients.get(cluster.name);
     if (!client) {
-      client = createClusterClient(loadKubeConfig(cluster));
+      client = createClusterClient(loadKubeConfig(cluster), { serviceAccount: cluster.limits.serviceAccount });
       clients.set(cluster.name, client);
     }
     return client;

@@ -4,6 +4,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { mapLimited } from '../support/limit-concurrency.ts';
 import type { ChangeSet, ObjectChange } from './change-set.ts';
 import { type ClusterClient, FIELD_MANAGER, KubeError, type LiveObject } from './cluster-client.ts';
+import type { Fence } from './cluster-lock.ts';
 import { type Baseline, baselineOf } from './field-set.ts';
 import { type Manifest, objectKey, objectRef, type RenderedObject } from './manifest.ts';
 import { diffObjects, type FieldChange } from './object-diff.ts';
@@ -17,8 +18,11 @@ export interface ApplyOptions {
   readonly conflicts: 'take-ownership' | 'fail';
   /** How long to wait for new CRDs to be Established and new Namespaces to be Active. */
   readonly establishTimeoutMs: number;
-  /** Called before every batch of writes: the fencing check of the cluster lock. */
-  readonly beforeWrite?: () => Promise<void>;
+  /**
+   * The cluster lock's fencing: confirmed with Redis before each stage's writes, checked before every
+   * single write (free while the lease is known to be ours). A lost lock throws LockLostError: retried.
+   */
+  readonly fence?: Fence | undefined;
   /** What the last apply recorded per object (by `objectKey`): lets unchanged objects skip the dry-run. */
   readonly recorded?: ReadonlyMap<string, AppliedRecord>;
 }
@@ -83,10 +87,11 @@ export async function applyObjects(
   const records = new Map<string, AppliedRecord>();
   /** Writes one stage; false when the apiserver refused a write that its dry-run had accepted. */
   const write = async (items: readonly Planned[]): Promise<boolean> => {
-    if (items.some((item) => item.action !== 'unchanged')) await options.beforeWrite?.();
+    if (items.some((item) => item.action !== 'unchanged')) await options.fence?.confirm();
     const written = await mapLimited(items, options.concurrency, async (item): Promise<ObjectChange> => {
       const { manifest } = item.object;
       let result: LiveObject | undefined;
+      if (item.action !== 'unchanged') await options.fence?.check();
       try {
         result =
           item.action === 'unchanged' ? undefined : await client.apply(manifest, { dryRun: false, force: item.force });
@@ -245,7 +250,7 @@ async function dryRun(
         baseline: baselineOf(result.object),
         diff:
           action === 'configured' && live
-            ? diffObjects(comparable(live), comparable(result.object), { kind: manifest.kind })
+            ? diffObjects(comparable(live), comparable(result.object), { kind: manifest.kind, desired: manifest })
             : undefined,
       },
     };

@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
 import type { ClusterClient } from './cluster-client.ts';
 import type { Baseline } from './field-set.ts';
-import { applyRecord, INVENTORY_NAMESPACE } from './inventory.ts';
+import { applyRecord, INVENTORY_NAMESPACE, records } from './inventory.ts';
 import type { Manifest } from './manifest.ts';
 
 const gzipAsync = promisify(gzip);
@@ -50,12 +50,13 @@ function chunkConfigMap(clusterName: string, index: number, data?: Buffer, chunk
  * (split below the object size limit; chunk 0 says how many there are). Empty when none was recorded.
  */
 export async function readBaselines(client: ClusterClient, clusterName: string): Promise<Map<string, Baseline>> {
-  const first = await client.get(chunkConfigMap(clusterName, 0));
+  const own = records(client);
+  const first = await own.get(chunkConfigMap(clusterName, 0));
   if (!first) return new Map();
   const count = Number((first.metadata as { annotations?: Record<string, string> }).annotations?.[CHUNKS_ANNOTATION]);
   const parts = [first];
   for (let i = 1; i < count; i += 1) {
-    const part = await client.get(chunkConfigMap(clusterName, i));
+    const part = await own.get(chunkConfigMap(clusterName, i));
     if (!part) return new Map(); // a write in progress or a torn one: no baseline rather than a wrong one
     parts.push(part);
   }

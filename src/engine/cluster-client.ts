@@ -15,6 +15,8 @@ export type KubeErrorKind =
   | 'missing-kind'
   /** Another field manager owns fields this apply sets. */
   | 'conflict'
+  /** A precondition failed: the object changed (or was replaced) since it was read. */
+  | 'modified'
   | 'not-found'
   /** Network, timeouts, 5xx, throttling: retry later. */
   | 'unavailable';
@@ -41,7 +43,11 @@ export interface ClusterClient {
   /** Server-side apply with field manager `plumbline`. */
   apply(manifest: Manifest, options: { readonly dryRun: boolean; readonly force: boolean }): Promise<LiveObject>;
   get(manifest: Pick<Manifest, 'apiVersion' | 'kind' | 'metadata'>): Promise<LiveObject | undefined>;
-  delete(manifest: Pick<Manifest, 'apiVersion' | 'kind' | 'metadata'>): Promise<void>;
+  /** With `preconditions`, the apiserver deletes only that very object (uid) in that very version. */
+  delete(
+    manifest: Pick<Manifest, 'apiVersion' | 'kind' | 'metadata'>,
+    options?: { readonly preconditions?: Preconditions },
+  ): Promise<void>;
   /**
    * Every object of a kind in a namespace (`undefined`: a cluster-scoped kind, or with `allNamespaces`
    * every namespace), optionally label-selected, with apiVersion and kind filled in.
@@ -52,6 +58,35 @@ export interface ClusterClient {
     namespace: string | undefined,
     options?: { readonly labelSelector?: string; readonly allNamespaces?: boolean },
   ): Promise<LiveObject[]>;
+  /** Whether a kind is namespaced, from discovery; undefined when the cluster does not serve it. */
+  scopeOf?(apiVersion: string, kind: string): Promise<'namespaced' | 'cluster' | undefined>;
+  /**
+   * The client for Plumbline's own records (inventory, baselines in `plumbline-system`): Plumbline's own
+   * identity even when this client impersonates the registry entry's ServiceAccount. Absent: this client.
+   */
+  forRecords?(): ClusterClient;
+}
+
+export interface Preconditions {
+  readonly uid?: string | undefined;
+  readonly resourceVersion?: string | undefined;
+}
+
+export interface ClusterClientOptions {
+  /**
+   * The registry's `serviceAccount` (`namespace/name`, or `name` in plumbline-system): every request for
+   * repository objects carries `Impersonate-User: system:serviceaccount:<namespace>:<name>`, so the
+   * apiserver's RBAC for that account is the final wall. The apiserver adds the account's groups itself.
+   */
+  readonly serviceAccount?: string | undefined;
+}
+
+/** `system:serviceaccount:<namespace>:<name>` for the registry's `serviceAccount`. Pure. */
+export function serviceAccountUser(serviceAccount: string): string {
+  const [namespace, name] = serviceAccount.includes('/')
+    ? serviceAccount.split('/', 2)
+    : ['plumbline-system', serviceAccount];
+  return `system:serviceaccount:${namespace}:${name}`;
 }
 
 export function loadKubeConfig(source: { kubeconfig?: string | undefined; inCluster?: boolean }): KubeConfig {
@@ -68,11 +103,32 @@ export function loadKubeConfig(source: { kubeconfig?: string | undefined; inClus
  * as rendered, and live objects read exactly as served. client-node still provides authentication and
  * discovery (kind → resource, namespaced or not).
  */
-export function createClusterClient(config: KubeConfig): ClusterClient {
+export function createClusterClient(config: KubeConfig, options: ClusterClientOptions = {}): ClusterClient {
   const discovery = config.makeApiClient(Discovery);
   const server = config.getCurrentCluster()?.server;
   if (!server) throw new Error('the kubeconfig has no current cluster');
   const agent = new HttpsAgent({ keepAlive: true, maxSockets: 256 });
+  const shared = { config, discovery, server, agent };
+  const own = clientAs(shared, undefined);
+  if (!options.serviceAccount) return own;
+  const impersonated = clientAs(shared, serviceAccountUser(options.serviceAccount));
+  return { ...impersonated, forRecords: () => own };
+}
+
+/**
+ * One identity's client. Discovery (which every authenticated identity may read) always runs as
+ * Plumbline; object requests carry the impersonation headers when `user` is set.
+ */
+function clientAs(
+  shared: {
+    readonly config: KubeConfig;
+    readonly discovery: Discovery;
+    readonly server: string;
+    readonly agent: HttpsAgent;
+  },
+  user: string | undefined,
+): ClusterClient {
+  const { config, discovery, server, agent } = shared;
 
   /** The object's URL path; with `collection`, the path of its kind in its namespace. */
   const pathOf = async (
@@ -104,7 +160,7 @@ export function createClusterClient(config: KubeConfig): ClusterClient {
     manifest: Pick<Manifest, 'apiVersion' | 'kind' | 'metadata'>,
     method: string,
     query: Record<string, string>,
-    body?: string,
+    body?: { readonly text: string; readonly type: string },
     collection: false | 'namespace' | 'all-namespaces' = false,
   ): Promise<LiveObject> => {
     const url = new URL(`${server}${await pathOf(manifest, collection)}`);
@@ -112,7 +168,13 @@ export function createClusterClient(config: KubeConfig): ClusterClient {
     const options: RequestOptions = { method, headers: { accept: 'application/json' } };
     await config.applyToHTTPSOptions(options);
     options.agent = url.protocol === 'https:' ? agent : undefined;
-    if (body !== undefined) Object.assign(options.headers ?? {}, { 'content-type': 'application/apply-patch+yaml' });
+    // An explicit length: Node frames a DELETE's body neither by length nor chunked on its own.
+    if (body !== undefined)
+      Object.assign(options.headers ?? {}, {
+        'content-type': body.type,
+        'content-length': Buffer.byteLength(body.text),
+      });
+    if (user !== undefined) Object.assign(options.headers ?? {}, { 'Impersonate-User': user });
     const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
       const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, options, (res) => {
         const chunks: Buffer[] = [];
@@ -122,12 +184,12 @@ export function createClusterClient(config: KubeConfig): ClusterClient {
       });
       req.setTimeout(60_000, () => req.destroy(new Error('request to the apiserver timed out')));
       req.on('error', reject);
-      req.end(body);
+      req.end(body?.text);
     }).catch((error: unknown) => {
       throw classify(error, manifest);
     });
     if (status >= 200 && status < 300) return (text ? JSON.parse(text) : {}) as LiveObject;
-    throw classify(Object.assign(new Error(`HTTP ${status}`), { code: status, body: text }), manifest);
+    throw classify(Object.assign(new Error(`HTTP ${status}`), { code: status, body: text }), manifest, user);
   };
 
   return {
@@ -136,7 +198,7 @@ export function createClusterClient(config: KubeConfig): ClusterClient {
         manifest,
         'PATCH',
         { fieldManager: FIELD_MANAGER, force: String(options.force), ...(options.dryRun ? { dryRun: 'All' } : {}) },
-        JSON.stringify(manifest),
+        { text: JSON.stringify(manifest), type: 'application/apply-patch+yaml' },
       ),
     get: async (manifest) => {
       try {
@@ -154,8 +216,25 @@ export function createClusterClient(config: KubeConfig): ClusterClient {
       const list = (await send(what, 'GET', query, undefined, scope)) as { items?: LiveObject[] };
       return (list.items ?? []).map((item) => ({ ...item, apiVersion, kind }));
     },
-    delete: async (manifest) => {
-      await send(manifest, 'DELETE', { propagationPolicy: 'Background' });
+    delete: async (manifest, options = {}) => {
+      const body = {
+        apiVersion: 'v1',
+        kind: 'DeleteOptions',
+        propagationPolicy: 'Background',
+        ...(options.preconditions ? { preconditions: options.preconditions } : {}),
+      };
+      await send(manifest, 'DELETE', {}, { text: JSON.stringify(body), type: 'application/json' });
+    },
+    scopeOf: async (apiVersion, kind) => {
+      const what = { apiVersion, kind, metadata: { name: '' } };
+      try {
+        const resource = await discovery.lookup(apiVersion, kind);
+        return resource ? (resource.namespaced ? 'namespaced' : 'cluster') : undefined;
+      } catch (error) {
+        const classified = classify(error, what);
+        if (classified.retryable) throw classified;
+        return undefined;
+      }
     },
   };
 }
@@ -173,8 +252,11 @@ function refOf(what: Pick<Manifest, 'kind' | 'metadata'>): string {
     : `${what.kind}/${what.metadata.name}`;
 }
 
-/** Maps client-node errors (ApiException with a Status body, or plain network errors) to KubeError. */
-export function classify(error: unknown, what: Pick<Manifest, 'kind' | 'metadata'>): KubeError {
+/**
+ * Maps client-node errors (ApiException with a Status body, or plain network errors) to KubeError.
+ * `impersonating`: the user requests were sent as; its RBAC refusing an object is the commit's problem.
+ */
+export function classify(error: unknown, what: Pick<Manifest, 'kind' | 'metadata'>, impersonating?: string): KubeError {
   const ref = what.metadata.namespace
     ? `${what.kind}/${what.metadata.namespace}/${what.metadata.name}`
     : `${what.kind}/${what.metadata.name}`;
@@ -209,7 +291,17 @@ export function classify(error: unknown, what: Pick<Manifest, 'kind' | 'metadata
     }
     return new KubeError('not-found', `${ref}: not found`, status);
   }
+  if (status === 409 && /Operation cannot be fulfilled|precondition/i.test(message))
+    return new KubeError('modified', `${ref}: ${message}`, status);
   if (status === 409) return new KubeError('conflict', `${ref}: ${message}`, status);
+  // The registry's ServiceAccount may not write this object: the tenancy wall, so the commit is wrong.
+  if (status === 403 && impersonating && message.includes(`User "${impersonating}" cannot`)) {
+    return new KubeError(
+      'rejected',
+      `${ref}: refused by the cluster's RBAC for ${impersonating}, the registry entry's serviceAccount: ${message}`,
+      status,
+    );
+  }
   // Expired credentials or missing RBAC are the installation's problem, not the commit's: retry.
   if (status === 401 || status === 403) return new KubeError('unavailable', `${ref}: ${message}`, status);
   // Server-side apply answers 500 when the object does not fit the kind's schema: still the object's fault.

@@ -9,59 +9,134 @@ export class LockBusyError extends Error {
   override readonly name = 'LockBusyError';
 }
 
-export interface ClusterLock {
-  /** Throws LockLostError when another worker holds the lock now (our lease expired). */
+/**
+ * The fencing of a cluster's writes. `check` before every write costs nothing while the lease is known
+ * to be ours; `confirm` asks Redis, before each batch of writes and each record write.
+ */
+export interface Fence {
+  /** Monotonic per cluster (a Redis counter bumped on every acquisition): recorded in the inventory. */
+  readonly token: number;
+  /** Unique per acquisition: a claim of the inventory is always a change, even if the counter was reset. */
+  readonly holder: string;
+  /**
+   * Throws LockLostError unless the lease is known to be ours: confirmed (by a renewal or `confirm`)
+   * within the last third of a lease by both the monotonic and the wall clock. A process that was paused
+   * (SIGSTOP, a long GC, a frozen VM) finds that window passed and asks Redis; concurrent writers share
+   * that one round trip.
+   */
+  check(): Promise<void>;
+  /** Asks Redis now (extending the lease), whatever the window says. */
+  confirm(): Promise<void>;
+}
+
+export interface ClusterLock extends Fence {
+  /** Throws LockLostError when another worker holds the lock now (our lease expired). Same as `confirm`. */
   assertHeld(): Promise<void>;
 }
 
+const ACQUIRE = `if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return redis.call('INCR', KEYS[2]) end return 0`;
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 const EXTEND = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
+
+/** The lock's Redis keys: the lease, and the counter of acquisitions that fencing tokens come from. */
+export function lockKeys(prefix: string, cluster: string): { readonly lease: string; readonly fence: string } {
+  return { lease: `${prefix}:lock:${cluster}`, fence: `${prefix}:fence:${cluster}` };
+}
 
 /**
  * Runs `work` holding the cluster's lock, shared by every worker process through Redis: at most one
  * reconcile per cluster at a time (invariant 3). The lease expires if its holder dies and is renewed
- * while the work runs; `assertHeld` is the fencing check before each write.
+ * while the work runs; the lock is the work's `Fence`, checked before each write.
  */
 export async function withClusterLock<T>(
   redis: Redis,
   options: { readonly prefix: string; readonly cluster: string; readonly leaseMs: number; readonly waitMs: number },
   work: (lock: ClusterLock) => Promise<T>,
 ): Promise<T> {
-  const key = `${options.prefix}:lock:${options.cluster}`;
+  const keys = lockKeys(options.prefix, options.cluster);
   const owner = randomUUID();
   const deadline = Date.now() + options.waitMs;
-  while ((await redis.set(key, owner, 'PX', options.leaseMs, 'NX')) !== 'OK') {
+  let token: number;
+  let acquiredAt = moment();
+  for (;;) {
+    acquiredAt = moment();
+    token = Number(await redis.eval(ACQUIRE, 2, keys.lease, keys.fence, owner, options.leaseMs));
+    if (token > 0) break;
     if (Date.now() > deadline)
       throw new LockBusyError(`cluster ${options.cluster} is being reconciled by another worker`);
     await new Promise((resolve) => setTimeout(resolve, 100 + Math.random() * 100));
   }
+  const trustMs = options.leaseMs / 3;
+  let confirmedAt = acquiredAt;
   let lost = false;
+  let asking: Promise<void> | undefined;
+  const lostError = () =>
+    new LockLostError(`lost the lock of cluster ${options.cluster} (lease expired); another worker took over`);
+  /** One EXTEND: the lease is ours for `leaseMs` from when it was sent, so the window starts then. */
+  const extend = async (): Promise<boolean> => {
+    const sent = moment();
+    const extended = (await redis.eval(EXTEND, 1, keys.lease, owner, options.leaseMs)) === 1;
+    if (!extended) lost = true;
+    else if (!lost && sent.mono > confirmedAt.mono) confirmedAt = sent;
+    return extended;
+  };
+  /** Concurrent callers share the round trip in flight. */
+  const ask = (): Promise<void> => {
+    asking ??= extend()
+      .then((held) => {
+        if (!held) throw lostError();
+      })
+      .finally(() => {
+        asking = undefined;
+      });
+    return asking;
+  };
+  /** Until Redis confirmed the lease within the window (an answer sent before a pause is stale on arrival). */
+  const check = async (): Promise<void> => {
+    for (;;) {
+      if (lost) throw lostError();
+      if (elapsedSince(confirmedAt) < trustMs) return;
+      await ask();
+    }
+  };
   const renew = setInterval(
     () => {
-      redis.eval(EXTEND, 1, key, owner, options.leaseMs).then(
-        (extended) => {
-          if (extended !== 1) lost = true;
-        },
-        () => {},
-      );
+      extend().catch(() => {});
     },
-    Math.max(100, Math.floor(options.leaseMs / 3)),
+    Math.max(100, Math.floor(trustMs)),
   );
   renew.unref();
   const lock: ClusterLock = {
+    token,
+    holder: owner,
+    check,
+    async confirm() {
+      if (lost) throw lostError();
+      await ask();
+      await check();
+    },
     async assertHeld() {
-      if (lost || (await redis.get(key)) !== owner) {
-        lost = true;
-        throw new LockLostError(
-          `lost the lock of cluster ${options.cluster} (lease expired); another worker took over`,
-        );
-      }
+      await lock.confirm();
     },
   };
   try {
     return await work(lock);
   } finally {
     clearInterval(renew);
-    await redis.eval(RELEASE, 1, key, owner).catch(() => undefined);
+    await redis.eval(RELEASE, 1, keys.lease, owner).catch(() => undefined);
   }
+}
+
+interface Moment {
+  readonly mono: number;
+  readonly wall: number;
+}
+
+function moment(): Moment {
+  return { mono: performance.now(), wall: Date.now() };
+}
+
+/** The larger of the monotonic and the wall-clock time passed: a clock that stood still does not help. */
+function elapsedSince(then: Moment): number {
+  return Math.max(performance.now() - then.mono, Date.now() - then.wall);
 }

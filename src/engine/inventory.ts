@@ -1,4 +1,5 @@
 import { type ClusterClient, KubeError } from './cluster-client.ts';
+import { type Fence, LockLostError } from './cluster-lock.ts';
 import type { Manifest } from './manifest.ts';
 
 /** How an applied object is remembered: enough to find and delete it later. */
@@ -21,6 +22,13 @@ export interface Inventory {
   readonly objects: readonly InventoryEntry[];
   /** Digest of the baselines written beside the inventory (baseline-store.ts); none before any was. */
   readonly baselineDigest?: string | undefined;
+  /**
+   * As read from the cluster: the ConfigMap's resourceVersion. A write over this inventory is conditional on
+   * it, so a worker that lost its lock cannot overwrite what a newer holder wrote (the apiserver answers 409).
+   */
+  readonly resourceVersion?: string | undefined;
+  /** As read: the fencing token of the lock holder that wrote it last (see `claimInventory`). */
+  readonly fencingToken?: number | undefined;
 }
 
 export const INVENTORY_NAMESPACE = 'plumbline-system';
@@ -47,21 +55,43 @@ export function manifestOf(id: ObjectId): Manifest {
 }
 
 /** One ConfigMap per registered cluster, in the cluster itself (ADR 5). */
-function inventoryConfigMap(clusterName: string, inventory?: Inventory): Manifest {
+/** The name of a cluster's inventory ConfigMap in `plumbline-system`. */
+export function inventoryName(clusterName: string): string {
+  return `plumbline-inventory-${clusterName}`;
+}
+
+interface Fencing {
+  readonly token: number;
+  readonly holder: string;
+}
+
+function inventoryConfigMap(
+  clusterName: string,
+  inventory?: Inventory,
+  fencing?: Fencing,
+  resourceVersion?: string,
+): Manifest {
   return {
     apiVersion: 'v1',
     kind: 'ConfigMap',
     metadata: {
-      name: `plumbline-inventory-${clusterName}`,
+      name: inventoryName(clusterName),
       namespace: INVENTORY_NAMESPACE,
       labels: { 'app.kubernetes.io/managed-by': 'plumbline', 'plumbline.dev/cluster': clusterName },
+      // Server-side apply takes a resourceVersion in the object as a precondition.
+      ...(resourceVersion ? { resourceVersion } : {}),
     },
-    ...(inventory
+    ...(inventory || fencing
       ? {
           data: {
-            revision: inventory.revision,
-            objects: JSON.stringify(inventory.objects),
-            ...(inventory.baselineDigest ? { baselineDigest: inventory.baselineDigest } : {}),
+            ...(inventory
+              ? {
+                  revision: inventory.revision,
+                  objects: JSON.stringify(inventory.objects),
+                  ...(inventory.baselineDigest ? { baselineDigest: inventory.baselineDigest } : {}),
+                }
+              : {}),
+            ...(fencing ? { fencingToken: String(fencing.token), fencingHolder: fencing.holder } : {}),
           },
         }
       : {}),
@@ -69,44 +99,194 @@ function inventoryConfigMap(clusterName: string, inventory?: Inventory): Manifes
 }
 
 export async function readInventory(client: ClusterClient, clusterName: string): Promise<Inventory | undefined> {
-  const live = await client.get(inventoryConfigMap(clusterName));
-  const data = live?.data as { revision?: string; objects?: string; baselineDigest?: string } | undefined;
+  return (await readInventoryRecord(client, clusterName)).inventory;
+}
+
+/** The inventory ConfigMap as read: its content (if any), version and fencing. */
+interface InventoryRecord {
+  readonly inventory: Inventory | undefined;
+  readonly resourceVersion: string | undefined;
+  readonly fencing: Fencing | undefined;
+}
+
+async function readInventoryRecord(client: ClusterClient, clusterName: string): Promise<InventoryRecord> {
+  const live = await records(client).get(inventoryConfigMap(clusterName));
+  const resourceVersion = (live?.metadata as { resourceVersion?: string } | undefined)?.resourceVersion;
+  const data = live?.data as
+    | { revision?: string; objects?: string; baselineDigest?: string; fencingToken?: string; fencingHolder?: string }
+    | undefined;
+  const fencing = data?.fencingToken
+    ? { token: Number(data.fencingToken), holder: data.fencingHolder ?? '' }
+    : undefined;
   // An empty revision is a first commit that failed after writing its first stage: its objects still count.
-  if (data?.objects === undefined) return undefined;
+  if (data?.objects === undefined) return { inventory: undefined, resourceVersion, fencing };
   return {
-    revision: data.revision ?? '',
-    objects: JSON.parse(data.objects) as InventoryEntry[],
-    ...(data.baselineDigest ? { baselineDigest: data.baselineDigest } : {}),
+    inventory: {
+      revision: data.revision ?? '',
+      objects: JSON.parse(data.objects) as InventoryEntry[],
+      ...(data.baselineDigest ? { baselineDigest: data.baselineDigest } : {}),
+      resourceVersion,
+      ...(fencing ? { fencingToken: fencing.token } : {}),
+    },
+    resourceVersion,
+    fencing,
   };
+}
+
+/** What an inventory says, without how it was read: equal content means nothing to write. */
+function contentOf(inventory: Inventory): string {
+  return JSON.stringify({
+    revision: inventory.revision,
+    objects: inventory.objects,
+    baselineDigest: inventory.baselineDigest,
+  });
 }
 
 /**
  * Records the inventory; nothing is written when it is what `previous` already says (a no-op reconcile
- * makes no write at all), and the namespace is created only the first time.
+ * makes no write at all), and the namespace is created only the first time. The write is conditional on
+ * `previous.resourceVersion` (the version this run read or claimed): when someone wrote the inventory in
+ * between — a newer lock holder, after our lease expired — the apiserver refuses it and LockLostError is
+ * thrown: an infrastructure error, retried, never the commit's failure. Returns the inventory as written.
  */
 export async function writeInventory(
   client: ClusterClient,
   clusterName: string,
   inventory: Inventory,
   previous?: Inventory,
-): Promise<void> {
-  if (previous && JSON.stringify(previous) === JSON.stringify(inventory)) return;
-  await applyRecord(client, inventoryConfigMap(clusterName, inventory));
+  fencing?: Pick<Fence, 'token' | 'holder'>,
+): Promise<Inventory> {
+  if (previous && contentOf(previous) === contentOf(inventory)) return previous;
+  const written = await conditionally(clusterName, () =>
+    applyRecord(client, inventoryConfigMap(clusterName, inventory, fencing, previous?.resourceVersion)),
+  );
+  return { ...inventory, resourceVersion: versionOf(written), fencingToken: fencing?.token };
+}
+
+/**
+ * Before a lock holder's first write to the cluster: records its fencing token in the inventory, on the
+ * condition that the inventory is still what it read. From then on a former holder that resumes after its
+ * lease expired (a paused process) cannot write the inventory any more: its writes are conditional on the
+ * version before this claim. Returns the inventory as claimed (empty if none was recorded yet): the
+ * precondition of this run's next write.
+ */
+export async function claimInventory(
+  client: ClusterClient,
+  clusterName: string,
+  previous: Inventory | undefined,
+  fence: Fence,
+): Promise<Inventory> {
+  await fence.confirm();
+  const fencing = { token: fence.token, holder: fence.holder };
+  let version = previous?.resourceVersion;
+  if (!previous) {
+    // Nothing recorded when this run read it (or only an earlier claim): still so, and conditional on it.
+    const record = await readInventoryRecord(client, clusterName);
+    if (record.inventory) throw staleError(clusterName);
+    version = record.resourceVersion;
+  }
+  const written = await conditionally(clusterName, () =>
+    applyRecord(client, inventoryConfigMap(clusterName, previous, fencing, version)),
+  );
+  return {
+    ...(previous ?? { revision: '', objects: [] }),
+    resourceVersion: versionOf(written),
+    fencingToken: fence.token,
+  };
+}
+
+/** How one run (a reconcile, a drift correction) writes behind its lock. */
+export interface InventoryWriter {
+  /** For the run's object writes: the lock's fence, and before the first write, the claim of the inventory. */
+  readonly fence: Fence | undefined;
+  /**
+   * Records the inventory (nothing when unchanged): claimed first if nothing was written yet, the lock
+   * confirmed just before, conditional on the version this run read or last wrote.
+   */
+  write(inventory: Inventory): Promise<void>;
+}
+
+/**
+ * The writer of a run that read `previous` holding `fence`. Without a fence (tests, tools) the writes are
+ * still conditional on what was read, but nothing is claimed.
+ */
+export function inventoryWriter(
+  client: ClusterClient,
+  clusterName: string,
+  previous: Inventory | undefined,
+  lock: Fence | undefined,
+): InventoryWriter {
+  let latest = previous;
+  let claim: Promise<void> | undefined;
+  const claimed = (held: Fence) => {
+    claim ??= claimInventory(client, clusterName, previous, held).then((inventory) => {
+      latest = inventory;
+    });
+    return claim;
+  };
+  const fence: Fence | undefined = lock && {
+    token: lock.token,
+    holder: lock.holder,
+    check: async () => {
+      await lock.check();
+      await claimed(lock);
+    },
+    confirm: async () => {
+      await lock.confirm();
+      await claimed(lock);
+    },
+  };
+  return {
+    fence,
+    async write(inventory) {
+      if (latest && contentOf(latest) === contentOf(inventory)) return;
+      if (lock) {
+        await claimed(lock);
+        await lock.confirm();
+      }
+      latest = await writeInventory(client, clusterName, inventory, latest ?? previous, lock);
+    },
+  };
+}
+
+function staleError(clusterName: string): LockLostError {
+  return new LockLostError(
+    `the inventory of cluster ${clusterName} changed since this run read it: another worker holds its lock now`,
+  );
+}
+
+async function conditionally<T>(clusterName: string, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (error) {
+    if (error instanceof KubeError && error.kind === 'modified') throw staleError(clusterName);
+    throw error;
+  }
+}
+
+function versionOf(object: { metadata?: unknown } | undefined): string | undefined {
+  return (object?.metadata as { resourceVersion?: string } | undefined)?.resourceVersion;
+}
+
+/** Plumbline's own identity, for its records, even when the cluster's client impersonates a tenant. */
+export function records(client: ClusterClient): ClusterClient {
+  return client.forRecords?.() ?? client;
 }
 
 /**
  * Writes one of Plumbline's own records (inventory, baselines) into `plumbline-system`, creating the
  * namespace the first time a cluster sees Plumbline.
  */
-export async function applyRecord(client: ClusterClient, record: Manifest): Promise<void> {
+export async function applyRecord(client: ClusterClient, record: Manifest) {
+  const own = records(client);
   try {
-    await client.apply(record, { dryRun: false, force: true });
+    return await own.apply(record, { dryRun: false, force: true });
   } catch (error) {
     if (!(error instanceof KubeError) || error.kind !== 'missing-namespace') throw error;
-    await client.apply(
+    await own.apply(
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: INVENTORY_NAMESPACE } },
       { dryRun: false, force: true },
     );
-    await client.apply(record, { dryRun: false, force: true });
+    return await own.apply(record, { dryRun: false, force: true });
   }
 }

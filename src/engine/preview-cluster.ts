@@ -1,3 +1,4 @@
+import type { TenancyLimits } from '../clusters/cluster-registry.ts';
 import { type ApplyOptions, previewObjects } from './apply-objects.ts';
 import type { ChangeSet } from './change-set.ts';
 import type { ClusterClient } from './cluster-client.ts';
@@ -5,6 +6,7 @@ import { objectIdOf, readInventory } from './inventory.ts';
 import type { RenderedObject } from './manifest.ts';
 import { withOwnerLabel } from './ownership.ts';
 import { executePrune, type PruneGuards, planPrune } from './prune.ts';
+import { tenancyProblems } from './reconcile-cluster.ts';
 
 export interface PreviewInput {
   readonly client: ClusterClient;
@@ -13,6 +15,8 @@ export interface PreviewInput {
   readonly prune: boolean;
   readonly pruneGuards: PruneGuards;
   readonly apply: Pick<ApplyOptions, 'concurrency' | 'conflicts' | 'establishTimeoutMs'>;
+  /** The registry entry's tenancy limits: a commit outside them would be refused, and the preview says so. */
+  readonly limits?: TenancyLimits | undefined;
 }
 
 export type PreviewOutcome =
@@ -22,9 +26,17 @@ export type PreviewOutcome =
 /**
  * What reconciling the objects would do to the live cluster, with nothing written: a server-side
  * dry-run of every object and the prune plan against the inventory, refused for the same reasons a
- * real reconcile would refuse (empty render, prune share).
+ * real reconcile would refuse (tenancy limits, empty render, prune share).
  */
 export async function previewCluster(input: PreviewInput): Promise<PreviewOutcome> {
+  const outside = await tenancyProblems(
+    input.client,
+    input.objects,
+    input.limits,
+    input.clusterName,
+    'it would be refused',
+  );
+  if (outside) return outside;
   const objects = withOwnerLabel(input.objects, input.clusterName);
   const previous = await readInventory(input.client, input.clusterName);
   if (objects.length === 0 && (previous?.objects.length ?? 0) > 0) {
@@ -54,7 +66,12 @@ export async function previewCluster(input: PreviewInput): Promise<PreviewOutcom
   }
   const pruned =
     plan.stale.length > 0
-      ? await executePrune(input.client, plan.stale, input.apply.concurrency, 'dry-run')
+      ? await executePrune(input.client, plan.stale, {
+          concurrency: input.apply.concurrency,
+          clusterName: input.clusterName,
+          limits: input.limits,
+          mode: 'dry-run',
+        })
       : { changes: [] };
   return { status: 'previewed', changeSet: { changes: [...previewed.changeSet.changes, ...pruned.changes] } };
 }

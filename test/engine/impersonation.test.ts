@@ -1,0 +1,109 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { createClusterClient, serviceAccountUser } from '../../src/engine/cluster-client.ts';
+import { readInventory } from '../../src/engine/inventory.ts';
+import type { RenderedObject } from '../../src/engine/manifest.ts';
+import { reconcileCluster } from '../../src/engine/reconcile-cluster.ts';
+import { testEnvironment, uniqueName } from '../support/environment.ts';
+import { createTestNamespace, kubeClients } from '../support/kube.ts';
+
+const env = testEnvironment();
+const kube = kubeClients(env.kubeconfig);
+
+const configMap = (namespace: string, name: string): RenderedObject => ({
+  manifest: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace }, data: { a: '1' } },
+  source: { file: 'apps/tenant.yaml', line: 4 },
+});
+
+describe("impersonating the registry entry's ServiceAccount", () => {
+  let tenant: string;
+  let other: string;
+  const account = uniqueName('tenant');
+  const cleanups: (() => Promise<void>)[] = [];
+
+  beforeAll(async () => {
+    let cleanup: () => Promise<void>;
+    [tenant, cleanup] = await createTestNamespace(kube.core, 'tenant');
+    cleanups.push(cleanup);
+    [other, cleanup] = await createTestNamespace(kube.core, 'other');
+    cleanups.push(cleanup);
+    // The tenant's account may manage ConfigMaps in its own namespace, and nothing anywhere else.
+    await kube.core.createNamespacedServiceAccount({ namespace: tenant, body: { metadata: { name: account } } });
+    const rbac = kube.config.makeApiClient(RbacAuthorizationV1Api);
+    await rbac.createNamespacedRole({
+      namespace: tenant,
+      body: {
+        metadata: { name: 'configmaps' },
+        rules: [
+          { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'create', 'patch', 'update', 'delete'] },
+        ],
+      },
+    });
+    await rbac.createNamespacedRoleBinding({
+      namespace: tenant,
+      body: {
+        metadata: { name: 'configmaps' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'configmaps' },
+        subjects: [{ kind: 'ServiceAccount', name: account, namespace: tenant }],
+      },
+    });
+  });
+  afterAll(async () => {
+    for (const cleanup of cleanups) await cleanup();
+  });
+
+  const reconcile = (clusterName: string, revision: string, objects: RenderedObject[]) =>
+    reconcileCluster({
+      client: createClusterClient(kube.config, { serviceAccount: `${tenant}/${account}` }),
+      clusterName,
+      revision,
+      objects,
+      prune: true,
+      pruneGuards: { maxShare: 1, override: true },
+      apply: { concurrency: 4, conflicts: 'take-ownership', establishTimeoutMs: 30_000 },
+      // No namespace limit in the registry: the apiserver's RBAC is the final wall.
+      limits: {
+        namespaces: undefined,
+        clusterScoped: undefined,
+        deniedKinds: [],
+        serviceAccount: `${tenant}/${account}`,
+      },
+    });
+
+  it('a commit writing outside what the account may write fails as the commit’s fault, and nothing is written', async () => {
+    const cluster = uniqueName('rbac');
+    const outcome = await reconcile(cluster, 'a'.repeat(40), [
+      configMap(tenant, 'inside'),
+      configMap(other, 'outside'),
+    ]);
+    expect(outcome.status).toBe('failed');
+    const failed = outcome.changeSet.changes.filter((c) => c.action === 'failed');
+    expect(failed).toEqual([
+      expect.objectContaining({
+        object: `ConfigMap/${other}/outside`,
+        source: { file: 'apps/tenant.yaml', line: 4 },
+        message: expect.stringContaining(
+          `refused by the cluster's RBAC for system:serviceaccount:${tenant}:${account}, the registry entry's serviceAccount`,
+        ),
+      }),
+    ]);
+    await expect(kube.core.readNamespacedConfigMap({ name: 'inside', namespace: tenant })).rejects.toThrow();
+  });
+
+  it("inside it works, and Plumbline's records stay on Plumbline's own identity", async () => {
+    const cluster = uniqueName('rbac-ok');
+    const first = await reconcile(cluster, 'a'.repeat(40), [configMap(tenant, 'one'), configMap(tenant, 'two')]);
+    expect(first.status).toBe('applied');
+    // The account has no access to plumbline-system at all: the inventory was written as Plumbline.
+    expect(await readInventory(createClusterClient(kube.config), cluster)).toMatchObject({ revision: 'a'.repeat(40) });
+    const second = await reconcile(cluster, 'b'.repeat(40), [configMap(tenant, 'one')]);
+    expect(second.changeSet.changes).toEqual(
+      expect.arrayContaining([expect.objectContaining({ object: `ConfigMap/${tenant}/two`, action: 'deleted' })]),
+    );
+  });
+
+  it('names the account as Kubernetes does: namespace/name, or a name in plumbline-system', () => {
+    expect(serviceAccountUser('team-a/deployer')).toBe('system:serviceaccount:team-a:deployer');
+    expect(serviceAccountUser('plumbline-tenant')).toBe('system:serviceaccount:plumbline-system:plumbline-tenant');
+  });
+});
