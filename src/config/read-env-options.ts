@@ -45,7 +45,11 @@ export interface EnvOptions {
    */
   readonly statusPage: 'off' | 'public' | 'token';
   readonly statusPageToken: string | undefined;
-  /** Webhook bodies one receiver reads at once; more get 503 with Retry-After (each may hold up to 25 MB). */
+  /**
+   * How many full-size (25 MB) webhook bodies one receiver holds at once: bodies are charged for the
+   * bytes they have sent, and one that would pass this × 25 MB gets 503 with Retry-After. Each held MB
+   * costs about one MB of memory; 4 fits the chart's 256 Mi limit.
+   */
   readonly maxInflightBodies: number;
   /** Largest render output (kustomize's stdout, a manifest file) a worker accepts, in bytes. */
   readonly renderMaxBytes: number;
@@ -80,7 +84,7 @@ const schema = z.object({
   PLUMBLINE_WORKER_HEALTH_PORT: integer(0, 65_535).optional(),
   PLUMBLINE_STATUS_PAGE: z.enum(['off', 'public', 'token']).default('public'),
   PLUMBLINE_STATUS_PAGE_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
-  PLUMBLINE_MAX_INFLIGHT_BODIES: integer(1, 1_024).default(8),
+  PLUMBLINE_MAX_INFLIGHT_BODIES: integer(1, 1_024).default(4),
   PLUMBLINE_RENDER_MAX_BYTES: integer(1_024, 4 * 1024 ** 3).default(64 * 1024 ** 2),
 });
 

@@ -1,8 +1,10 @@
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
 import type { Logger } from '../logging/create-logger.ts';
 import type { ClusterStateStore } from '../status/cluster-state.ts';
-import { readRawBody } from './read-raw-body.ts';
+import type { BodyBudget } from './body-budget.ts';
+import { readSignedBody } from './read-signed-body.ts';
 import { eventLabel, type ReceiverMetrics } from './receiver-metrics.ts';
+import type { WebhookSecrets } from './signature-check.ts';
 import { renderClusterPage, renderStatusPage } from './status-page.ts';
 import { createWebhookHandler, type WebhookDependencies } from './webhook-handler.ts';
 
@@ -17,6 +19,10 @@ export interface ReceiverAppDependencies extends WebhookDependencies {
   readonly isRedisReady: () => Promise<boolean>;
   /** What workers published about each cluster: the status page and /api/clusters. */
   readonly clusters: Pick<ClusterStateStore, 'get' | 'list'>;
+  /** `X-Hub-Signature-256` is checked against these while the body streams in. */
+  readonly secrets: WebhookSecrets;
+  /** Bytes of bodies held at once, shared by every delivery in flight. */
+  readonly bodyBudget: BodyBudget;
 }
 
 const CLUSTER_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -55,9 +61,14 @@ export function createReceiverApp(deps: ReceiverAppDependencies): express.Expres
   app.post(
     WEBHOOK_PATH,
     checkDeliveryHeaders(deps.metrics),
-    readRawBody(MAX_WEBHOOK_BYTES, (req) =>
-      deps.metrics.deliveries.inc({ event: eventLabel(req.get('x-github-event')), outcome: 'too-large' }),
-    ),
+    readSignedBody({
+      limit: MAX_WEBHOOK_BYTES,
+      secrets: deps.secrets,
+      budget: deps.bodyBudget,
+      logger: deps.logger,
+      onRefused: (req, outcome) =>
+        deps.metrics.deliveries.inc({ event: eventLabel(req.get('x-github-event')), outcome }),
+    }),
     createWebhookHandler(deps),
   );
 

@@ -1,12 +1,15 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { JobProducer } from '../queue/job-producer.ts';
 import type { ClusterStateStore } from '../status/cluster-state.ts';
+import type { BodyBudget } from './body-budget.ts';
 
 export interface ReceiverMetrics {
   readonly registry: Registry;
   readonly deliveries: Counter<'event' | 'outcome'>;
   readonly ignored: Counter<'event' | 'reason'>;
   readonly enqueueSeconds: Histogram<'event'>;
+  /** Verified deliveries by the secret that signed them (`previous` only while a rotation is under way). */
+  readonly signatures: Counter<'secret'>;
 }
 
 /** Events we route; any other name is counted as `other`, so a sender cannot grow label cardinality. */
@@ -41,12 +44,13 @@ const WORKER_COUNTERS: Record<string, { help: string; labels: readonly string[] 
 export function createReceiverMetrics(
   producer: JobProducer,
   workers?: Pick<ClusterStateStore, 'counters'>,
+  bodies?: Pick<BodyBudget, 'used'>,
 ): ReceiverMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'plumbline_receiver_' });
   const deliveries = new Counter({
     name: 'plumbline_webhook_deliveries_total',
-    help: 'Webhook deliveries by event and outcome (queued, duplicate, ignored, rejected, too-large, conflict, unavailable)',
+    help: 'Webhook deliveries by event and outcome (queued, duplicate, ignored, rejected, too-large, busy, conflict, unavailable)',
     labelNames: ['event', 'outcome'] as const,
     registers: [registry],
   });
@@ -62,6 +66,20 @@ export function createReceiverMetrics(
     labelNames: ['event'] as const,
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [registry],
+  });
+  const signatures = new Counter({
+    name: 'plumbline_webhook_signatures_total',
+    help: 'Verified deliveries by the webhook secret that signed them (current, or previous during a rotation)',
+    labelNames: ['secret'] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'plumbline_webhook_body_bytes_in_flight',
+    help: 'Bytes of webhook bodies being read or handled now (refused with 503 beyond PLUMBLINE_MAX_INFLIGHT_BODIES × 25 MB)',
+    registers: [registry],
+    collect() {
+      this.set(bodies?.used() ?? 0);
+    },
   });
   new Gauge({
     name: 'plumbline_queue_depth',
@@ -90,5 +108,5 @@ export function createReceiverMetrics(
       },
     });
   }
-  return { registry, deliveries, ignored, enqueueSeconds };
+  return { registry, deliveries, ignored, enqueueSeconds, signatures };
 }

@@ -1,5 +1,4 @@
 import { createServer, type Server } from 'node:http';
-import { Webhooks } from '@octokit/webhooks';
 import { Redis } from 'ioredis';
 import { type EnvOptions, requireWebhookSecret } from '../config/read-env-options.ts';
 import { createInstallationStore } from '../github/installation-store.ts';
@@ -7,7 +6,8 @@ import type { Logger } from '../logging/create-logger.ts';
 import { createJobProducer } from '../queue/job-producer.ts';
 import { logConnectionChanges } from '../queue/log-connection-changes.ts';
 import { createClusterStateStore } from '../status/cluster-state.ts';
-import { createReceiverApp } from './create-receiver-app.ts';
+import { createBodyBudget } from './body-budget.ts';
+import { createReceiverApp, MAX_WEBHOOK_BYTES } from './create-receiver-app.ts';
 import { createDeliveryLedger } from './delivery-ledger.ts';
 import { createReceiverMetrics } from './receiver-metrics.ts';
 
@@ -30,7 +30,8 @@ export function createProducerConnection(redisUrl: string): Redis {
 }
 
 export async function startReceiver(options: EnvOptions, logger: Logger): Promise<RunningReceiver> {
-  const webhooks = new Webhooks({ secret: requireWebhookSecret(options) });
+  const secrets = { current: requireWebhookSecret(options), previous: options.previousWebhookSecret };
+  const bodyBudget = createBodyBudget(options.maxInflightBodies * MAX_WEBHOOK_BYTES);
   const redis = createProducerConnection(options.redisUrl);
   logConnectionChanges(redis, logger);
   const producer = createJobProducer(redis, {
@@ -39,9 +40,10 @@ export async function startReceiver(options: EnvOptions, logger: Logger): Promis
     onError: (error) => logger.debug({ error: error.message }, 'queue connection error'),
   });
   const clusters = createClusterStateStore(redis, options.queuePrefix);
-  const metrics = createReceiverMetrics(producer, clusters);
+  const metrics = createReceiverMetrics(producer, clusters, bodyBudget);
   const app = createReceiverApp({
-    webhooks,
+    secrets,
+    bodyBudget,
     producer,
     ledger: createDeliveryLedger(redis, options.queuePrefix),
     installations: createInstallationStore(redis, options.queuePrefix),

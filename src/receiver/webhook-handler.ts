@@ -1,14 +1,13 @@
-import type { Webhooks } from '@octokit/webhooks';
 import type { Request, Response } from 'express';
 import type { InstallationStore } from '../github/installation-store.ts';
 import { PayloadError, type Route, routeDelivery } from '../github/route-delivery.ts';
 import type { Logger } from '../logging/create-logger.ts';
 import type { JobProducer } from '../queue/job-producer.ts';
 import type { DeliveryLedger } from './delivery-ledger.ts';
+import { signedBody } from './read-signed-body.ts';
 import { eventLabel, type ReceiverMetrics } from './receiver-metrics.ts';
 
 export interface WebhookDependencies {
-  readonly webhooks: Pick<Webhooks, 'verify'>;
   readonly producer: JobProducer;
   readonly ledger: DeliveryLedger;
   readonly installations: InstallationStore;
@@ -19,30 +18,30 @@ export interface WebhookDependencies {
 }
 
 /**
- * Handles a delivery whose headers, content type and size the middleware before it already checked,
- * and whose raw body is in `req.body`. Answers 2xx only once the work is in Redis.
+ * Handles a delivery whose headers, content type, size and signature the middleware before it
+ * (`readSignedBody`) already checked. Answers 2xx only once the work is in Redis.
  */
 export function createWebhookHandler(deps: WebhookDependencies) {
   return async (req: Request, res: Response): Promise<void> => {
     const event = req.get('x-github-event') ?? '';
     const deliveryId = req.get('x-github-delivery') ?? '';
     const label = eventLabel(event);
-    const log = deps.logger.child({ deliveryId, event: label });
-    const reply = (status: number, outcome: string, body: Record<string, unknown>) => {
+    const body = signedBody(req);
+    if (!body) throw new Error('webhook handler mounted without readSignedBody');
+    // Which secret matched, never the secret: tells an operator when a rotation's old secret is unused.
+    const log = deps.logger.child({ deliveryId, event: label, signedWith: body.signedWith });
+    deps.metrics.signatures.inc({ secret: body.signedWith });
+    const reply = (status: number, outcome: string, answer: Record<string, unknown>) => {
       deps.metrics.deliveries.inc({ event: label, outcome });
-      res.status(status).json(body);
+      res.status(status).json(answer);
     };
-
-    const raw = req.body instanceof Buffer ? req.body : Buffer.alloc(0);
-    const text = raw.toString('utf8');
-    if (!(await deps.webhooks.verify(text, req.get('x-hub-signature-256') ?? '').catch(() => false))) {
-      log.warn('delivery rejected: signature does not match');
-      return reply(401, 'rejected', { error: 'signature does not match the webhook secret' });
-    }
 
     let route: Route;
     try {
-      route = routeDelivery(event, JSON.parse(text) as unknown, { deliveryId, receivedAt: new Date().toISOString() });
+      route = routeDelivery(event, JSON.parse(body.text) as unknown, {
+        deliveryId,
+        receivedAt: new Date().toISOString(),
+      });
     } catch (error) {
       const message = error instanceof PayloadError ? error.message : 'body is not valid JSON';
       log.warn({ reason: message }, 'delivery rejected: malformed payload');

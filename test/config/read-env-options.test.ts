@@ -21,6 +21,12 @@ describe('readEnvOptions', () => {
     expect(read).not.toThrow(/hunter2/);
   });
 
+  it('holds 4 full-size webhook bodies at once by default, configurable with PLUMBLINE_MAX_INFLIGHT_BODIES', () => {
+    expect(readEnvOptions({}).maxInflightBodies).toBe(4);
+    expect(readEnvOptions({ PLUMBLINE_MAX_INFLIGHT_BODIES: '3' }).maxInflightBodies).toBe(3);
+    expect(() => readEnvOptions({ PLUMBLINE_MAX_INFLIGHT_BODIES: '0' })).toThrow(/PLUMBLINE_MAX_INFLIGHT_BODIES/);
+  });
+
   it('treats an empty variable as unset', () => {
     expect(readEnvOptions({ PORT: '' }).port).toBe(3000);
   });

@@ -183,7 +183,6 @@ const READ_FIELDS: Record<string, Record<string, FieldType>> = {
     repository: 'object',
     'repository.id': 'int',
     'repository.full_name': 'nonEmptyString',
-    'repository.clone_url': 'nonEmptyString',
     installation: 'optionalObject',
     'installation.id': 'int',
   },
@@ -209,7 +208,8 @@ const READ_FIELDS: Record<string, Record<string, FieldType>> = {
     'check_suite.head_sha': 'sha',
     'check_suite.pull_requests': 'array',
     'check_suite.pull_requests.0.number': 'int',
-    'repository.clone_url': 'nonEmptyString',
+    // Jobs carry no clone URL (workers resolve it by repository id), so the router no longer reads it.
+    'repository.id': 'int',
   },
   installation: { action: 'string', installation: 'object', 'installation.id': 'int', repositories: 'optionalArray' },
   installation_repositories: {
