@@ -2,10 +2,10 @@ import express, { type ErrorRequestHandler, type RequestHandler } from 'express'
 import type { Logger } from '../logging/create-logger.ts';
 import type { ClusterStateStore } from '../status/cluster-state.ts';
 import type { BodyBudget } from './body-budget.ts';
+import { mountStatusPage, type StatusPageSettings } from './mount-status-page.ts';
 import { readSignedBody } from './read-signed-body.ts';
 import { eventLabel, type ReceiverMetrics } from './receiver-metrics.ts';
 import type { WebhookSecrets } from './signature-check.ts';
-import { renderClusterPage, renderStatusPage } from './status-page.ts';
 import { createWebhookHandler, type WebhookDependencies } from './webhook-handler.ts';
 
 export const WEBHOOK_PATH = '/api/github/webhooks';
@@ -23,9 +23,9 @@ export interface ReceiverAppDependencies extends WebhookDependencies {
   readonly secrets: WebhookSecrets;
   /** Bytes of bodies held at once, shared by every delivery in flight. */
   readonly bodyBudget: BodyBudget;
+  /** Who may see the status page and /api/clusters, and how much of it. */
+  readonly statusPage: StatusPageSettings;
 }
-
-const CLUSTER_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 const REQUIRED_HEADERS = ['x-github-event', 'x-github-delivery', 'x-hub-signature-256'] as const;
 
@@ -83,36 +83,7 @@ export function createReceiverApp(deps: ReceiverAppDependencies): express.Expres
     res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
 
-  const refreshing = (req: express.Request) => req.query.refresh !== 'off';
-  app.get('/', async (req, res) => {
-    res.type('html').send(renderStatusPage(await deps.clusters.list(), Date.now(), refreshing(req)));
-  });
-  app.get('/clusters/:name', async (req, res) => {
-    const name = req.params.name;
-    const state = CLUSTER_NAME.test(name) ? await deps.clusters.get(name) : undefined;
-    if (!state) {
-      res
-        .status(404)
-        .type('html')
-        .send(
-          '<!doctype html><html lang="en"><title>Not found</title><p>No such cluster. <a href="/">All clusters</a></p></html>',
-        );
-      return;
-    }
-    res.type('html').send(renderClusterPage(state, Date.now(), refreshing(req)));
-  });
-  app.get('/api/clusters', async (_req, res) => {
-    res.json({ clusters: await deps.clusters.list() });
-  });
-  app.get('/api/clusters/:name', async (req, res) => {
-    const name = req.params.name;
-    const state = CLUSTER_NAME.test(name) ? await deps.clusters.get(name) : undefined;
-    if (!state) {
-      res.status(404).json({ error: 'no such cluster' });
-      return;
-    }
-    res.json(state);
-  });
+  mountStatusPage(app, deps.clusters, deps.statusPage);
 
   app.use((_req, res) => {
     res.status(404).json({ error: 'not found' });

@@ -52,6 +52,11 @@ export async function startReceiver(options: EnvOptions, logger: Logger): Promis
     enqueueTimeoutMs: 5_000,
     isRedisReady: async () => redis.status === 'ready' && (await redis.ping()) === 'PONG',
     clusters,
+    statusPage: {
+      mode: options.statusPage,
+      token: options.statusPageToken,
+      secureCookie: options.publicUrl?.startsWith('https://') ?? false,
+    },
   });
   // Timeouts are enforced when connections are checked: every 2 s rather than Node's default 30 s, so a
   // slow sender is cut close to the limits below.

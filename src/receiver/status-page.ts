@@ -48,7 +48,12 @@ function driftCell(state: ClusterState, now: number): string {
   return `${status}<ul>${objects}${more}</ul>`;
 }
 
-function page(title: string, body: string, refresh: boolean): string {
+/** `full`: everything workers recorded (token mode); `public`: as publicClusterState left it, and said so. */
+export type StatusPageView = 'full' | 'public';
+
+const small = (text: string) => (text ? `<br><small>${escapeHtml(text)}</small>` : '');
+
+function page(title: string, body: string, refresh: boolean, view: StatusPageView = 'full'): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 ${refresh ? '<meta http-equiv="refresh" content="30">' : ''}
@@ -65,7 +70,7 @@ a{color:#0550ae}a:focus{outline:2px solid #0969da;outline-offset:2px}
 </style>
 </head><body>
 <header><h1>${escapeHtml(title)}</h1>
-<p><small>Plumbline · refreshes every 30 s${refresh ? ' · <a href="?refresh=off">pause refreshing</a>' : ' (paused) · <a href="?">resume</a>'} · <a href="/api/clusters">JSON</a></small></p>
+<p><small>Plumbline · refreshes every 30 s${refresh ? ' · <a href="?refresh=off">pause refreshing</a>' : ' (paused) · <a href="?">resume</a>'} · <a href="/api/clusters">JSON</a>${view === 'public' ? " · public view: failures and errors are shown without their details (see the commit's check run and Plumbline's logs)" : ''}</small></p>
 </header>
 <main>
 ${body}
@@ -78,11 +83,16 @@ ${body}
  * The status page every commit status links to: one row per cluster (anchored `#cluster-<name>`), what
  * it runs, how the last sync and resync went, and drift. Server-rendered, no scripts. Pure.
  */
-export function renderStatusPage(clusters: readonly ClusterState[], now = Date.now(), refresh = true): string {
+export function renderStatusPage(
+  clusters: readonly ClusterState[],
+  now = Date.now(),
+  refresh = true,
+  view: StatusPageView = 'full',
+): string {
   const rows = clusters
     .map((c) => {
       const sync = c.lastSync
-        ? `${badge(c.lastSync.status)} ${commit(c, c.lastSync.sha)} ${when(c.lastSync.at, now)}<br><small>${escapeHtml(c.lastSync.description)}</small>`
+        ? `${badge(c.lastSync.status)} ${commit(c, c.lastSync.sha)} ${when(c.lastSync.at, now)}${small(c.lastSync.description)}`
         : '—';
       const flags = [c.suspended ? 'suspended' : '', c.selfHeal ? '' : 'selfHeal off'].filter(Boolean).join(', ');
       return `<tr id="cluster-${escapeHtml(c.name)}">
@@ -90,7 +100,7 @@ export function renderStatusPage(clusters: readonly ClusterState[], now = Date.n
   <td><code>${escapeHtml(c.repo)}</code> @ ${escapeHtml(c.branch)}<br><small>${escapeHtml(c.path || '/')}</small></td>
   <td>${c.appliedRevision ? `${commit(c, c.appliedRevision)} ${when(c.appliedAt, now)}` : '—'}</td>
   <td>${sync}</td>
-  <td>${when(c.lastResyncAt, now)}${c.lastResyncResult ? `<br><small>${escapeHtml(c.lastResyncResult)}</small>` : ''}</td>
+  <td>${when(c.lastResyncAt, now)}${small(c.lastResyncResult ?? '')}</td>
   <td>${driftCell(c, now)}</td>
   <td>${when(c.nextResyncAt, now)}</td>
 </tr>`;
@@ -102,15 +112,20 @@ export function renderStatusPage(clusters: readonly ClusterState[], now = Date.n
 <tbody>
 ${rows || '<tr><td colspan="7">No cluster has reported yet: workers publish their clusters after their first sync or resync.</td></tr>'}
 </tbody></table>`;
-  return page('Plumbline — clusters', table, refresh);
+  return page('Plumbline — clusters', table, refresh, view);
 }
 
 /** One cluster: its state and its recent reconciles. Pure. */
-export function renderClusterPage(state: ClusterState, now = Date.now(), refresh = true): string {
+export function renderClusterPage(
+  state: ClusterState,
+  now = Date.now(),
+  refresh = true,
+  view: StatusPageView = 'full',
+): string {
   const recent = (state.recent ?? [])
     .map(
       (r) =>
-        `<tr><td>${when(r.at, now)}</td><td>${commit(state, r.sha)}</td><td>${badge(r.status)}</td><td>${escapeHtml(r.description)}</td></tr>`,
+        `<tr><td>${when(r.at, now)}</td><td>${commit(state, r.sha)}</td><td>${badge(r.status)}</td><td>${escapeHtml(r.description) || '—'}</td></tr>`,
     )
     .join('\n');
   const facts = [
@@ -148,5 +163,32 @@ ${facts}
 <tbody>
 ${recent || '<tr><td colspan="4">None yet.</td></tr>'}
 </tbody></table>`;
-  return page(`Plumbline — ${state.name}`, body, refresh);
+  return page(`Plumbline — ${state.name}`, body, refresh, view);
+}
+
+/**
+ * The sign-in form of a token-protected status page. `reload`: the same page once more, which a
+ * browser that held its SameSite=Strict cookie back on a cross-site arrival (a GitHub link) now sends.
+ * Pure.
+ */
+export function renderSignInPage(options: { next: string; reload: string | undefined; wrong: boolean }): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+${options.reload ? `<meta http-equiv="refresh" content="0;url=${escapeHtml(options.reload)}">` : ''}
+<title>Plumbline — sign in</title>
+<style>body{font:15px/1.45 system-ui,sans-serif;max-width:30rem;margin:3rem auto;padding:0 1.5rem;color:#1f2328}
+label{display:block;margin:.5rem 0}input{font:inherit;width:100%;padding:.3rem}button{font:inherit;margin-top:.5rem}
+.bad{color:#a40e26;font-weight:600}</style>
+</head><body>
+<h1>Plumbline — sign in</h1>
+<p>This status page needs the token its operator set (<code>PLUMBLINE_STATUS_PAGE_TOKEN</code>).</p>
+${options.wrong ? '<p class="bad" role="alert">That token is not the right one.</p>' : ''}
+<form method="post" action="/signin">
+<input type="hidden" name="next" value="${escapeHtml(options.next)}">
+<label for="token">Token</label>
+<input id="token" name="token" type="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button>
+</form>
+</body></html>
+`;
 }

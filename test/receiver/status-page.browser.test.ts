@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
@@ -15,11 +16,16 @@ import { workerDependencies } from '../support/worker-deps.ts';
 const env = testEnvironment();
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(packageRoot(), 'test-artifacts');
+const TOKEN = 'browser-status-token-0c5f1e';
 
 describe('the status page in a real browser, after a real reconcile', () => {
   let f: SourceFixture;
   let redis: Redis;
   let harness: ReceiverHarness;
+  /** The same clusters behind a token. */
+  let guarded: ReceiverHarness;
+  /** Another site (localhost, where the receivers are on 127.0.0.1) linking to the status page, as GitHub does. */
+  let elsewhere: Server;
   let browser: Browser;
   let sha: string;
   const cluster = uniqueName('browser');
@@ -55,10 +61,22 @@ describe('the status page in a real browser, after a real reconcile', () => {
       ],
     });
     await mkdir(ARTIFACTS, { recursive: true });
+    guarded = await startReceiverHarness(env.redisUrl, {
+      PLUMBLINE_QUEUE_PREFIX: harness.prefix,
+      PLUMBLINE_STATUS_PAGE: 'token',
+      PLUMBLINE_STATUS_PAGE_TOKEN: TOKEN,
+    });
+    elsewhere = createServer((_req, res) => {
+      res.setHeader('content-type', 'text/html');
+      res.end(`<!doctype html><a href="${guarded.baseUrl}/clusters/${cluster}">plumbline/${cluster}</a>`);
+    });
+    await new Promise<void>((resolve) => elsewhere.listen(0, '127.0.0.1', resolve));
   }, 120_000);
   afterAll(async () => {
     await browser?.close();
     await harness?.close();
+    await guarded?.close();
+    await new Promise((resolve) => elsewhere?.close(resolve));
     redis?.disconnect();
     await f?.close();
   });
@@ -91,5 +109,42 @@ describe('the status page in a real browser, after a real reconcile', () => {
     );
     await page.screenshot({ path: join(ARTIFACTS, 'cluster-page.png'), fullPage: true });
     expect(existsSync(join(ARTIFACTS, 'status-page.png'))).toBe(true);
+  });
+
+  it('behind a token: signs in with the form, then a link from another site (as from GitHub) opens the page', async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
+    const page = await context.newPage();
+    const answer = await page.goto(`${guarded.baseUrl}/clusters/${cluster}`);
+    expect(answer?.status()).toBe(401);
+    await page.getByLabel('Token').fill(TOKEN);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForURL(`${guarded.baseUrl}/clusters/${cluster}`);
+    await expect(page.locator('table', { hasText: 'Recent reconciles' }).textContent()).resolves.toContain(
+      sha.slice(0, 7),
+    );
+    const [cookie] = await context.cookies(guarded.baseUrl);
+    expect(cookie).toMatchObject({ name: 'plumbline_status', httpOnly: true, sameSite: 'Strict' });
+    expect(cookie?.value).not.toContain(TOKEN);
+
+    // The browser holds a SameSite=Strict cookie back on a cross-site arrival; the page reloads itself
+    // once, same-site, and the reader sees it without signing in again.
+    const { port } = elsewhere.address() as { port: number };
+    await page.goto(`http://localhost:${port}/`);
+    await page.getByRole('link', { name: `plumbline/${cluster}` }).click();
+    await page.waitForURL(new RegExp(`/clusters/${cluster}\\?signin=1$`));
+    await expect(page.locator('table', { hasText: 'Recent reconciles' }).textContent()).resolves.toContain(
+      sha.slice(0, 7),
+    );
+    await page.screenshot({ path: join(ARTIFACTS, 'cluster-page-signed-in.png'), fullPage: true });
+
+    // A reader without the cookie gets the form after that one reload, not a loop.
+    const stranger = await browser.newContext();
+    const visitor = await stranger.newPage();
+    await visitor.goto(`http://localhost:${port}/`);
+    await visitor.getByRole('link', { name: `plumbline/${cluster}` }).click();
+    await visitor.waitForURL(new RegExp(`/clusters/${cluster}\\?signin=1$`));
+    await expect(visitor.getByLabel('Token').isVisible()).resolves.toBe(true);
+    await context.close();
+    await stranger.close();
   });
 });

@@ -6,9 +6,12 @@ import { testEnvironment } from '../support/environment.ts';
 import { type ReceiverHarness, startReceiverHarness } from '../support/receiver-harness.ts';
 
 const env = testEnvironment();
+/** Everything a reader with the token sees (the public view is in status-page-modes.test.ts). */
+const TOKEN = 'status-page-test-token-5b2e';
 
 describe('the status page and /api/clusters', () => {
   let harness: ReceiverHarness;
+  const get = (path: string) => fetch(`${harness.baseUrl}${path}`, { headers: { authorization: `Bearer ${TOKEN}` } });
   let redis: Redis;
   let store: ClusterStateStore;
   const base = {
@@ -22,7 +25,10 @@ describe('the status page and /api/clusters', () => {
   };
 
   beforeAll(async () => {
-    harness = await startReceiverHarness(env.redisUrl);
+    harness = await startReceiverHarness(env.redisUrl, {
+      PLUMBLINE_STATUS_PAGE: 'token',
+      PLUMBLINE_STATUS_PAGE_TOKEN: TOKEN,
+    });
     redis = new Redis(env.redisUrl);
     store = createClusterStateStore(redis, harness.prefix);
     const now = Date.now();
@@ -59,21 +65,21 @@ describe('the status page and /api/clusters', () => {
   });
 
   it('lists every cluster as JSON, and one by name', async () => {
-    const all = (await (await fetch(`${harness.baseUrl}/api/clusters`)).json()) as { clusters: { name: string }[] };
+    const all = (await (await get('/api/clusters')).json()) as { clusters: { name: string }[] };
     expect(all.clusters.map((c) => c.name)).toEqual(['gcp-production']);
-    const one = await fetch(`${harness.baseUrl}/api/clusters/gcp-production`);
+    const one = await get('/api/clusters/gcp-production');
     expect(one.status).toBe(200);
     expect(await one.json()).toMatchObject({
       appliedRevision: 'a'.repeat(40),
       drift: { objects: [{ object: 'ConfigMap/app/settings' }] },
       totals: { driftDetected: 1, driftCorrected: 1, missedPushes: 0 },
     });
-    expect((await fetch(`${harness.baseUrl}/api/clusters/nope`)).status).toBe(404);
-    expect((await fetch(`${harness.baseUrl}/api/clusters/..%2F..%2Fetc`)).status).toBe(404);
+    expect((await get('/api/clusters/nope')).status).toBe(404);
+    expect((await get('/api/clusters/..%2F..%2Fetc')).status).toBe(404);
   });
 
   it('serves the HTML page statuses link to, one anchor per cluster, with text escaped', async () => {
-    const page = await fetch(`${harness.baseUrl}/`);
+    const page = await get('/');
     expect(page.headers.get('content-type')).toMatch(/^text\/html/);
     const html = await page.text();
     expect(html).toContain('id="cluster-gcp-production"');
@@ -92,13 +98,13 @@ describe('the status page and /api/clusters', () => {
       },
       repoUrl: 'https://github.com/acme/platform-gitops',
     });
-    const html = await (await fetch(`${harness.baseUrl}/clusters/gcp-production`)).text();
+    const html = await (await get('/clusters/gcp-production')).text();
     expect(html).toContain('<caption>Recent reconciles</caption>');
     expect(html).toContain(`href="https://github.com/acme/platform-gitops/commit/${'b'.repeat(40)}"`);
     expect(html).toContain('1 rejected (apps/x.yaml:3): bad');
-    expect((await fetch(`${harness.baseUrl}/clusters/nope`)).status).toBe(404);
+    expect((await get('/clusters/nope')).status).toBe(404);
     // Auto-refresh can be paused.
-    expect(await (await fetch(`${harness.baseUrl}/?refresh=off`)).text()).not.toContain('http-equiv="refresh"');
+    expect(await (await get('/?refresh=off')).text()).not.toContain('http-equiv="refresh"');
   });
 
   it('exports the counters workers keep in Redis', async () => {
