@@ -96,7 +96,11 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
     redis,
     prefix: options.queuePrefix,
     logger,
-    render: createRenderCache({ kustomize: await resolveKustomize(), timeoutMs: 60_000 }).render,
+    render: createRenderCache({
+      kustomize: await resolveKustomize(),
+      timeoutMs: 60_000,
+      maxOutputBytes: options.renderMaxBytes,
+    }).render,
     engine: { ...DEFAULT_ENGINE_SETTINGS, healthTimeoutMs: options.healthTimeoutMs },
     reporter,
     statusPageUrl: options.publicUrl,

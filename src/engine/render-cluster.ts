@@ -1,10 +1,27 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { collectRenderInputs, KUSTOMIZATION_FILES, normalizeFolder } from '../source/render-inputs.ts';
+import {
+  collectRenderInputs,
+  type ForbiddenReference,
+  KUSTOMIZATION_FILES,
+  normalizeFolder,
+  type RenderInputs,
+  type TreeReader,
+} from '../source/render-inputs.ts';
 import { fsTreeReader } from '../source/tree-reader.ts';
-import { CommandTimeoutError, runCommand } from '../support/run-command.ts';
+import { formatBytes } from '../support/run-command.ts';
 import type { ManifestProblem, RenderedObject, SourceLocation } from './manifest.ts';
-import { findDuplicates, parseManifests } from './parse-manifests.ts';
+import { findDuplicates } from './parse-manifests.ts';
+import { parseManifestsOffThread } from './parse-manifests-off-thread.ts';
+import { type KustomizeCommand, runKustomize } from './run-kustomize.ts';
+
+export {
+  cleanKustomizeError,
+  KUBECTL_KUSTOMIZE,
+  type KustomizeCommand,
+  resolveKustomize,
+  STANDALONE_KUSTOMIZE,
+} from './run-kustomize.ts';
 
 export type RenderResult =
   | { readonly ok: true; readonly objects: readonly RenderedObject[]; readonly renderer: 'kustomize' | 'plain' }
@@ -15,32 +32,34 @@ export type RenderResult =
       readonly transient?: true;
     };
 
-/** How to run kustomize: the standalone binary, or the copy built into kubectl. */
-export interface KustomizeCommand {
-  readonly command: string;
-  readonly args: (dir: string) => string[];
-}
-
-export const KUBECTL_KUSTOMIZE: KustomizeCommand = { command: 'kubectl', args: (dir) => ['kustomize', dir] };
-export const STANDALONE_KUSTOMIZE: KustomizeCommand = { command: 'kustomize', args: (dir) => ['build', dir] };
+/** `PLUMBLINE_RENDER_MAX_BYTES`' default. */
+export const DEFAULT_RENDER_MAX_BYTES = 64 * 1024 * 1024;
 
 export interface RenderOptions {
   readonly kustomize: KustomizeCommand;
   readonly timeoutMs: number;
+  /**
+   * Largest render accepted, in bytes: kustomize's output, a plain folder's files together, any one
+   * file kustomize reads. Larger fails the cluster, naming the limit. Default 64 MiB.
+   */
+  readonly maxOutputBytes?: number;
 }
 
 const MANIFEST_FILE = /\.(ya?ml|json)$/i;
+const KUSTOMIZATION_FILE = /(^|\/)(kustomization\.ya?ml|Kustomization)$/;
 
 /**
  * Renders one cluster folder of an exported commit. A folder with a kustomization is built by the real
- * kustomize (spawned without a shell, with a timeout), after refusing remote bases and references that
- * leave the repository; a folder without one is plain YAML, read recursively. Problems are values.
+ * kustomize — after every file it will read, at any depth, was found, checked to be a file of the
+ * repository and checked for alias bombs; then without a network, without a shell, with a timeout and a
+ * bound on its output. A folder without one is plain YAML, read recursively. Problems are values.
  */
 export async function renderCluster(
   treeDir: string,
   clusterPath: string,
   options: RenderOptions,
 ): Promise<RenderResult> {
+  const maxBytes = options.maxOutputBytes ?? DEFAULT_RENDER_MAX_BYTES;
   const tree = fsTreeReader(treeDir);
   if (!(await tree.isDirectory(clusterPath))) {
     return {
@@ -49,126 +68,144 @@ export async function renderCluster(
     };
   }
   const inputs = await collectRenderInputs(tree, clusterPath);
-  if (inputs.forbidden.length > 0) {
-    return {
-      ok: false,
-      problems: inputs.forbidden.map((f) => ({
-        message:
-          f.reason === 'remote'
-            ? `remote base ${f.reference} is not allowed: vendor it into the repository`
-            : f.reason === 'outside-repository'
-              ? `${f.reference} leaves the repository`
-              : `${f.reference} is not a file or folder inside the repository (missing, a link out of it, or remote)`,
-        source: { file: f.file },
-      })),
-    };
-  }
+  if (inputs.forbidden.length > 0) return { ok: false, problems: inputs.forbidden.map(forbiddenProblem) };
   const folder = normalizeFolder(clusterPath);
-  const isKustomization = KUSTOMIZATION_FILES.some((name) => inputs.files.has(folder ? `${folder}/${name}` : name));
-  if (isKustomization) {
-    // kustomize expands YAML aliases without a limit: a "billion laughs" file would exhaust the worker.
-    const bombs = await aliasBombs(tree, [...inputs.files]);
-    if (bombs.length > 0) return { ok: false, problems: bombs };
-  }
-  const parsed = isKustomization
-    ? await runKustomize(treeDir, clusterPath, options)
-    : await readPlainFolder(treeDir, clusterPath);
+  const kustomization = KUSTOMIZATION_FILES.map((name) => (folder ? `${folder}/${name}` : name)).find((path) =>
+    inputs.files.has(path),
+  );
+  const parsed =
+    kustomization === undefined
+      ? await readPlainFolder(treeDir, folder, maxBytes)
+      : await buildKustomization(treeDir, folder, kustomization, inputs, { ...options, maxOutputBytes: maxBytes });
   if (!parsed.ok) return parsed;
-  // Files listed as resources declare objects; patches only mention them, so they come last.
-  if (isKustomization) await attachSources(parsed.objects, [...inputs.resources, ...inputs.files], tree);
   const problems = [...parsed.problems, ...findDuplicates(parsed.objects)];
   if (problems.length > 0) return { ok: false, problems };
-  return { ok: true, objects: parsed.objects, renderer: isKustomization ? 'kustomize' : 'plain' };
+  return { ok: true, objects: parsed.objects, renderer: kustomization === undefined ? 'plain' : 'kustomize' };
 }
 
 type Parsed =
   | { readonly ok: true; readonly objects: RenderedObject[]; readonly problems: ManifestProblem[] }
   | { readonly ok: false; readonly problems: ManifestProblem[]; readonly transient?: true };
 
-/** Input files whose YAML expands aliases beyond the limit Plumbline applies to its own parsing. */
-async function aliasBombs(tree: ReturnType<typeof fsTreeReader>, files: readonly string[]): Promise<ManifestProblem[]> {
-  const problems: ManifestProblem[] = [];
-  for (const file of files.filter((f) => MANIFEST_FILE.test(f) || KUSTOMIZATION_FILES.some((k) => f.endsWith(k)))) {
-    const text = await tree.readText(file);
-    if (text === undefined || !text.includes('*')) continue;
-    problems.push(...parseManifests(text, file).problems.filter((p) => /alias/i.test(p.message)));
-  }
-  return problems;
+function forbiddenProblem(f: ForbiddenReference): ManifestProblem {
+  const messages: Record<ForbiddenReference['reason'], string> = {
+    remote: `remote base ${f.reference} is not allowed: vendor it into the repository`,
+    'remote-file': `remote file ${f.reference} is not allowed: vendor it into the repository`,
+    'outside-repository': `${f.reference} leaves the repository`,
+    'not-in-repository': `${f.reference} is not a file or folder inside the repository (missing, a link out of it, or remote)`,
+    'not-a-path': `${f.reference} is not a path: a path field must hold a string`,
+    unreadable: `cannot be checked before kustomize runs: ${f.reference}`,
+    'rewrites-plugin-configs': `${f.reference} is not allowed in a folder of generator or transformer configs: it could rewrite them after they were checked`,
+  };
+  return {
+    message: messages[f.reason],
+    source: f.line === undefined ? { file: f.file } : { file: f.file, line: f.line },
+  };
 }
 
-/** kubectl's klog prefix (`E1128 12:14:33.1 123 run.go:72] "command failed" err="…"`) says nothing to a user. */
-export function cleanKustomizeError(stderr: string): string {
-  return stderr
-    .replace(/^[EWIF]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\] "command failed" err="(.*)"$/gm, (_line, error: string) =>
-      error.replace(/\\"/g, '"'),
-    )
-    .replace(/^error: /gm, '');
-}
+const tooLarge = (folder: string, maxBytes: number) =>
+  `the render of ${folder || '.'} is larger than the limit of ${formatBytes(maxBytes)} (PLUMBLINE_RENDER_MAX_BYTES): nothing is applied`;
 
-async function runKustomize(treeDir: string, clusterPath: string, options: RenderOptions): Promise<Parsed> {
-  const kustomization = { file: `${clusterPath}/kustomization.yaml` };
-  try {
-    const result = await runCommand(options.kustomize.command, options.kustomize.args(clusterPath || '.'), {
-      cwd: treeDir,
-      timeoutMs: options.timeoutMs,
-    });
-    if (result.code !== 0) {
-      // kustomize names the file it failed on; paths are relative to the tree, so they read as repository paths.
-      const message = cleanKustomizeError(result.stderr)
-        .replace(new RegExp(escapeRegExp(`${treeDir}/`), 'g'), '')
-        .trim()
-        .split('\n')
-        .slice(-3)
-        .join(' ');
-      return { ok: false, problems: [{ message: `kustomize build failed: ${message}`, source: kustomization }] };
+async function buildKustomization(
+  treeDir: string,
+  folder: string,
+  kustomization: string,
+  inputs: RenderInputs,
+  options: RenderOptions & { readonly maxOutputBytes: number },
+): Promise<Parsed> {
+  const tree = fsTreeReader(treeDir);
+  // A file kustomize reads that is larger than the render limit is refused unread.
+  for (const file of [...inputs.files].sort()) {
+    const size = await fileSize(treeDir, tree, file);
+    if (size > options.maxOutputBytes) {
+      const message = `${file} is larger than the render limit of ${formatBytes(options.maxOutputBytes)} (PLUMBLINE_RENDER_MAX_BYTES): nothing is applied`;
+      return { ok: false, problems: [{ message, source: { file } }] };
     }
-    return { ok: true, ...parseManifests(result.stdout.toString('utf8'), undefined) };
-  } catch (error) {
-    // kustomize missing or the machine out of processes is the worker's problem: thrown, so the job retries.
-    if (!(error instanceof CommandTimeoutError)) throw error;
-    const message = `kustomize build did not finish within ${options.timeoutMs / 1000} s`;
-    return { ok: false, problems: [{ message, source: kustomization }], transient: true };
   }
+  const checked = await checkInputs(tree, inputs);
+  if (checked.bombs.length > 0) return { ok: false, problems: checked.bombs };
+  const source = { file: kustomization };
+  const run = await runKustomize(treeDir, folder, options);
+  if (!run.ok) {
+    if (run.reason === 'too-large') {
+      return { ok: false, problems: [{ message: tooLarge(folder, options.maxOutputBytes), source }] };
+    }
+    if (run.reason === 'timeout') return { ok: false, problems: [{ message: run.message, source }], transient: true };
+    return { ok: false, problems: [{ message: `kustomize build failed: ${run.message}`, source }] };
+  }
+  const parsed = await parseManifestsOffThread(run.output, undefined);
+  return { ok: true, objects: attachSources(parsed.objects, checked.declared), problems: parsed.problems };
 }
 
 /**
- * kustomize's output has no file names. Objects are traced back to the input file (and line) that
- * declares the same kind and name, so errors and annotations point at what a person edits. Objects
- * kustomize generates or renames keep no source.
+ * Parses every input kustomize will parse as YAML (off the event loop when large), once:
+ * - kustomize expands YAML aliases without a limit, so a "billion laughs" file — a resource, a patch a
+ *   transformer config names, whatever its extension — is refused here before kustomize sees it;
+ * - kustomize's output has no file names, so the kind and name each manifest declares are kept, for
+ *   objects to be traced back to the file (and line) a person edits.
  */
-async function attachSources(
-  objects: RenderedObject[],
-  inputFiles: readonly string[],
-  tree: ReturnType<typeof fsTreeReader>,
-): Promise<void> {
+async function checkInputs(
+  tree: TreeReader,
+  inputs: RenderInputs,
+): Promise<{ bombs: ManifestProblem[]; declared: Map<string, SourceLocation> }> {
+  const bombs: ManifestProblem[] = [];
   const declared = new Map<string, SourceLocation>();
-  for (const file of inputFiles.filter((f) => MANIFEST_FILE.test(f) && !/(^|\/)kustomization\.ya?ml$/.test(f))) {
+  // Files listed as resources declare objects; patches only mention them, so they come last.
+  const files = new Set([...inputs.resources, ...inputs.parsed, ...inputs.files]);
+  for (const file of files) {
+    const traced = MANIFEST_FILE.test(file) && !KUSTOMIZATION_FILE.test(file);
+    if (!traced && !inputs.parsed.has(file)) continue;
     const text = await tree.readText(file);
-    if (text === undefined) continue;
-    for (const { manifest, source } of parseManifests(text, file).objects) {
+    if (text === undefined || (!traced && !text.includes('*'))) continue;
+    const result = await parseManifestsOffThread(text, file);
+    bombs.push(...result.problems.filter((p) => /alias/i.test(p.message)));
+    if (!traced) continue;
+    for (const { manifest, source } of result.objects) {
       const key = `${manifest.kind}|${manifest.metadata.name}`;
       if (source && !declared.has(key)) declared.set(key, source);
     }
   }
-  for (const [index, object] of objects.entries()) {
-    const source = declared.get(`${object.manifest.kind}|${object.manifest.metadata.name}`);
-    if (source && !object.source) objects[index] = { ...object, source };
-  }
+  return { bombs, declared };
 }
 
-/** Every *.yaml, *.yml and *.json below the folder, in a stable order (the convention Flux uses). */
-async function readPlainFolder(treeDir: string, clusterPath: string): Promise<Parsed> {
-  const files = (await listFiles(join(treeDir, clusterPath), clusterPath)).filter((f) => MANIFEST_FILE.test(f)).sort();
+/** Objects kustomize generates or renames keep no source. */
+function attachSources(objects: RenderedObject[], declared: ReadonlyMap<string, SourceLocation>): RenderedObject[] {
+  return objects.map((object) => {
+    const source = declared.get(`${object.manifest.kind}|${object.manifest.metadata.name}`);
+    return source && !object.source ? { ...object, source } : object;
+  });
+}
+
+/** Size of a file of the tree (0 for one that is not: the walk has refused those already). */
+async function fileSize(treeDir: string, tree: TreeReader, file: string): Promise<number> {
+  if ((await tree.realPath?.(file)) === undefined) return 0;
+  return stat(join(treeDir, file)).then(
+    (s) => s.size,
+    () => 0,
+  );
+}
+
+/**
+ * Every *.yaml, *.yml and *.json below the folder, in a stable order (the convention Flux uses), up to
+ * the render limit for all of them together.
+ */
+async function readPlainFolder(treeDir: string, folder: string, maxBytes: number): Promise<Parsed> {
+  const files = (await listFiles(join(treeDir, folder), folder)).filter((f) => MANIFEST_FILE.test(f)).sort();
   const objects: RenderedObject[] = [];
   const problems: ManifestProblem[] = [];
   const tree = fsTreeReader(treeDir);
+  let total = 0;
+  for (const file of files) {
+    total += await fileSize(treeDir, tree, file);
+    if (total > maxBytes) return { ok: false, problems: [{ message: tooLarge(folder, maxBytes), source: { file } }] };
+  }
   for (const file of files) {
     const text = await tree.readText(file);
     if (text === undefined) {
       problems.push({ message: `${file} points outside the repository`, source: { file } });
       continue;
     }
-    const result = parseManifests(text, file);
+    const result = await parseManifestsOffThread(text, file);
     objects.push(...result.objects);
     problems.push(...result.problems);
   }
@@ -185,17 +222,4 @@ async function listFiles(dir: string, relative: string): Promise<string[]> {
     }),
   );
   return nested.flat();
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-/** The standalone `kustomize` when installed (as in the image), else the one built into kubectl. */
-export async function resolveKustomize(): Promise<KustomizeCommand> {
-  const standalone = await runCommand('kustomize', ['version'], { timeoutMs: 10_000 }).then(
-    (result) => result.code === 0,
-    () => false,
-  );
-  return standalone ? STANDALONE_KUSTOMIZE : KUBECTL_KUSTOMIZE;
 }

@@ -1,11 +1,16 @@
 import { posix } from 'node:path';
-import { parse } from 'yaml';
+import { isScalar, LineCounter, parseAllDocuments, visit } from 'yaml';
 
 /** Read access to one commit's tree, by repository-relative path. */
 export interface TreeReader {
   /** File contents, or undefined when there is no such file. */
   readText(path: string): Promise<string | undefined>;
   isDirectory(path: string): Promise<boolean>;
+  /**
+   * The repository-relative path a path resolves to through symlinks inside the repository (undefined
+   * when it does not exist or leaves the repository). Readers without links may leave it out.
+   */
+  realPath?(path: string): Promise<string | undefined>;
 }
 
 /** Every path a cluster's render reads: exact files, and folders whose whole subtree counts. */
@@ -13,21 +18,77 @@ export interface RenderInputs {
   readonly files: ReadonlySet<string>;
   /** The files among them listed as `resources`: where objects are declared (not patched). */
   readonly resources: ReadonlySet<string>;
+  /**
+   * The files among them that kustomize parses as YAML (kustomizations, resources, patches, plugin
+   * configs, …), whatever their extension: each is checked for alias bombs before kustomize runs.
+   * Generator data (`files:`, `envs:`) is read, not parsed, and is not in here.
+   */
+  readonly parsed: ReadonlySet<string>;
+  /**
+   * The folders the render passes through on the way to its files. git lists no folders, so a change
+   * at one of these paths is a symlink re-pointed (or a folder replaced by a file): the render changes.
+   */
+  readonly folders: ReadonlySet<string>;
   readonly subtrees: readonly string[];
-  /** References the render must refuse: remote bases, and paths that leave the repository. */
+  /** References the render must refuse: remote, outside the repository, or not checkable. */
   readonly forbidden: readonly ForbiddenReference[];
 }
 
+export type ForbiddenReason =
+  /** A URL or a git reference as a base (resources, components, generators, …): kustomize would fetch it. */
+  | 'remote'
+  /** A URL or a git reference as a file (a patch, a generator's file, …): kustomize would fetch it. */
+  | 'remote-file'
+  /** Absolute, or `..` past the repository root. */
+  | 'outside-repository'
+  /** Missing, a link out of the repository, or a remote form not recognised. */
+  | 'not-in-repository'
+  /** A path field holding something other than a string (`!!binary`, a number, a map). */
+  | 'not-a-path'
+  /** A kustomization or plugin config Plumbline cannot parse, so cannot check. */
+  | 'unreadable'
+  /** A folder of generator/transformer configs whose kustomization could change them after the check. */
+  | 'rewrites-plugin-configs';
+
 export interface ForbiddenReference {
-  /** The kustomization that makes the reference. */
+  /** The file that makes the reference (a kustomization, or a generator/transformer config). */
   readonly file: string;
+  /** 1-based line of the reference in that file, when known. */
+  readonly line?: number;
   readonly reference: string;
-  readonly reason: 'remote' | 'outside-repository' | 'not-in-repository';
+  readonly reason: ForbiddenReason;
 }
 
 export const KUSTOMIZATION_FILES = ['kustomization.yaml', 'kustomization.yml', 'Kustomization'] as const;
 
+/**
+ * How kustomize uses a path: `entry` a resource file or kustomization folder; `plugin-entry` a file or
+ * folder of generator/transformer configs; `yaml` a file it parses (patch, replacement, CRD, …);
+ * `data` a file it reads as bytes (generator `files`, `envs`); `folder` a folder it reads (helm chartHome).
+ */
+type Role = 'entry' | 'plugin-entry' | 'yaml' | 'data' | 'folder';
+
+interface Reference {
+  readonly role: Role;
+  /** What kustomize resolves (a generator's `key=` stripped), or a non-string found in a path field. */
+  readonly value: unknown;
+  readonly line: number | undefined;
+}
+
+/** The parsed documents of one YAML file (or of an inline config), with a line for each string in it. */
+interface Parsed {
+  readonly values: unknown[];
+  readonly lineOf: (text: string) => number | undefined;
+  readonly error?: { readonly message: string; readonly line: number | undefined };
+}
+
 type Kustomization = Record<string, unknown>;
+
+/**
+ * Kustomizations and generator/transformer configs are parsed on the event loop (they are small: a
+ * large one is refused, not parsed, so a hostile one cannot stall lock renewal).
+ */
+const MAX_CONFIG_CHARS = 256 * 1024;
 
 /** URLs, go-getter (`git::…`) and scp-like (`user@host:path`) forms, and bare hosts kustomize fetches. */
 const isRemote = (ref: string) =>
@@ -35,51 +96,194 @@ const isRemote = (ref: string) =>
   ref.includes('::') ||
   /^[\w.-]+@[\w.-]+:/.test(ref) ||
   /^(github|gitlab|bitbucket)\.(com|org)\//i.test(ref);
-const strings = (value: unknown): string[] =>
-  Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
-const records = (value: unknown): Record<string, unknown>[] =>
-  Array.isArray(value) ? value.filter((v): v is Record<string, unknown> => typeof v === 'object' && v !== null) : [];
-const optionalString = (value: unknown): string[] => (typeof value === 'string' ? [value] : []);
 
 /**
- * Local references of one kustomization, relative to its folder: folders that may hold kustomizations of
- * their own (`resources`, `bases`, `components`, `generators`, …) and files it reads directly. Inline
- * patches are not paths and are left out. Remote references — in any field, since kustomize downloads
- * patches, generator files and CRDs from URLs too — are returned apart, for the render to refuse.
+ * Go's encoding/json — which kustomize decodes kustomizations and plugin configs with — matches keys
+ * case-insensitively, with Unicode simple folding (`ſ` is an `s`, the Kelvin sign a `k`).
  */
-export function kustomizationReferences(k: Kustomization): { entries: string[]; files: string[]; remote: string[] } {
-  const generatorFiles = (g: Record<string, unknown>) => [
-    ...strings(g.files).map((f) => f.slice(f.indexOf('=') + 1)),
-    ...strings(g.envs),
-    ...optionalString(g.env),
-  ];
-  const listed = [
-    ...strings(k.resources),
-    ...strings(k.bases),
-    ...strings(k.components),
-    ...strings(k.generators),
-    ...strings(k.transformers),
-    ...strings(k.validators),
-  ].filter((ref) => !ref.includes('\n'));
-  const entries = listed.filter((ref) => !isRemote(ref));
-  const fileRefs = [
-    ...strings(k.crds),
-    ...strings(k.configurations),
-    ...strings(k.patchesStrategicMerge).filter((p) => !p.includes('\n')),
-    ...records(k.patches).flatMap((p) => optionalString(p.path)),
-    ...records(k.patchesJson6902).flatMap((p) => optionalString(p.path)),
-    ...records(k.replacements).flatMap((r) => optionalString(r.path)),
-    ...records(k.configMapGenerator).flatMap(generatorFiles),
-    ...records(k.secretGenerator).flatMap(generatorFiles),
-    ...records(k.helmCharts).flatMap((h) => [...optionalString(h.valuesFile), ...strings(h.additionalValuesFiles)]),
-    ...(typeof k.openapi === 'object' && k.openapi !== null ? optionalString((k.openapi as Kustomization).path) : []),
-  ];
-  return {
-    entries,
-    files: fileRefs.filter((ref) => !isRemote(ref)),
-    remote: [...listed, ...fileRefs].filter(isRemote),
-  };
+const fold = (key: string) => key.toLowerCase().replaceAll('ſ', 's');
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value) && !ArrayBuffer.isView(value);
+
+/** Every value under a key that folds to `name` (a document may spell it twice, in two cases). */
+function fieldValues(record: Record<string, unknown>, name: string): unknown[] {
+  return Object.entries(record)
+    .filter(([key]) => fold(key) === fold(name))
+    .map(([, value]) => value);
 }
+
+/** The items of a list field (a lone value counts as one item, null as none). */
+const listItems = (record: Record<string, unknown>, name: string): unknown[] =>
+  fieldValues(record, name).flatMap((value) => (Array.isArray(value) ? value : value == null ? [] : [value]));
+
+const scalarItems = (record: Record<string, unknown>, name: string): unknown[] =>
+  fieldValues(record, name).filter((value) => value != null);
+
+const recordItems = (record: Record<string, unknown>, name: string): Record<string, unknown>[] =>
+  listItems(record, name).filter(isRecord);
+
+/** Inline YAML (a generator config, a strategic-merge patch) rather than a path: it parses to a map or a list. */
+function isInlineYaml(text: string): boolean {
+  if (text.includes('\n')) return true;
+  const documents = parseAllDocuments(text, { version: '1.1' });
+  return documents.some((d) => d.errors.length === 0 && d.contents !== null && !isScalar(d.contents));
+}
+
+function parseYaml(text: string, lineOffset = 0): Parsed {
+  const lineCounter = new LineCounter();
+  const documents = parseAllDocuments(text, { version: '1.1', lineCounter, uniqueKeys: true });
+  const lines = new Map<string, number>();
+  const lineAt = (offset: number) => lineCounter.linePos(offset).line + lineOffset;
+  for (const document of documents) {
+    visit(document, {
+      Scalar(_key, node) {
+        if (typeof node.value !== 'string' || lines.has(node.value) || !node.range) return;
+        // A block scalar's range starts at its `|` or `>`: an inline config in it begins on the next line.
+        const block = node.type === 'BLOCK_LITERAL' || node.type === 'BLOCK_FOLDED';
+        lines.set(node.value, lineAt(node.range[0]) - (block ? 0 : 1));
+      },
+    });
+  }
+  // Stored as "the line before the text's first line", so that inline configs add their own lines.
+  const lineOf = (value: string) => {
+    const before = lines.get(value);
+    return before === undefined ? undefined : before + 1;
+  };
+  const values: unknown[] = [];
+  for (const document of documents) {
+    const [error] = document.errors;
+    if (error) {
+      const message = error.message.split('\n')[0] ?? 'invalid YAML';
+      return { values, lineOf, error: { message, line: lineAt(error.pos[0]) } };
+    }
+    try {
+      values.push(document.toJS({ maxAliasCount: 1_000 }));
+    } catch (thrown) {
+      return { values, lineOf, error: { message: (thrown as Error).message, line: lineAt(document.range[0]) } };
+    }
+  }
+  return { values, lineOf };
+}
+
+/** The line of a path: of its text, or (for a value that is not a string) of the first key naming the field. */
+const lineFor = (parsed: Parsed, raw: unknown, field: string) =>
+  typeof raw === 'string' ? parsed.lineOf(raw) : parsed.lineOf(field);
+
+/** The line of an inline block's n-th line, given the line `lineOf` reports for the block itself. */
+const blockLineOffset = (parsed: Parsed, text: string) => (parsed.lineOf(text) ?? 1) - 1;
+
+/**
+ * The paths a kustomization (or a Component) reads, by role. Inline generator/transformer configs are
+ * returned apart, with the line offset of their text, to be read as configs of this kustomization.
+ */
+function kustomizationReferences(
+  k: Kustomization,
+  parsed: Parsed,
+): { references: Reference[]; inlineConfigs: { text: string; lineOffset: number }[] } {
+  const references: Reference[] = [];
+  const inlineConfigs: { text: string; lineOffset: number }[] = [];
+  const add = (role: Role, field: string, value: unknown) =>
+    references.push({ role, value, line: lineFor(parsed, value, field) });
+  for (const name of ['resources', 'bases', 'components']) for (const v of listItems(k, name)) add('entry', name, v);
+  for (const name of ['generators', 'transformers', 'validators']) {
+    for (const v of listItems(k, name)) {
+      if (typeof v === 'string' && isInlineYaml(v)) {
+        // Whatever else it is, kustomize would try a one-line entry as a path too.
+        if (!v.includes('\n') && isRemote(v)) add('plugin-entry', name, v);
+        inlineConfigs.push({ text: v, lineOffset: blockLineOffset(parsed, v) });
+      } else add('plugin-entry', name, v);
+    }
+  }
+  for (const name of ['crds', 'configurations']) for (const v of listItems(k, name)) add('yaml', name, v);
+  for (const v of listItems(k, 'patchesStrategicMerge')) {
+    // kustomize loads each entry as a path first (a URL would be fetched), then as an inline patch.
+    if (typeof v === 'string' && isInlineYaml(v) && !isRemote(v)) continue;
+    add('yaml', 'patchesStrategicMerge', v);
+  }
+  for (const name of ['patches', 'patchesJson6902', 'replacements']) {
+    for (const item of listItems(k, name)) {
+      if (isRecord(item)) for (const v of scalarItems(item, 'path')) add('yaml', 'path', v);
+      else add('yaml', name, item);
+    }
+  }
+  for (const name of ['configMapGenerator', 'secretGenerator']) {
+    for (const generator of recordItems(k, name)) references.push(...generatorArgs(generator, parsed));
+  }
+  for (const chart of recordItems(k, 'helmCharts')) {
+    for (const v of scalarItems(chart, 'valuesFile')) add('yaml', 'valuesFile', v);
+    for (const v of listItems(chart, 'additionalValuesFiles')) add('yaml', 'additionalValuesFiles', v);
+  }
+  for (const globals of fieldValues(k, 'helmGlobals').filter(isRecord)) {
+    for (const v of scalarItems(globals, 'chartHome')) add('folder', 'chartHome', v);
+  }
+  for (const legacy of recordItems(k, 'helmChartInflationGenerator')) {
+    for (const v of scalarItems(legacy, 'values')) add('yaml', 'values', v);
+    for (const v of scalarItems(legacy, 'chartHome')) add('folder', 'chartHome', v);
+  }
+  for (const openapi of fieldValues(k, 'openapi').filter(isRecord)) {
+    for (const v of scalarItems(openapi, 'path')) add('yaml', 'path', v);
+  }
+  return { references, inlineConfigs };
+}
+
+/** `files` (`[key=]path`), `envs` and `env` of a ConfigMap or Secret generator: data kustomize reads. */
+function generatorArgs(generator: Record<string, unknown>, parsed: Parsed): Reference[] {
+  const data = (field: string, raw: unknown, value: unknown = raw): Reference => ({
+    role: 'data',
+    value,
+    line: lineFor(parsed, raw, field),
+  });
+  return [
+    ...listItems(generator, 'files').map((raw) =>
+      data('files', raw, typeof raw === 'string' ? raw.slice(raw.indexOf('=') + 1) : raw),
+    ),
+    ...listItems(generator, 'envs').map((raw) => data('envs', raw)),
+    ...scalarItems(generator, 'env').map((raw) => data('env', raw)),
+  ];
+}
+
+/**
+ * The paths one generator/transformer config reads, for every builtin plugin of kustomize 5.5 that
+ * loads files: ConfigMap/SecretGenerator `files`/`envs`/`env`, PatchTransformer and
+ * PatchJson6902Transformer `path`, PatchStrategicMergeTransformer `paths`, ReplacementTransformer
+ * `replacements[].path`, HelmChartInflationGenerator `valuesFile`/`additionalValuesFiles`/`chartHome`.
+ * Read whatever the kind says: a field that loads nothing for one kind costs only a file in the inputs.
+ */
+function pluginConfigReferences(config: Record<string, unknown>, parsed: Parsed): Reference[] {
+  const add = (role: Role, field: string) => (value: unknown) => ({ role, value, line: lineFor(parsed, value, field) });
+  return [
+    ...generatorArgs(config, parsed),
+    ...scalarItems(config, 'path').map(add('yaml', 'path')),
+    ...listItems(config, 'paths').map(add('yaml', 'paths')),
+    ...recordItems(config, 'replacements').flatMap((r) => scalarItems(r, 'path').map(add('yaml', 'path'))),
+    ...scalarItems(config, 'valuesFile').map(add('yaml', 'valuesFile')),
+    ...listItems(config, 'additionalValuesFiles').map(add('yaml', 'additionalValuesFiles')),
+    ...scalarItems(config, 'chartHome').map(add('folder', 'chartHome')),
+  ];
+}
+
+/**
+ * A kustomization listed under `generators:`/`transformers:` turns its resources into plugin configs.
+ * Only fields that cannot change a config's content are allowed there: a patch or a replacement
+ * could point a checked config at a URL, or at a file Plumbline never saw.
+ */
+const PLUGIN_FOLDER_FIELDS = new Set(
+  [
+    'apiVersion',
+    'kind',
+    'metadata',
+    'resources',
+    'bases',
+    'namespace',
+    'namePrefix',
+    'nameSuffix',
+    'commonLabels',
+    'commonAnnotations',
+    'buildMetadata',
+    'sortOptions',
+  ].map(fold),
+);
 
 /** Joins a reference to its folder; undefined when it would leave the repository. */
 function resolveInRepository(dir: string, ref: string): string | undefined {
@@ -88,67 +292,177 @@ function resolveInRepository(dir: string, ref: string): string | undefined {
   return joined === '.' ? '' : joined;
 }
 
+const describeValue = (value: unknown) =>
+  ArrayBuffer.isView(value) ? '(binary data)' : (JSON.stringify(value) ?? String(value)).slice(0, 80);
+
 /**
- * Walks a cluster folder the way its render will read it: a folder with a kustomization is followed
- * through its local references; a folder without one is a plain-YAML folder whose whole subtree counts.
- * A kustomization that cannot be parsed makes its whole folder count, so the commit is rendered and the
- * error reported rather than silently skipped.
+ * Walks a cluster folder the way its render will read it — every file kustomize reads, at any depth:
+ * resources, bases and components (recursively), patches, replacements, CRDs, configurations, OpenAPI
+ * schemas, helm values, generator files, and generator/transformer configs (inline, in files, or in
+ * folders) with the files they read in turn. A folder without a kustomization is a plain-YAML folder
+ * whose whole subtree counts. Anything kustomize would fetch, or that is not a file of the repository,
+ * is returned as forbidden with its file and line, for the render to refuse before kustomize runs. The
+ * same walk decides which clusters a commit affects and keys the render cache.
  */
 export async function collectRenderInputs(tree: TreeReader, clusterPath: string): Promise<RenderInputs> {
   const files = new Set<string>();
   const resources = new Set<string>();
+  const parsedFiles = new Set<string>();
   const subtrees = new Set<string>();
   const visited = new Set<string>();
   const forbidden: ForbiddenReference[] = [];
 
-  const visitFolder = async (dir: string): Promise<void> => {
-    if (visited.has(dir)) return;
-    visited.add(dir);
-    for (const name of KUSTOMIZATION_FILES) {
-      const path = dir ? `${dir}/${name}` : name;
-      const text = await tree.readText(path);
-      if (text === undefined) continue;
-      files.add(path);
-      let kustomization: unknown;
-      try {
-        kustomization = parse(text);
-      } catch {
-        subtrees.add(dir);
-        return;
-      }
-      if (typeof kustomization !== 'object' || kustomization === null) return;
-      const refs = kustomizationReferences(kustomization as Kustomization);
-      for (const reference of refs.remote) forbidden.push({ file: path, reference, reason: 'remote' });
-      for (const file of refs.files) {
-        const resolved = resolveInRepository(dir, file);
-        if (resolved === undefined) forbidden.push({ file: path, reference: file, reason: 'outside-repository' });
-        else if ((await tree.readText(resolved)) === undefined && !(await tree.isDirectory(resolved))) {
-          // Missing, a link out of the tree, or a remote form we do not recognise: kustomize must not read it.
-          forbidden.push({ file: path, reference: file, reason: 'not-in-repository' });
-        } else files.add(resolved);
-      }
-      for (const entry of refs.entries) {
-        const resolved = resolveInRepository(dir, entry);
-        if (resolved === undefined) {
-          forbidden.push({ file: path, reference: entry, reason: 'outside-repository' });
-          continue;
-        }
-        if (await tree.isDirectory(resolved)) await visitFolder(resolved);
-        else if ((await tree.readText(resolved)) !== undefined) {
-          files.add(resolved);
-          resources.add(resolved);
-        } else {
-          // Whatever kustomize would make of it (a remote in a form we do not recognise), it is not ours.
-          forbidden.push({ file: path, reference: entry, reason: 'not-in-repository' });
-        }
-      }
-      return;
+  /** Records a path read (and, through a symlink inside the repository, the file it points at). */
+  const folders = new Set<string>();
+  const record = async (path: string, into: Set<string>) => {
+    into.add(path);
+    const real = await tree.realPath?.(path);
+    if (real !== undefined && real !== path) into.add(real);
+    for (const p of [path, real ?? path]) {
+      for (let dir = posix.dirname(p); dir !== '.' && !folders.has(dir); dir = posix.dirname(dir)) folders.add(dir);
     }
-    subtrees.add(dir);
   };
 
-  await visitFolder(normalizeFolder(clusterPath));
-  return { files, resources, subtrees: [...subtrees].sort(), forbidden };
+  /** A kustomization or a plugin config: parsed here, on the event loop, so its size is bounded. */
+  const readYamlFile = async (path: string): Promise<Parsed | undefined> => {
+    const text = await tree.readText(path);
+    if (text === undefined) return undefined;
+    await record(path, files);
+    await record(path, parsedFiles);
+    if (text.length > MAX_CONFIG_CHARS) {
+      const reference = `larger than ${MAX_CONFIG_CHARS / 1024} KiB, too large to check`;
+      forbidden.push({ file: path, reference, reason: 'unreadable' });
+      return { values: [], lineOf: () => undefined };
+    }
+    const parsed = parseYaml(text);
+    if (parsed.error) {
+      forbidden.push({
+        file: path,
+        ...(parsed.error.line !== undefined ? { line: parsed.error.line } : {}),
+        reference: parsed.error.message,
+        reason: 'unreadable',
+      });
+    }
+    return parsed;
+  };
+
+  /**
+   * Checks one reference made by `file` and follows it. Paths resolve against `base`: the folder of the
+   * kustomization (plugin configs read their files from the kustomization that lists them). `owner` is
+   * the folder whose kustomization lists the generators, carried into folders of configs.
+   */
+  const follow = async (reference: Reference, file: string, base: string, owner: string): Promise<void> => {
+    const refuse = (ref: string, reason: ForbiddenReason) =>
+      forbidden.push({
+        file,
+        ...(reference.line !== undefined ? { line: reference.line } : {}),
+        reference: ref,
+        reason,
+      });
+    if (typeof reference.value !== 'string') return void refuse(describeValue(reference.value), 'not-a-path');
+    const ref = reference.value;
+    if (isRemote(ref)) {
+      const base = reference.role === 'entry' || reference.role === 'plugin-entry';
+      return void refuse(ref, base ? 'remote' : 'remote-file');
+    }
+    const resolved = resolveInRepository(base, ref);
+    if (resolved === undefined) return void refuse(ref, 'outside-repository');
+    if (await tree.isDirectory(resolved)) {
+      if (reference.role === 'entry') return visitKustomization(resolved);
+      if (reference.role === 'plugin-entry') return visitPluginFolder(resolved, owner);
+      await record(resolved, subtrees);
+      return;
+    }
+    if ((await tree.readText(resolved)) === undefined || reference.role === 'folder') {
+      // Missing, a link out of the tree, or a remote form we do not recognise: kustomize must not read it.
+      return void refuse(ref, 'not-in-repository');
+    }
+    await record(resolved, files);
+    if (reference.role === 'data') return;
+    if (reference.role === 'plugin-entry') return readPluginConfigs(resolved, owner);
+    // Resource files and patches are leaves: kustomize parses them, Plumbline checks them before it runs.
+    await record(resolved, parsedFiles);
+    if (reference.role === 'entry') await record(resolved, resources);
+  };
+
+  const followAll = async (refs: readonly Reference[], file: string, base: string, owner: string) => {
+    for (const reference of refs) await follow(reference, file, base, owner);
+  };
+
+  /** A file of generator/transformer configs (one per YAML document). */
+  const readPluginConfigs = async (path: string, owner: string): Promise<void> => {
+    const parsed = await readYamlFile(path);
+    if (!parsed) return;
+    for (const config of parsed.values.filter(isRecord)) {
+      await followAll(pluginConfigReferences(config, parsed), path, owner, owner);
+    }
+  };
+
+  /** The kustomization file of a folder, parsed; undefined when the folder has none. */
+  const readKustomization = async (dir: string) => {
+    for (const name of KUSTOMIZATION_FILES) {
+      const path = dir ? `${dir}/${name}` : name;
+      const parsed = await readYamlFile(path);
+      if (!parsed) continue;
+      // One Plumbline cannot read is refused (above); its folder counts as a whole for change detection.
+      if (parsed.error) subtrees.add(dir);
+      return { path, parsed, kustomizations: parsed.values.filter(isRecord) };
+    }
+    return undefined;
+  };
+
+  const visitKustomization = async (dir: string): Promise<void> => {
+    if (visited.has(`entry\0${dir}`)) return;
+    visited.add(`entry\0${dir}`);
+    const found = await readKustomization(dir);
+    if (!found) {
+      await record(dir, subtrees);
+      return;
+    }
+    for (const k of found.kustomizations) {
+      const { references, inlineConfigs } = kustomizationReferences(k, found.parsed);
+      await followAll(references, found.path, dir, dir);
+      for (const inline of inlineConfigs) {
+        const parsed = parseYaml(inline.text, inline.lineOffset);
+        for (const config of parsed.values.filter(isRecord)) {
+          await followAll(pluginConfigReferences(config, parsed), found.path, dir, dir);
+        }
+      }
+    }
+  };
+
+  /** A folder listed under `generators:`/`transformers:`: its resources are configs of `owner`. */
+  const visitPluginFolder = async (dir: string, owner: string): Promise<void> => {
+    if (visited.has(`plugin\0${owner}\0${dir}`)) return;
+    visited.add(`plugin\0${owner}\0${dir}`);
+    const found = await readKustomization(dir);
+    if (!found) {
+      await record(dir, subtrees);
+      return;
+    }
+    for (const k of found.kustomizations) {
+      for (const key of Object.keys(k).filter((key) => !PLUGIN_FOLDER_FIELDS.has(fold(key)))) {
+        const line = found.parsed.lineOf(key);
+        forbidden.push({
+          file: found.path,
+          ...(line !== undefined ? { line } : {}),
+          reference: key,
+          reason: 'rewrites-plugin-configs',
+        });
+      }
+      const entries = ['resources', 'bases'].flatMap((field) =>
+        listItems(k, field).map((value) => ({
+          role: 'plugin-entry' as const,
+          value,
+          line: lineFor(found.parsed, value, field),
+        })),
+      );
+      await followAll(entries, found.path, dir, owner);
+    }
+  };
+
+  await visitKustomization(normalizeFolder(clusterPath));
+  return { files, resources, parsed: parsedFiles, folders, subtrees: [...subtrees].sort(), forbidden };
 }
 
 /** `./a/b/`, `a//b`, `.` → `a/b`, `a/b`, `` (the repository root). */
@@ -160,6 +474,9 @@ export function normalizeFolder(path: string): string {
 /** True when a changed path is one the render reads. Pure. */
 export function isAffectedBy(inputs: RenderInputs, changedPaths: readonly string[]): boolean {
   return changedPaths.some(
-    (path) => inputs.files.has(path) || inputs.subtrees.some((dir) => dir === '' || path.startsWith(`${dir}/`)),
+    (path) =>
+      inputs.files.has(path) ||
+      inputs.folders.has(path) ||
+      inputs.subtrees.some((dir) => dir === '' || path.startsWith(`${dir}/`)),
   );
 }

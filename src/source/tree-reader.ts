@@ -7,25 +7,32 @@ import type { TreeReader } from './render-inputs.ts';
  * a repository must never make Plumbline read the worker's own files.
  */
 export function fsTreeReader(root: string): TreeReader {
-  const inside = async (path: string): Promise<string | undefined> => {
+  let rootReal: Promise<string> | undefined;
+  /** The real path and its repository-relative form, when the path exists inside the tree. */
+  const inside = async (path: string): Promise<{ real: string; relative: string } | undefined> => {
     try {
       const real = await realpath(join(root, path));
-      const rootReal = await realpath(root);
-      const rel = relative(rootReal, real);
-      return rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..') ? real : undefined;
+      rootReal ??= realpath(root);
+      const rel = relative(await rootReal, real);
+      return rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..')
+        ? { real, relative: rel.split(sep).join('/') }
+        : undefined;
     } catch {
       return undefined;
     }
   };
   return {
     async readText(path) {
-      const real = await inside(path);
-      if (!real || !(await stat(real)).isFile()) return undefined;
-      return readFile(real, 'utf8');
+      const found = await inside(path);
+      if (!found || !(await stat(found.real)).isFile()) return undefined;
+      return readFile(found.real, 'utf8');
     },
     async isDirectory(path) {
-      const real = await inside(path);
-      return real !== undefined && (await stat(real)).isDirectory();
+      const found = await inside(path);
+      return found !== undefined && (await stat(found.real)).isDirectory();
+    },
+    async realPath(path) {
+      return (await inside(path))?.relative;
     },
   };
 }

@@ -130,7 +130,7 @@ describe('rendering a cluster folder', () => {
         {
           message:
             'remote base https://github.com/acme/remote//base?ref=v1 is not allowed: vendor it into the repository',
-          source: { file: 'c/kustomization.yaml' },
+          source: { file: 'c/kustomization.yaml', line: 2 },
         },
       ],
     });
@@ -216,6 +216,177 @@ describe('rendering a cluster folder', () => {
     expect(await renderCluster(portefaix, 'clusters/nowhere', options)).toMatchObject({
       ok: false,
       problems: [{ message: 'cluster folder clusters/nowhere does not exist in this commit' }],
+    });
+  });
+});
+
+/** A loopback HTTP server that records every request: a render must never reach it. */
+async function recordingServer(): Promise<{ origin: string; requests: string[]; close: () => Promise<void> }> {
+  const { createServer } = await import('node:http');
+  const requests: string[] = [];
+  const server = createServer((req, res) => {
+    requests.push(req.url ?? '');
+    res.end('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fetched}\ndata: {secret: from-the-network}\n');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return {
+    origin: `http://127.0.0.1:${port}`,
+    requests,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** "Billion laughs" with `levels` levels of ten aliases, as a value under `data:` (or a patch's data). */
+function aliasBombData(levels: number): string {
+  const lines = ['  a: &a ["x","x","x","x","x","x","x","x","x","x"]'];
+  for (let i = 1; i < levels; i += 1) {
+    const anchor = String.fromCharCode(97 + i);
+    lines.push(
+      `  ${anchor}: &${anchor} [${Array(10)
+        .fill(`*${String.fromCharCode(96 + i)}`)
+        .join(',')}]`,
+    );
+  }
+  return `data:\n${lines.join('\n')}\n`;
+}
+
+describe('rendering: every file kustomize reads is checked first', () => {
+  let root: string;
+  let n = 0;
+  const tree = async (files: Record<string, string>) => {
+    const dir = join(root, `tree-${n++}`);
+    for (const [path, content] of Object.entries(files)) {
+      await mkdir(dirname(join(dir, path)), { recursive: true });
+      await writeFile(join(dir, path), content);
+    }
+    return dir;
+  };
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'plumbline-render-checked-'));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('refuses a URL in an inline generator config before kustomize runs: the server sees nothing', async () => {
+    const server = await recordingServer();
+    try {
+      const dir = await tree({
+        'c/kustomization.yaml': `generators:\n  - |-\n    apiVersion: builtin\n    kind: ConfigMapGenerator\n    metadata: {name: leak}\n    files: [creds=${server.origin}/latest/meta-data]\n`,
+      });
+      const result = await renderCluster(dir, 'c', options);
+      expect(server.requests).toEqual([]);
+      expect(result).toEqual({
+        ok: false,
+        problems: [
+          {
+            message: `remote file ${server.origin}/latest/meta-data is not allowed: vendor it into the repository`,
+            source: { file: 'c/kustomization.yaml', line: 6 },
+          },
+        ],
+      });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('refuses a URL in a transformer config file, naming that file and line', async () => {
+    const server = await recordingServer();
+    try {
+      const dir = await tree({
+        'c/kustomization.yaml': 'resources: [cm.yaml]\ntransformers: [patch.yaml]\n',
+        'c/cm.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fetched}\n',
+        'c/patch.yaml': `apiVersion: builtin\nkind: PatchTransformer\nmetadata: {name: p}\npath: ${server.origin}/patch.yaml\n`,
+      });
+      const result = await renderCluster(dir, 'c', options);
+      expect(server.requests).toEqual([]);
+      expect(result).toMatchObject({
+        ok: false,
+        problems: [
+          {
+            message: expect.stringMatching(/^remote file .* is not allowed/),
+            source: { file: 'c/patch.yaml', line: 4 },
+          },
+        ],
+      });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('refuses a generator config that reads a file through a symlink out of the repository', async () => {
+    const dir = await tree({
+      'c/kustomization.yaml': 'generators: [gen.yaml]\n',
+      'c/gen.yaml': 'apiVersion: builtin\nkind: ConfigMapGenerator\nmetadata: {name: leak}\nfiles: [passwd]\n',
+    });
+    await symlink('/etc/passwd', join(dir, 'c', 'passwd'));
+    const result = await renderCluster(dir, 'c', options);
+    expect(result).toMatchObject({
+      ok: false,
+      problems: [
+        {
+          message: expect.stringMatching(/^passwd is not a file or folder inside the repository/),
+          source: { file: 'c/gen.yaml', line: 4 },
+        },
+      ],
+    });
+    expect(JSON.stringify(result)).not.toMatch(/root:x:0:0/);
+  });
+
+  it('refuses an alias bomb in a patch file that only a transformer config names, whatever its extension', async () => {
+    const dir = await tree({
+      'c/kustomization.yaml': 'resources: [cm.yaml]\ntransformers: [t.yaml]\n',
+      'c/cm.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: target}\n',
+      'c/t.yaml':
+        'apiVersion: builtin\nkind: PatchTransformer\nmetadata: {name: p}\npath: bomb.txt\ntarget: {kind: ConfigMap}\n',
+      'c/bomb.txt': `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: target}\n${aliasBombData(5)}`,
+    });
+    const result = await renderCluster(dir, 'c', options);
+    expect(result).toMatchObject({
+      ok: false,
+      problems: [{ message: expect.stringMatching(/alias/i), source: { file: 'c/bomb.txt' } }],
+    });
+  });
+
+  it('fails a render whose output is larger than the limit, naming the limit and the cluster folder', async () => {
+    const data = 'x'.repeat(300 * 1024);
+    const generators = [1, 2, 3, 4].map((i) => `  - {name: part-${i}, files: [data.txt]}`).join('\n');
+    const dir = await tree({
+      'clusters/big/kustomization.yaml': `configMapGenerator:\n${generators}\n`,
+      'clusters/big/data.txt': data,
+    });
+    const result = await renderCluster(dir, 'clusters/big', { ...options, maxOutputBytes: 1024 * 1024 });
+    // (Compared as problems only: a failure must not print a megabyte of rendered objects.)
+    expect(result.ok ? 'rendered' : result).toEqual({
+      ok: false,
+      problems: [
+        {
+          message:
+            'the render of clusters/big is larger than the limit of 1 MiB (PLUMBLINE_RENDER_MAX_BYTES): nothing is applied',
+          source: { file: 'clusters/big/kustomization.yaml' },
+        },
+      ],
+    });
+    // Under the limit, the same folder renders.
+    const under = await renderCluster(dir, 'clusters/big', { ...options, maxOutputBytes: 4 * 1024 * 1024 });
+    expect(under.ok ? under.objects.length : under.problems).toBe(4);
+  });
+
+  it('fails a plain-YAML folder whose files are larger than the limit, without reading them', async () => {
+    const dir = await tree({
+      'c/a.yaml': `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {v: "${'x'.repeat(600 * 1024)}"}\n`,
+      'c/b.yaml': `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata: {v: "${'x'.repeat(600 * 1024)}"}\n`,
+    });
+    const result = await renderCluster(dir, 'c', { ...options, maxOutputBytes: 1024 * 1024 });
+    expect(result.ok ? 'rendered' : result).toEqual({
+      ok: false,
+      problems: [
+        {
+          message: 'the render of c is larger than the limit of 1 MiB (PLUMBLINE_RENDER_MAX_BYTES): nothing is applied',
+          source: { file: 'c/b.yaml' },
+        },
+      ],
     });
   });
 });
@@ -308,5 +479,27 @@ describe('the render cache', () => {
     );
     await cache.render(dir, 'clusters/homelab/dev');
     expect(cache.stats.misses).toBe(4);
+  });
+  it('misses when a file read only through a generator config changes', async () => {
+    const { createRenderCache } = await import('../../src/engine/render-cache.ts');
+    const dir = await mkdtemp(join(tmpdir(), 'plumbline-cache-gen-'));
+    const write = async (path: string, content: string) => {
+      await mkdir(dirname(join(dir, path)), { recursive: true });
+      await writeFile(join(dir, path), content);
+    };
+    await write('c/kustomization.yaml', 'generators: [gen/settings.yaml]\n');
+    await write(
+      'c/gen/settings.yaml',
+      'apiVersion: builtin\nkind: ConfigMapGenerator\nmetadata: {name: settings}\nfiles: [settings.conf]\noptions: {disableNameSuffixHash: true}\n',
+    );
+    await write('c/settings.conf', 'theme=dark\n');
+    const cache = createRenderCache(options);
+    const first = await cache.render(dir, 'c');
+    expect(first).toMatchObject({ ok: true, objects: [{ manifest: { data: { 'settings.conf': 'theme=dark\n' } } }] });
+    await write('c/settings.conf', 'theme=light\n');
+    const second = await cache.render(dir, 'c');
+    expect(cache.stats).toEqual({ hits: 0, misses: 2 });
+    expect(second).toMatchObject({ ok: true, objects: [{ manifest: { data: { 'settings.conf': 'theme=light\n' } } }] });
+    await rm(dir, { recursive: true, force: true });
   });
 });
