@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import { parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { createClusterClient, loadKubeConfig } from '../../src/engine/cluster-client.ts';
 import { INVENTORY_NAMESPACE, readInventory } from '../../src/engine/inventory.ts';
+import { KUBECTL_KUSTOMIZE, renderCluster } from '../../src/engine/render-cluster.ts';
 import type { StandInCheckRun, StandInStatus } from '../../src/github-stand-in/github-stand-in.ts';
 import type { SyncJob } from '../../src/queue/jobs.ts';
 import { processSyncJob, type SyncDependencies, type SyncResult } from '../../workers/process-sync-job.ts';
@@ -185,9 +186,9 @@ describe('hostile repositories: a real sync job refuses them and writes nothing 
     it.each([
       [
         '../../../../etc',
-        /^\.\.\/\.\.\/\.\.\/\.\.\/etc leaves the repository \(clusters\/[\w-]+\/kustomization\.yaml\)$/,
+        /^\.\.\/\.\.\/\.\.\/\.\.\/etc leaves the repository \(clusters\/[\w-]+\/kustomization\.yaml:3\)$/,
       ],
-      ['/etc/passwd', /^\/etc\/passwd leaves the repository \(clusters\/[\w-]+\/kustomization\.yaml\)$/],
+      ['/etc/passwd', /^\/etc\/passwd leaves the repository \(clusters\/[\w-]+\/kustomization\.yaml:3\)$/],
     ])('resources: [%s] is refused before kustomize runs', async (reference, description) => {
       const cluster = uniqueName('escape');
       const namespace = uniqueName('escape');
@@ -223,8 +224,10 @@ describe('hostile repositories: a real sync job refuses them and writes nothing 
       });
       expect(await f.work.git('ls-tree', synced.sha, `${folder}/evil`)).toMatch(/^120000 blob /);
       await expectRefused(synced, {
-        description: /^evil is not a file or folder inside the repository .*\(clusters\/[\w-]+\/kustomization\.yaml\)$/,
+        description:
+          /^evil is not a file or folder inside the repository .*\(clusters\/[\w-]+\/kustomization\.yaml:3\)$/,
         file: `${folder}/kustomization.yaml`,
+        line: 3,
         namespaces: [namespace],
       });
     });
@@ -324,22 +327,29 @@ describe('hostile repositories: a real sync job refuses them and writes nothing 
         await new Promise((resolve) => server.close(resolve));
       });
 
-      // BUG: `kustomizationReferences` drops remote `files` (patches[].path, patchesStrategicMerge,
-      // patchesJson6902[].path, crds, configurations, replacements[].path, generator files/envs) instead of
-      // reporting them as `remote`, so nothing is forbidden and kustomize GETs the URL from the worker —
-      // an SSRF whose answer is applied to the cluster (e.g. metadata-service credentials in a ConfigMap).
+      // kustomize GETs http(s) URLs in any field that names a file — patches, generator files, and the
+      // fields of generator/transformer configs, inline or in files — from the worker: an SSRF whose answer
+      // would be applied to the cluster (e.g. metadata-service credentials in a ConfigMap). Each is refused
+      // by Plumbline's walk, with the file and line; kustomize itself runs without a network besides.
       it.each([
-        ['patches[].path', (url: string, ns: string) => `patches:\n  - path: ${url}/patch/${ns}.yaml\n`],
+        ['patches[].path', 4, (url: string, ns: string) => `patches:\n  - path: ${url}/patch/${ns}.yaml\n`],
         [
           'configMapGenerator files',
+          5,
           (url: string) => `configMapGenerator:\n  - name: leak\n    files: [${url}/token]\n`,
         ],
-      ])('%s with an http URL is refused, and never fetched', async (_field, extra) => {
+        [
+          'an inline generator config',
+          8,
+          (url: string) =>
+            `generators:\n  - |-\n    apiVersion: builtin\n    kind: ConfigMapGenerator\n    metadata: {name: leak}\n    files: [creds=${url}/latest/meta-data]\n`,
+        ],
+      ])('%s with an http URL is refused, and never fetched', async (_field, line, extra) => {
         const cluster = uniqueName('remotefile');
         const namespace = uniqueName('remotefile');
         const folder = `clusters/${cluster}`;
         const before = fetched.length;
-        // Today the commit is applied (the fetched content included): clean up after it.
+        // Should the commit be applied after all (a regression), clean up after it.
         createdNamespaces.push(namespace);
         appliedClusters.push(cluster);
         const synced = await sync({
@@ -355,6 +365,34 @@ describe('hostile repositories: a real sync job refuses them and writes nothing 
         await expectRefused(synced, {
           description: /^remote .* is not allowed/,
           file: `${folder}/kustomization.yaml`,
+          line,
+          namespaces: [namespace],
+        });
+      });
+
+      it('a transformer config file whose patch path is an http URL is refused, naming that file and line', async () => {
+        const cluster = uniqueName('remotecfg');
+        const namespace = uniqueName('remotecfg');
+        const folder = `clusters/${cluster}`;
+        const before = fetched.length;
+        createdNamespaces.push(namespace);
+        appliedClusters.push(cluster);
+        const synced = await sync({
+          cluster,
+          path: folder,
+          files: {
+            [`${folder}/kustomization.yaml`]: `namespace: ${namespace}\nresources: [ns.yaml, app.yaml]\ntransformers: [transformers/patch.yaml]\n`,
+            [`${folder}/transformers/patch.yaml`]: `apiVersion: builtin\nkind: PatchTransformer\nmetadata: {name: p}\npath: ${origin}/patch/${namespace}.yaml\n`,
+            [`${folder}/ns.yaml`]: namespaceYaml(namespace),
+            [`${folder}/app.yaml`]: configMapYaml('app', namespace),
+          },
+        });
+        expect(fetched.slice(before)).toEqual([]);
+        await expectRefused(synced, {
+          // (The description is cut at 140 characters; the annotation carries the file and line.)
+          description: /^remote file http:\/\/127\.0\.0\.1:\d+\/patch\/[\w-]+\.yaml is not allowed/,
+          file: `${folder}/transformers/patch.yaml`,
+          line: 4,
           namespaces: [namespace],
         });
       });
@@ -383,8 +421,7 @@ describe('hostile repositories: a real sync job refuses them and writes nothing 
       });
     });
 
-    // BUG: the alias limit only guards files Plumbline parses itself. A bomb listed in a kustomization
-    // goes to kustomize unchecked, and kustomize expands it: measured with kubectl kustomize v5.5.0,
+    // kustomize expands aliases without a limit: measured with kubectl kustomize v5.5.0,
     // 10^5 leaves take 0.2 GB and 1.6 s, 10^6 take 1.5 GB and 16 s, 10^7 passed 15 GB before the
     // 60 s render timeout killed it (a 9-level bomb would OOM-kill a worker pod well before its timeout).
     // This case uses 5 levels (bounded cost) — well above what the plain-YAML path refuses.
@@ -404,6 +441,29 @@ describe('hostile repositories: a real sync job refuses them and writes nothing 
       await expectRefused(synced, {
         description: /alias/i,
         file: `${folder}/bomb.yaml`,
+        namespaces: [namespace],
+      });
+    }, 120_000);
+
+    it('a bomb in a patch file only a transformer config names (any extension) is refused before kustomize', async () => {
+      const cluster = uniqueName('tbomb');
+      const namespace = uniqueName('tbomb');
+      const folder = `clusters/${cluster}`;
+      const synced = await sync({
+        cluster,
+        path: folder,
+        files: {
+          [`${folder}/kustomization.yaml`]: 'resources: [ns.yaml, app.yaml]\ntransformers: [patch.yaml]\n',
+          [`${folder}/ns.yaml`]: namespaceYaml(namespace),
+          [`${folder}/app.yaml`]: configMapYaml('lol', namespace),
+          [`${folder}/patch.yaml`]:
+            'apiVersion: builtin\nkind: PatchTransformer\nmetadata: {name: p}\npath: lol.txt\ntarget: {kind: ConfigMap}\n',
+          [`${folder}/lol.txt`]: aliasBomb('lol', namespace, 5),
+        },
+      });
+      await expectRefused(synced, {
+        description: /alias/i,
+        file: `${folder}/lol.txt`,
         namespaces: [namespace],
       });
     }, 120_000);
@@ -456,15 +516,17 @@ describe('hostile repositories: a real sync job refuses them and writes nothing 
       await f.work.write({ [file]: null });
     }, 120_000);
 
-    // Plumbline has no limit on file size, only the apiserver on objects: 50 MB of comments around a small
-    // valid object is a legitimate (if odd) commit, and is applied.
+    // Under the render limit (PLUMBLINE_RENDER_MAX_BYTES, 64 MiB by default) Plumbline limits no file
+    // size, only the apiserver limits objects: 50 MB of comments around a small valid object is a
+    // legitimate (if odd) commit, and is applied.
     it('a 50 MB file of comments around one small ConfigMap is legitimate: applied', async () => {
       const cluster = uniqueName('comments');
       const namespace = uniqueName('comments');
       const folder = `clusters/${cluster}`;
       const file = `${folder}/commented.yaml`;
-      const comment = `# ${'c'.repeat(100)}\n`.repeat(500_000);
+      const comment = `# ${'c'.repeat(100)}\n`.repeat(250_000);
       const text = `${comment}${namespaceYaml(namespace)}---\n${comment}${configMapYaml('small', namespace)}`;
+      expect(text.length).toBeGreaterThan(50_000_000);
       createdNamespaces.push(namespace);
       appliedClusters.push(cluster);
       const synced = await sync({ cluster, path: folder, files: { [file]: text } });
@@ -476,6 +538,42 @@ describe('hostile repositories: a real sync job refuses them and writes nothing 
       expect(f.github.violations).toEqual([]);
       await f.work.write({ [file]: null });
     }, 120_000);
+  });
+
+  describe('5b. a render larger than PLUMBLINE_RENDER_MAX_BYTES', () => {
+    it('kustomize output over the limit fails the cluster, naming the limit and the folder; nothing written', async () => {
+      const cluster = uniqueName('toolarge');
+      const namespace = uniqueName('toolarge');
+      const folder = `clusters/${cluster}`;
+      // Four ConfigMaps of 300 KiB from one 300 KiB file: every input is small, the output is not.
+      const generators = [1, 2, 3, 4].map((i) => `  - {name: part-${i}, files: [data.txt]}`).join('\n');
+      const synced = await sync({
+        cluster,
+        path: folder,
+        files: {
+          [`${folder}/kustomization.yaml`]: `namespace: ${namespace}\nresources: [ns.yaml]\nconfigMapGenerator:\n${generators}\n`,
+          [`${folder}/ns.yaml`]: namespaceYaml(namespace),
+          [`${folder}/data.txt`]: 'x'.repeat(300 * 1024),
+        },
+        wrap: (deps) => ({
+          ...deps,
+          render: (treeDir, path) =>
+            renderCluster(treeDir, path, {
+              kustomize: KUBECTL_KUSTOMIZE,
+              timeoutMs: 60_000,
+              maxOutputBytes: 1024 * 1024,
+            }),
+        }),
+      });
+      await expectRefused(synced, {
+        description: new RegExp(
+          `^the render of ${folder} is larger than the limit of 1 MiB \\(PLUMBLINE_RENDER_MAX_BYTES\\): nothing is applied`,
+        ),
+        file: `${folder}/kustomization.yaml`,
+        namespaces: [namespace],
+      });
+      await f.work.write({ [`${folder}/data.txt`]: null });
+    });
   });
 
   describe('6. shell metacharacters in names are just names', () => {
