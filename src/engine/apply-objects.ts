@@ -91,10 +91,8 @@ export async function applyObjects(
     const written = await mapLimited(items, options.concurrency, async (item): Promise<ObjectChange> => {
       const { manifest } = item.object;
       let result: LiveObject | undefined;
-      if (item.action !== 'unchanged') await options.fence?.check();
       try {
-        result =
-          item.action === 'unchanged' ? undefined : await client.apply(manifest, { dryRun: false, force: item.force });
+        result = item.action === 'unchanged' ? undefined : await writeFenced(client, item, options.fence);
       } catch (error) {
         // A webhook or a racing change can refuse what the dry-run accepted: a failed object, not a retry.
         if (error instanceof KubeError && !error.retryable)
@@ -141,6 +139,28 @@ export async function applyObjects(
     if (!(await write(planned.filter((p) => stageOf(p.object.manifest) === stage)))) return stopped();
   }
   return { ok: true, changeSet: { changes }, records };
+}
+
+/**
+ * One write behind the fence: checked before, guarded at the last moment before it leaves, and — for an
+ * object that exists — conditional on the resourceVersion its dry-run saw, so that a holder paused past its
+ * lease cannot overwrite what a newer holder wrote even if it was paused after its check. When the object
+ * changed since (a controller, or a newer holder), the lock is confirmed with Redis before writing again.
+ */
+async function writeFenced(client: ClusterClient, item: Planned, fence: Fence | undefined): Promise<LiveObject> {
+  const { manifest } = item.object;
+  const guard = fence && (() => fence.assertFresh());
+  await fence?.check();
+  if (!fence || item.action !== 'configured' || !item.resourceVersion)
+    return client.apply(manifest, { dryRun: false, force: item.force, guard });
+  const conditional = { ...manifest, metadata: { ...manifest.metadata, resourceVersion: item.resourceVersion } };
+  try {
+    return await client.apply(conditional, { dryRun: false, force: item.force, guard });
+  } catch (error) {
+    if (!(error instanceof KubeError) || error.kind !== 'modified') throw error;
+    await fence.confirm();
+    return client.apply(manifest, { dryRun: false, force: item.force, guard });
+  }
 }
 
 /**

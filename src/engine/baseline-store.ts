@@ -72,14 +72,22 @@ export async function readBaselines(client: ClusterClient, clusterName: string):
   }
 }
 
-/** Writes the baselines: the extra chunks first, chunk 0 (which names their count) last. */
-export async function writeBaselines(client: ClusterClient, clusterName: string, baselines: Baselines): Promise<void> {
+/**
+ * Writes the baselines: the extra chunks first, chunk 0 (which names their count) last. `guard`: the
+ * lock's fence, called right before each chunk leaves (see `WriteOptions.guard`).
+ */
+export async function writeBaselines(
+  client: ClusterClient,
+  clusterName: string,
+  baselines: Baselines,
+  guard?: () => void,
+): Promise<void> {
   const entries = [...baselines].sort(([a], [b]) => a.localeCompare(b));
   const data = await gzipAsync(Buffer.from(JSON.stringify(entries)));
   const chunks: Buffer[] = [];
   for (let offset = 0; offset < data.length || chunks.length === 0; offset += CHUNK_BYTES)
     chunks.push(data.subarray(offset, offset + CHUNK_BYTES));
   for (let i = chunks.length - 1; i >= 0; i -= 1) {
-    await applyRecord(client, chunkConfigMap(clusterName, i, chunks[i], i === 0 ? chunks.length : undefined));
+    await applyRecord(client, chunkConfigMap(clusterName, i, chunks[i], i === 0 ? chunks.length : undefined), guard);
   }
 }

@@ -41,12 +41,15 @@ export type LiveObject = KubernetesObject & Record<string, unknown>;
 /** The few calls the engine makes; one implementation talks to a real apiserver, tests may use others. */
 export interface ClusterClient {
   /** Server-side apply with field manager `plumbline`. */
-  apply(manifest: Manifest, options: { readonly dryRun: boolean; readonly force: boolean }): Promise<LiveObject>;
+  apply(
+    manifest: Manifest,
+    options: WriteOptions & { readonly dryRun: boolean; readonly force: boolean },
+  ): Promise<LiveObject>;
   get(manifest: Pick<Manifest, 'apiVersion' | 'kind' | 'metadata'>): Promise<LiveObject | undefined>;
   /** With `preconditions`, the apiserver deletes only that very object (uid) in that very version. */
   delete(
     manifest: Pick<Manifest, 'apiVersion' | 'kind' | 'metadata'>,
-    options?: { readonly preconditions?: Preconditions },
+    options?: WriteOptions & { readonly preconditions?: Preconditions },
   ): Promise<void>;
   /**
    * Every object of a kind in a namespace (`undefined`: a cluster-scoped kind, or with `allNamespaces`
@@ -65,6 +68,15 @@ export interface ClusterClient {
    * identity even when this client impersonates the registry entry's ServiceAccount. Absent: this client.
    */
   forRecords?(): ClusterClient;
+}
+
+export interface WriteOptions {
+  /**
+   * Called synchronously at the last moment before the request leaves (after any connection is set up);
+   * when it throws, nothing is sent and the call rejects with its error as is. The fence of the cluster
+   * lock: a process paused between its fence check and the send finds out here.
+   */
+  readonly guard?: (() => void) | undefined;
 }
 
 export interface Preconditions {
@@ -162,6 +174,7 @@ function clientAs(
     query: Record<string, string>,
     body?: { readonly text: string; readonly type: string },
     collection: false | 'namespace' | 'all-namespaces' = false,
+    guard?: () => void,
   ): Promise<LiveObject> => {
     const url = new URL(`${server}${await pathOf(manifest, collection)}`);
     for (const [key, value] of Object.entries(query)) url.searchParams.set(key, value);
@@ -175,6 +188,7 @@ function clientAs(
         'content-length': Buffer.byteLength(body.text),
       });
     if (user !== undefined) Object.assign(options.headers ?? {}, { 'Impersonate-User': user });
+    let refused: unknown;
     const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
       const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, options, (res) => {
         const chunks: Buffer[] = [];
@@ -184,8 +198,27 @@ function clientAs(
       });
       req.setTimeout(60_000, () => req.destroy(new Error('request to the apiserver timed out')));
       req.on('error', reject);
-      req.end(body?.text);
+      if (!guard) {
+        req.end(body?.text);
+        return;
+      }
+      const sendNow = () => {
+        try {
+          guard();
+        } catch (error) {
+          refused = error;
+          req.destroy(error as Error);
+          return;
+        }
+        req.end(body?.text);
+      };
+      // A new connection: the guard runs once it is up, right before the bytes go out.
+      req.once('socket', (socket) => {
+        if (!socket.connecting) sendNow();
+        else socket.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', sendNow);
+      });
     }).catch((error: unknown) => {
+      if (refused !== undefined && error === refused) throw error;
       throw classify(error, manifest);
     });
     if (status >= 200 && status < 300) return (text ? JSON.parse(text) : {}) as LiveObject;
@@ -199,6 +232,8 @@ function clientAs(
         'PATCH',
         { fieldManager: FIELD_MANAGER, force: String(options.force), ...(options.dryRun ? { dryRun: 'All' } : {}) },
         { text: JSON.stringify(manifest), type: 'application/apply-patch+yaml' },
+        false,
+        options.guard,
       ),
     get: async (manifest) => {
       try {
@@ -223,7 +258,14 @@ function clientAs(
         propagationPolicy: 'Background',
         ...(options.preconditions ? { preconditions: options.preconditions } : {}),
       };
-      await send(manifest, 'DELETE', {}, { text: JSON.stringify(body), type: 'application/json' });
+      await send(
+        manifest,
+        'DELETE',
+        {},
+        { text: JSON.stringify(body), type: 'application/json' },
+        false,
+        options.guard,
+      );
     },
     scopeOf: async (apiVersion, kind) => {
       const what = { apiVersion, kind, metadata: { name: '' } };

@@ -27,6 +27,11 @@ export interface Fence {
   check(): Promise<void>;
   /** Asks Redis now (extending the lease), whatever the window says. */
   confirm(): Promise<void>;
+  /**
+   * The same judgement as `check`, synchronously and without asking Redis: throws LockLostError once the
+   * window has passed. The client calls it at the last moment before a write leaves (`WriteOptions.guard`).
+   */
+  assertFresh(): void;
 }
 
 export interface ClusterLock extends Fence {
@@ -110,6 +115,9 @@ export async function withClusterLock<T>(
     token,
     holder: owner,
     check,
+    assertFresh() {
+      if (lost || elapsedSince(confirmedAt) >= trustMs) throw lostError();
+    },
     async confirm() {
       if (lost) throw lostError();
       await ask();

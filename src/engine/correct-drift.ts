@@ -58,9 +58,11 @@ export async function correctDrift(input: CorrectionInput): Promise<ChangeSet> {
     const limit = outside.get(objectRef(object.manifest));
     if (limit !== undefined)
       return { object: drift.object, action: 'skipped', message: `left alone: outside the tenancy limits (${limit})` };
-    await writer.fence?.check();
+    const fence = writer.fence;
+    await fence?.check();
     try {
-      const result = await input.client.apply(object.manifest, { dryRun: false, force: true });
+      const guard = fence && (() => fence.assertFresh());
+      const result = await input.client.apply(object.manifest, { dryRun: false, force: true, guard });
       const resourceVersion = (result.metadata as { resourceVersion?: string } | undefined)?.resourceVersion;
       updates.set(key, {
         ...drift.entry,
@@ -85,8 +87,9 @@ export async function correctDrift(input: CorrectionInput): Promise<ChangeSet> {
     const objects = input.inventory.objects.map((entry) => updates.get(idKey(entry)) ?? entry);
     const baselineDigest = baselinesDigest(baselines);
     if (baselineDigest !== input.inventory.baselineDigest) {
-      await writer.fence?.confirm();
-      await writeBaselines(input.client, input.clusterName, baselines);
+      const fence = writer.fence;
+      await fence?.confirm();
+      await writeBaselines(input.client, input.clusterName, baselines, fence && (() => fence.assertFresh()));
     }
     await writer.write({ revision: input.inventory.revision, objects, baselineDigest });
   }

@@ -154,13 +154,18 @@ export async function writeInventory(
   clusterName: string,
   inventory: Inventory,
   previous?: Inventory,
-  fencing?: Pick<Fence, 'token' | 'holder'>,
+  fence?: Pick<Fence, 'token' | 'holder' | 'assertFresh'>,
 ): Promise<Inventory> {
   if (previous && contentOf(previous) === contentOf(inventory)) return previous;
+  const fencing = fence && { token: fence.token, holder: fence.holder };
   const written = await conditionally(clusterName, () =>
-    applyRecord(client, inventoryConfigMap(clusterName, inventory, fencing, previous?.resourceVersion)),
+    applyRecord(
+      client,
+      inventoryConfigMap(clusterName, inventory, fencing, previous?.resourceVersion),
+      fence && (() => fence.assertFresh()),
+    ),
   );
-  return { ...inventory, resourceVersion: versionOf(written), fencingToken: fencing?.token };
+  return { ...inventory, resourceVersion: versionOf(written), fencingToken: fence?.token };
 }
 
 /**
@@ -186,7 +191,7 @@ export async function claimInventory(
     version = record.resourceVersion;
   }
   const written = await conditionally(clusterName, () =>
-    applyRecord(client, inventoryConfigMap(clusterName, previous, fencing, version)),
+    applyRecord(client, inventoryConfigMap(clusterName, previous, fencing, version), () => fence.assertFresh()),
   );
   return {
     ...(previous ?? { revision: '', objects: [] }),
@@ -235,6 +240,7 @@ export function inventoryWriter(
       await lock.confirm();
       await claimed(lock);
     },
+    assertFresh: () => lock.assertFresh(),
   };
   return {
     fence,
@@ -277,16 +283,16 @@ export function records(client: ClusterClient): ClusterClient {
  * Writes one of Plumbline's own records (inventory, baselines) into `plumbline-system`, creating the
  * namespace the first time a cluster sees Plumbline.
  */
-export async function applyRecord(client: ClusterClient, record: Manifest) {
+export async function applyRecord(client: ClusterClient, record: Manifest, guard?: () => void) {
   const own = records(client);
   try {
-    return await own.apply(record, { dryRun: false, force: true });
+    return await own.apply(record, { dryRun: false, force: true, guard });
   } catch (error) {
     if (!(error instanceof KubeError) || error.kind !== 'missing-namespace') throw error;
     await own.apply(
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: INVENTORY_NAMESPACE } },
       { dryRun: false, force: true },
     );
-    return await own.apply(record, { dryRun: false, force: true });
+    return await own.apply(record, { dryRun: false, force: true, guard });
   }
 }

@@ -119,10 +119,12 @@ async function pruneOne(
       if (options.mode === 'dry-run')
         return { change: { object, action: 'deleted', message: 'would be pruned' }, retain: true };
       const metadata = live.metadata as { uid?: string; resourceVersion?: string } | undefined;
-      await options.fence?.check();
+      const fence = options.fence;
+      await fence?.check();
       try {
         await client.delete(manifest, {
           preconditions: { uid: metadata?.uid, resourceVersion: metadata?.resourceVersion },
+          guard: fence && (() => fence.assertFresh()),
         });
         return { change: { object, action: 'deleted' }, retain: false };
       } catch (error) {

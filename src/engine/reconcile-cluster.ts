@@ -114,7 +114,7 @@ export async function reconcileCluster(input: ReconcileInput): Promise<Reconcile
   const baselineDigest = baselinesDigest(baselines);
   if (baselineDigest !== previous?.baselineDigest) {
     await fence?.confirm();
-    await writeBaselines(input.client, input.clusterName, baselines);
+    await writeBaselines(input.client, input.clusterName, baselines, fence && (() => fence.assertFresh()));
   }
   await writer.write({ revision: input.revision, objects: union(entries, pruned.retained), baselineDigest });
   return { status: 'applied', changeSet: { changes: [...applied.changeSet.changes, ...pruned.changes] } };

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
+import { applyObjects } from '../../src/engine/apply-objects.ts';
 import { type ClusterClient, createClusterClient } from '../../src/engine/cluster-client.ts';
 import { type Fence, LockLostError, withClusterLock } from '../../src/engine/cluster-lock.ts';
 import { inventoryWriter, readInventory, writeInventory } from '../../src/engine/inventory.ts';
@@ -34,6 +35,7 @@ const believesItHolds = (token: number): Fence => ({
   holder: `holder-${token}`,
   check: async () => {},
   confirm: async () => {},
+  assertFresh: () => {},
 });
 
 describe('fencing the writes of a cluster lock holder', () => {
@@ -85,6 +87,52 @@ describe('fencing the writes of a cluster lock holder', () => {
     expect(writes.before).toBeLessThan(objects.length);
     expect(writes.after).toBe(0);
     expect((await readInventory(client, cluster))?.revision).not.toBe('a'.repeat(40));
+  });
+
+  it('a write whose guard refuses at the last moment is never sent', async () => {
+    const manifest = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: uniqueName('guarded'), namespace } };
+    const refusal = new LockLostError('paused past the lease');
+    await expect(
+      client.apply(manifest, {
+        dryRun: false,
+        force: true,
+        guard: () => {
+          throw refusal;
+        },
+      }),
+    ).rejects.toBe(refusal);
+    expect(await client.get(manifest)).toBeUndefined();
+  });
+
+  it('a holder paused right after its check cannot overwrite an object a newer holder wrote meanwhile', async () => {
+    const name = uniqueName('raced');
+    const version = (commit: string): RenderedObject => ({
+      manifest: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace }, data: { commit } },
+      source: { file: 'c/objects.yaml', line: 1 },
+    });
+    await client.apply(version('first').manifest, { dryRun: false, force: true });
+    // The paused holder confirmed its lease before the stage and checked it before the write, then stopped;
+    // a newer holder took over and wrote the object; when the paused one asks Redis again (after the
+    // apiserver refused its write) it learns the truth.
+    let takenOver = false;
+    const paused: Fence = {
+      ...believesItHolds(1),
+      check: async () => {
+        await client.apply(version('newer').manifest, { dryRun: false, force: true });
+        takenOver = true;
+      },
+      confirm: async () => {
+        if (takenOver) throw new LockLostError('another worker took over');
+      },
+    };
+    const applying = applyObjects(client, [version('stale')], {
+      concurrency: 1,
+      conflicts: 'take-ownership',
+      establishTimeoutMs: 10_000,
+      fence: paused,
+    });
+    await expect(applying).rejects.toThrow(LockLostError);
+    expect((await client.get(version('x').manifest))?.data).toEqual({ commit: 'newer' });
   });
 
   it('an inventory write over a version someone else has written since is refused, not an overwrite', async () => {
