@@ -362,8 +362,8 @@ export async function collectRenderInputs(tree: TreeReader, clusterPath: string)
     if (typeof reference.value !== 'string') return void refuse(describeValue(reference.value), 'not-a-path');
     const ref = reference.value;
     if (isRemote(ref)) {
-      const base = reference.role === 'entry' || reference.role === 'plugin-entry';
-      return void refuse(ref, base ? 'remote' : 'remote-file');
+      const asBase = reference.role === 'entry' || reference.role === 'plugin-entry';
+      return void refuse(ref, asBase ? 'remote' : 'remote-file');
     }
     const resolved = resolveInRepository(base, ref);
     if (resolved === undefined) return void refuse(ref, 'outside-repository');
@@ -424,6 +424,15 @@ export async function collectRenderInputs(tree: TreeReader, clusterPath: string)
       await followAll(references, found.path, dir, dir);
       for (const inline of inlineConfigs) {
         const parsed = parseYaml(inline.text, inline.lineOffset);
+        if (parsed.error) {
+          const { message, line } = parsed.error;
+          forbidden.push({
+            file: found.path,
+            ...(line !== undefined ? { line } : {}),
+            reference: message,
+            reason: 'unreadable',
+          });
+        }
         for (const config of parsed.values.filter(isRecord)) {
           await followAll(pluginConfigReferences(config, parsed), found.path, dir, dir);
         }

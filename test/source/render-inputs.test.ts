@@ -251,6 +251,23 @@ describe('render inputs: generator and transformer configs', () => {
     ]);
   });
 
+  it('refuses an inline config it cannot read (here an alias bomb), naming the kustomization and the line', async () => {
+    const bomb = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i < 5; i += 1)
+      bomb.push(
+        `${'abcde'[i]}: &${'abcde'[i]} [${Array(10)
+          .fill(`*${'abcde'[i - 1]}`)
+          .join(', ')}]`,
+      );
+    const tree = memoryTree({
+      'c/kustomization.yaml': `resources: []\ngenerators:\n  - |-\n    apiVersion: builtin\n    kind: ConfigMapGenerator\n${bomb.map((l) => `    ${l}`).join('\n')}\n`,
+    });
+    const inputs = await collectRenderInputs(tree, 'c');
+    expect(inputs.forbidden).toEqual([
+      { file: 'c/kustomization.yaml', line: 4, reference: expect.stringMatching(/alias/i), reason: 'unreadable' },
+    ]);
+  });
+
   it('refuses a kustomization it cannot read, rather than letting kustomize read it unchecked', async () => {
     const tree = memoryTree({ 'c/kustomization.yaml': 'resources: [unclosed\n' });
     const inputs = await collectRenderInputs(tree, 'c');
