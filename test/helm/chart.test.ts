@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { AuthorizationV1Api } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { createClusterClient, KubeError } from '../../src/engine/cluster-client.ts';
@@ -7,21 +8,19 @@ import { customResourceDefinition } from '../../src/engine/custom-resource-defin
 import type { Manifest } from '../../src/engine/manifest.ts';
 import { packageRoot } from '../../src/support/package-root.ts';
 import { runCommand } from '../../src/support/run-command.ts';
-import { testEnvironment } from '../support/environment.ts';
+import { testEnvironment, uniqueName } from '../support/environment.ts';
 import { createTestNamespace, kubeClients } from '../support/kube.ts';
 
 const env = testEnvironment();
 const kube = kubeClients(env.kubeconfig);
 const client = createClusterClient(kube.config);
 const chart = join(packageRoot(), 'helm', 'plumbline');
-const MINIMAL = [
-  '--set',
-  'github.appId=123',
-  '--set',
-  'credentials.existingSecret=plumbline-credentials',
-  '--set',
-  'clusters[0].name=in-cluster,clusters[0].repo=acme/platform-gitops,clusters[0].path=clusters/gcp/production,clusters[0].inCluster=true',
-];
+const REQUIRED = ['--set', 'github.appId=123', '--set', 'credentials.existingSecret=plumbline-credentials'];
+const IN_CLUSTER =
+  'clusters[0].name=in-cluster,clusters[0].repo=acme/platform-gitops,clusters[0].path=clusters/gcp/production,clusters[0].inCluster=true';
+/** The smallest install: one in-cluster entry that may write one namespace (rbac.mode=narrow needs one). */
+const minimal = (namespace: string) => [...REQUIRED, '--set', `${IN_CLUSTER},clusters[0].namespaces[0]=${namespace}`];
+const RECORDS_NAMESPACE = 'plumbline-system';
 
 async function helm(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const helmPath = process.env.PLUMBLINE_TEST_HELM;
@@ -34,7 +33,11 @@ async function helm(...args: string[]): Promise<{ code: number; stdout: string; 
 }
 
 async function render(namespace: string, ...values: string[]): Promise<Manifest[]> {
-  const result = await helm('template', 'plumbline', chart, '--namespace', namespace, ...values);
+  return renderAs('plumbline', namespace, ...values);
+}
+
+async function renderAs(release: string, namespace: string, ...values: string[]): Promise<Manifest[]> {
+  const result = await helm('template', release, chart, '--namespace', namespace, ...values);
   if (result.code !== 0) throw new Error(`helm template failed: ${result.stderr}`);
   return parseAllDocuments(result.stdout)
     .map((d) => d.toJS() as Manifest | null)
@@ -63,7 +66,30 @@ async function dryRun(manifests: readonly Manifest[], namespace: string): Promis
 
 const isClusterScoped = (kind: string) => ['ClusterRole', 'ClusterRoleBinding', 'Namespace'].includes(kind);
 const byKind = (manifests: readonly Manifest[], kind: string) => manifests.filter((m) => m.kind === kind);
-type Container = { name: string; env?: { name: string }[]; securityContext?: Record<string, unknown> };
+type EnvVar = {
+  name: string;
+  value?: string;
+  valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean } };
+};
+type Container = { name: string; env?: EnvVar[]; securityContext?: Record<string, unknown> };
+type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
+type IngressPath = { path: string; pathType: string };
+type PolicyRule = { ports: { port: number | string; protocol: string }[]; to?: unknown[]; from?: unknown[] };
+type PolicySpec = { policyTypes: string[]; ingress: PolicyRule[]; egress: PolicyRule[] };
+const named = (manifests: readonly Manifest[], kind: string, suffix: string) =>
+  manifests.find((m) => m.kind === kind && m.metadata.name.endsWith(suffix));
+const envOf = (deployment: Manifest | undefined) =>
+  deployment ? containersOf(deployment).flatMap((c) => c.env ?? []) : [];
+const ingressPaths = (manifests: readonly Manifest[]) =>
+  (
+    (byKind(manifests, 'Ingress')[0]?.spec as { rules: { http: { paths: IngressPath[] } }[] } | undefined)?.rules[0]
+      ?.http.paths ?? []
+  ).map((p) => `${p.pathType} ${p.path}`);
+const rulesOf = (role: Manifest | undefined) => (role as unknown as { rules?: Rule[] } | undefined)?.rules ?? [];
+const policy = (manifests: readonly Manifest[], suffix: string) =>
+  named(manifests, 'NetworkPolicy', suffix)?.spec as PolicySpec | undefined;
+const ports = (rules: readonly PolicyRule[]) =>
+  [...new Set(rules.flatMap((r) => r.ports.map((p) => `${p.port}/${p.protocol}`)))].sort();
 const containersOf = (deployment: Manifest) =>
   (deployment.spec as { template: { spec: { containers: Container[] } } }).template.spec.containers;
 
@@ -80,27 +106,37 @@ describe('the Helm chart, rendered by the real helm and dry-run on a real apiser
     ]) {
       await client.apply(crd, { dryRun: false, force: true });
     }
+    // Where Plumbline keeps its records in every cluster: the chart's Role and RoleBinding go there.
+    await client.apply(
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: RECORDS_NAMESPACE } },
+      { dryRun: false, force: true },
+    );
   });
   afterAll(async () => {
     await cleanup();
   });
 
   it('passes helm lint', async () => {
-    const result = await helm('lint', chart, ...MINIMAL);
+    const result = await helm('lint', chart, ...minimal('apps'));
     expect(result.stderr + result.stdout).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
   });
 
   it('with the required values only: a working install that the apiserver accepts', async () => {
-    const manifests = await render(namespace, ...MINIMAL);
+    const manifests = await render(namespace, ...minimal(namespace));
     expect(manifests.map((m) => m.kind).sort()).toEqual(
       [
         'ClusterRole',
-        'ClusterRoleBinding',
         'ConfigMap',
         'Deployment',
         'Deployment',
+        'Namespace',
+        'NetworkPolicy',
+        'NetworkPolicy',
         'PodDisruptionBudget',
         'PodDisruptionBudget',
+        'Role',
+        'RoleBinding',
+        'RoleBinding',
         'Service',
         'ServiceAccount',
       ].sort(),
@@ -113,7 +149,7 @@ describe('the Helm chart, rendered by the real helm and dry-run on a real apiser
   });
 
   it('runs non-root, read-only, without privileges; only the worker holds the App key and API rights', async () => {
-    const manifests = await render(namespace, ...MINIMAL);
+    const manifests = await render(namespace, ...minimal(namespace));
     const deployments = byKind(manifests, 'Deployment');
     for (const deployment of deployments) {
       for (const container of containersOf(deployment)) {
@@ -148,7 +184,13 @@ describe('the Helm chart, rendered by the real helm and dry-run on a real apiser
   });
 
   it('with every option set: ExternalSecrets for the credentials, Ingress, ServiceMonitor — all accepted', async () => {
-    const manifests = await render(namespace, '-f', join(packageRoot(), 'test', 'helm', 'full-values.yaml'));
+    const manifests = await render(
+      namespace,
+      '-f',
+      join(packageRoot(), 'test', 'helm', 'full-values.yaml'),
+      '--set',
+      `rbac.namespaces[0]=${namespace}`,
+    );
     expect(byKind(manifests, 'ExternalSecret').map((m) => m.metadata.name)).toEqual([
       'plumbline-credentials',
       'plumbline-kubeconfigs',
@@ -168,7 +210,7 @@ describe('the Helm chart, rendered by the real helm and dry-run on a real apiser
       'template',
       'plumbline',
       chart,
-      ...MINIMAL,
+      ...minimal(namespace),
       '--set',
       'credentials.privateKey=oops',
     );
@@ -181,10 +223,292 @@ describe('the Helm chart, rendered by the real helm and dry-run on a real apiser
       '--set',
       'github.appId=1',
       '--set',
-      'clusters[0].name=a,clusters[0].repo=o/r,clusters[0].path=c,clusters[0].inCluster=true',
+      'clusters[0].name=a,clusters[0].repo=o/r,clusters[0].path=c,clusters[0].inCluster=true,clusters[0].namespaces[0]=a',
     );
     expect(noCredentials.stderr).toMatch(
       /credentials\.existingSecret \(or credentials\.externalSecret\.enabled\) is required/,
     );
+  });
+
+  describe('the status page', () => {
+    const withIngress = ['--set', 'ingress.enabled=true,ingress.host=plumbline.example.com'];
+
+    it('routes only the webhook path when the page is off; its paths otherwise; /metrics never', async () => {
+      const paths = async (mode: string) =>
+        ingressPaths(
+          await render(namespace, ...minimal(namespace), ...withIngress, '--set', `statusPage.mode=${mode}`),
+        );
+      expect(await paths('off')).toEqual(['Exact /api/github/webhooks']);
+      const page = ['Exact /api/github/webhooks', 'Exact /', 'Prefix /clusters', 'Prefix /api/clusters'];
+      expect(await paths('public')).toEqual(page);
+      expect(await paths('token')).toEqual([...page, 'Exact /signin']);
+    });
+
+    it('passes the mode to the receiver, with the token from the credentials Secret; statuses link only to a page that exists', async () => {
+      const publicUrl = ['--set', 'publicUrl=https://plumbline.example.com'];
+      const token = await render(namespace, ...minimal(namespace), ...publicUrl, '--set', 'statusPage.mode=token');
+      const receiverEnv = envOf(named(token, 'Deployment', '-receiver'));
+      expect(receiverEnv).toEqual(
+        expect.arrayContaining([
+          { name: 'PLUMBLINE_STATUS_PAGE', value: 'token' },
+          {
+            name: 'PLUMBLINE_STATUS_PAGE_TOKEN',
+            valueFrom: { secretKeyRef: { name: 'plumbline-credentials', key: 'status-page-token' } },
+          },
+          { name: 'PLUMBLINE_PUBLIC_URL', value: 'https://plumbline.example.com' },
+          { name: 'PLUMBLINE_MAX_INFLIGHT_BODIES', value: '4' },
+        ]),
+      );
+      expect(envOf(named(token, 'Deployment', '-worker')).map((e) => e.name)).toContain('PLUMBLINE_PUBLIC_URL');
+      expect(await dryRun(token, namespace)).toEqual([]);
+
+      const off = await render(namespace, ...minimal(namespace), ...publicUrl, '--set', 'statusPage.mode=off');
+      expect(envOf(named(off, 'Deployment', '-receiver'))).toContainEqual({
+        name: 'PLUMBLINE_STATUS_PAGE',
+        value: 'off',
+      });
+      expect(envOf(named(off, 'Deployment', '-worker')).map((e) => e.name)).not.toContain('PLUMBLINE_PUBLIC_URL');
+      const bad = await helm(
+        'template',
+        'plumbline',
+        chart,
+        ...minimal(namespace),
+        '--set',
+        'statusPage.mode=sometimes',
+      );
+      expect(bad.code).not.toBe(0);
+    });
+
+    it('reads the webhook secret being rotated out from the same Secret, when it holds one', async () => {
+      const manifests = await render(namespace, ...minimal(namespace));
+      expect(envOf(named(manifests, 'Deployment', '-receiver'))).toContainEqual({
+        name: 'GITHUB_WEBHOOK_SECRET_PREVIOUS',
+        valueFrom: { secretKeyRef: { name: 'plumbline-credentials', key: 'webhook-secret-previous', optional: true } },
+      });
+      const external = await render(
+        namespace,
+        '-f',
+        join(packageRoot(), 'test', 'helm', 'full-values.yaml'),
+        '--set',
+        `rbac.namespaces[0]=${namespace}`,
+      );
+      const data = (named(external, 'ExternalSecret', '-credentials')!.spec as { data: { secretKey: string }[] }).data;
+      expect(data.map((d) => d.secretKey)).toEqual([
+        'github-private-key',
+        'webhook-secret',
+        'redis-url',
+        'status-page-token',
+        'webhook-secret-previous',
+      ]);
+    });
+  });
+
+  describe('RBAC', () => {
+    it('narrow by default: what the apiserver lets the worker do is its records, the listed namespaces and impersonating the registry’s serviceAccounts — nothing else', async () => {
+      // A real install of the rendered RBAC, then requests as the worker's ServiceAccount.
+      const release = uniqueName('plumbline-rbac');
+      const tenant = `${namespace}/tenant`;
+      const manifests = await renderAs(
+        release,
+        namespace,
+        ...minimal(namespace),
+        '--set',
+        `clusters[1].name=tenanted,clusters[1].repo=acme/apps,clusters[1].path=apps,clusters[1].inCluster=true,clusters[1].serviceAccount=${tenant}`,
+      );
+      const rbac = manifests.filter((m) =>
+        ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'].includes(m.kind),
+      );
+      expect(rbac.map((m) => `${m.kind} ${m.metadata.namespace ?? ''}`).sort()).toEqual(
+        [
+          'ClusterRole ',
+          `Role ${RECORDS_NAMESPACE}`,
+          `Role ${namespace}`,
+          `RoleBinding ${RECORDS_NAMESPACE}`,
+          `RoleBinding ${namespace}`,
+          `RoleBinding ${namespace}`,
+          'ServiceAccount ',
+        ].sort(),
+      );
+      const account = byKind(rbac, 'ServiceAccount')[0]!.metadata.name;
+      const installed: Manifest[] = [];
+      try {
+        for (const manifest of rbac) {
+          const scoped = isClusterScoped(manifest.kind) ? {} : { namespace: manifest.metadata.namespace ?? namespace };
+          const object: Manifest = { ...manifest, metadata: { ...manifest.metadata, ...scoped } };
+          await client.apply(object, { dryRun: false, force: true });
+          installed.push(object);
+        }
+        const worker = createClusterClient(kube.config, { serviceAccount: `${namespace}/${account}` });
+        const attempt = async (manifest: Manifest) => {
+          try {
+            await worker.apply(manifest, { dryRun: true, force: true });
+            return 'allowed';
+          } catch (error) {
+            return error instanceof KubeError && error.status === 403 ? 'forbidden' : String(error);
+          }
+        };
+        const configMap = (where: string) => ({
+          apiVersion: 'v1',
+          kind: 'ConfigMap',
+          metadata: { name: 'plumbline-rbac-probe', namespace: where },
+          data: { a: 'b' },
+        });
+        const deployment = (where: string) => ({
+          apiVersion: 'apps/v1',
+          kind: 'Deployment',
+          metadata: { name: 'probe', namespace: where },
+          spec: {
+            selector: { matchLabels: { app: 'probe' } },
+            template: {
+              metadata: { labels: { app: 'probe' } },
+              spec: { containers: [{ name: 'c', image: 'busybox' }] },
+            },
+          },
+        });
+        expect({
+          recordsInPlumblineSystem: await attempt(configMap(RECORDS_NAMESPACE)),
+          configMapInListedNamespace: await attempt(configMap(namespace)),
+          deploymentInListedNamespace: await attempt(deployment(namespace)),
+          deploymentInKubeSystem: await attempt(deployment('kube-system')),
+          configMapInDefault: await attempt(configMap('default')),
+          secretInListedNamespace: await attempt({
+            apiVersion: 'v1',
+            kind: 'Secret',
+            metadata: { name: 'probe', namespace },
+          }),
+          clusterRole: await attempt({
+            apiVersion: 'rbac.authorization.k8s.io/v1',
+            kind: 'ClusterRole',
+            metadata: { name: release },
+          }),
+          namespace: await attempt({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: release } }),
+        }).toEqual({
+          recordsInPlumblineSystem: 'allowed',
+          configMapInListedNamespace: 'allowed',
+          deploymentInListedNamespace: 'allowed',
+          deploymentInKubeSystem: 'forbidden',
+          configMapInDefault: 'forbidden',
+          secretInListedNamespace: 'forbidden',
+          clusterRole: 'forbidden',
+          namespace: 'forbidden',
+        });
+        const authorization = kube.config.makeApiClient(AuthorizationV1Api);
+        const mayImpersonate = async (name: string) =>
+          (
+            await authorization.createSubjectAccessReview({
+              body: {
+                spec: {
+                  user: `system:serviceaccount:${namespace}:${account}`,
+                  groups: ['system:serviceaccounts', `system:serviceaccounts:${namespace}`, 'system:authenticated'],
+                  resourceAttributes: { namespace, verb: 'impersonate', resource: 'serviceaccounts', name },
+                },
+              },
+            })
+          ).status?.allowed === true;
+        expect({ tenant: await mayImpersonate('tenant'), other: await mayImpersonate('default') }).toEqual({
+          tenant: true,
+          other: false,
+        });
+      } finally {
+        for (const object of installed.reverse()) await client.delete(object).catch(() => undefined);
+      }
+    }, 60_000);
+
+    it('installs beside a plumbline-system namespace it does not own, leaving that namespace alone (helm install --dry-run=server)', async () => {
+      const release = uniqueName('plumbline-ns');
+      const result = await helm(
+        'install',
+        release,
+        chart,
+        '--kubeconfig',
+        env.kubeconfig,
+        '--namespace',
+        namespace,
+        '--dry-run=server',
+        ...minimal(namespace),
+      );
+      expect(result.stderr).toBe('');
+      const manifest = result.stdout.slice(result.stdout.indexOf('\n---\n'), result.stdout.indexOf('\nNOTES:'));
+      const installed = parseAllDocuments(manifest)
+        .map((d) => d.toJS() as Manifest | null)
+        .filter((m): m is Manifest => m !== null);
+      expect(installed.length).toBeGreaterThan(10);
+      expect(byKind(installed, 'Namespace')).toEqual([]);
+      expect(byKind(installed, 'Role').map((m) => m.metadata.namespace)).toEqual([RECORDS_NAMESPACE]);
+    });
+
+    it('refuses a narrow install that would let Plumbline write nowhere, saying what to set', async () => {
+      const result = await helm('template', 'plumbline', chart, ...REQUIRED, '--set', IN_CLUSTER);
+      expect(result.code).not.toBe(0);
+      expect(result.stderr).toMatch(/rbac\.mode=narrow lets Plumbline write only where it is told/);
+      const impersonating = await render(
+        namespace,
+        ...REQUIRED,
+        '--set',
+        `${IN_CLUSTER},clusters[0].serviceAccount=${namespace}/tenant`,
+      );
+      expect(byKind(impersonating, 'ClusterRole')).toEqual([]);
+      expect(await dryRun(impersonating, namespace)).toEqual([]);
+    });
+
+    it('broad only when asked: any kind anywhere, labelled as equivalent to cluster-admin', async () => {
+      const manifests = await render(namespace, ...REQUIRED, '--set', IN_CLUSTER, '--set', 'rbac.mode=broad');
+      const [role] = byKind(manifests, 'ClusterRole');
+      expect(rulesOf(role)).toEqual([
+        { apiGroups: ['*'], resources: ['*'], verbs: ['get', 'list', 'create', 'patch', 'delete'] },
+      ]);
+      const annotations = role?.metadata.annotations as Record<string, string> | undefined;
+      expect(annotations?.['plumbline.dev/rbac']).toMatch(/cluster-admin/);
+      expect(byKind(manifests, 'ClusterRoleBinding')).toHaveLength(1);
+      expect(byKind(manifests, 'RoleBinding')).toEqual([]);
+      expect(await dryRun(manifests, namespace)).toEqual([]);
+      const unknown = await helm('template', 'plumbline', chart, ...minimal(namespace), '--set', 'rbac.mode=admin');
+      expect(unknown.code).not.toBe(0);
+    });
+  });
+
+  describe('NetworkPolicies', () => {
+    it('receiver: connections only to its port, out only to DNS and Redis; worker: out only to DNS, Redis, GitHub and the apiservers', async () => {
+      const manifests = await render(namespace, ...minimal(namespace));
+      const receiver = policy(manifests, '-receiver')!;
+      const worker = policy(manifests, '-worker')!;
+      expect(receiver.policyTypes).toEqual(['Ingress', 'Egress']);
+      expect(ports(receiver.ingress)).toEqual(['3000/TCP']);
+      expect(ports(receiver.egress)).toEqual(['26379/TCP', '53/TCP', '53/UDP', '6379/TCP']);
+      expect(worker.policyTypes).toEqual(['Ingress', 'Egress']);
+      expect(ports(worker.ingress)).toEqual(['8081/TCP']);
+      expect(ports(worker.egress)).toEqual(['26379/TCP', '443/TCP', '53/TCP', '53/UDP', '6379/TCP', '6443/TCP']);
+      // The pods they select are the chart's pods.
+      const labels = (kind: string, suffix: string) =>
+        (named(manifests, kind, suffix)!.spec as { template: { metadata: { labels: Record<string, string> } } })
+          .template.metadata.labels;
+      const selector = (suffix: string) =>
+        (named(manifests, 'NetworkPolicy', suffix)!.spec as { podSelector: { matchLabels: Record<string, string> } })
+          .podSelector.matchLabels;
+      expect(labels('Deployment', '-receiver')).toMatchObject(selector('-receiver'));
+      expect(labels('Deployment', '-worker')).toMatchObject(selector('-worker'));
+      expect(await dryRun(manifests, namespace)).toEqual([]);
+      const none = await render(namespace, ...minimal(namespace), '--set', 'networkPolicy.enabled=false');
+      expect(byKind(none, 'NetworkPolicy')).toEqual([]);
+    });
+
+    it('narrows each destination to the peers an operator lists (full values), accepted by the apiserver', async () => {
+      const manifests = await render(
+        namespace,
+        '-f',
+        join(packageRoot(), 'test', 'helm', 'full-values.yaml'),
+        '--set',
+        `rbac.namespaces[0]=${namespace}`,
+      );
+      const worker = policy(manifests, '-worker')!;
+      const to = (port: string) => worker.egress.find((rule) => ports([rule]).includes(port))?.to;
+      expect(to('6379/TCP')).toEqual([{ ipBlock: { cidr: '10.40.0.10/32' } }]);
+      expect(to('5000/TCP')).toEqual([{ ipBlock: { cidr: '10.50.0.0/16' } }]);
+      expect(policy(manifests, '-receiver')!.ingress[0]!.from).toEqual([
+        { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } } },
+        { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } },
+      ]);
+      expect(await dryRun(manifests, namespace)).toEqual([]);
+    });
   });
 });

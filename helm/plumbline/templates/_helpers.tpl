@@ -81,7 +81,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   value: /etc/plumbline/clusters.yaml
 - name: PLUMBLINE_CACHE_DIR
   value: /var/cache/plumbline
-{{- if .Values.publicUrl }}
+{{- /* Statuses link to the status page only when there is one to open. */}}
+{{- if and .Values.publicUrl (ne .Values.statusPage.mode "off") }}
 - name: PLUMBLINE_PUBLIC_URL
   value: {{ .Values.publicUrl | quote }}
 {{- end }}
@@ -92,4 +93,59 @@ key: {{ required "every remoteRef needs a key" .key | quote }}
 {{- with .property }}
 property: {{ . | quote }}
 {{- end }}
+{{- end -}}
+
+{{/* Plumbline's own records (inventory, drift baselines) live here in every cluster (ADR 5). */}}
+{{- define "plumbline.recordsNamespace" -}}
+plumbline-system
+{{- end -}}
+
+{{/* Whether any registry entry is the cluster Plumbline runs in: only then does it need RBAC here. */}}
+{{- define "plumbline.inCluster" -}}
+{{- range .Values.clusters }}{{ if .inCluster }}true{{ end }}{{ end -}}
+{{- end -}}
+
+{{/*
+Namespaces where Plumbline's own identity applies and prunes (rbac.mode=narrow): rbac.namespaces, plus the
+`namespaces` of in-cluster registry entries that do not impersonate a serviceAccount (those write as that
+account, whose RBAC is the operator's). A JSON list.
+*/}}
+{{- define "plumbline.applyNamespaces" -}}
+{{- $namespaces := .Values.rbac.namespaces | default list -}}
+{{- range .Values.clusters -}}
+{{- if and .inCluster (not .serviceAccount) -}}
+{{- $namespaces = concat $namespaces (.namespaces | default list) -}}
+{{- end -}}
+{{- end -}}
+{{- $namespaces | uniq | sortAlpha | toJson -}}
+{{- end -}}
+
+{{/*
+ServiceAccounts Plumbline impersonates (registry `serviceAccount`, `namespace/name` or `name` in
+plumbline-system), as a JSON map namespace → names: rbac.impersonate plus the in-cluster entries'.
+*/}}
+{{- define "plumbline.impersonated" -}}
+{{- $accounts := .Values.rbac.impersonate | default list -}}
+{{- range .Values.clusters -}}
+{{- if and .inCluster .serviceAccount -}}
+{{- $accounts = append $accounts .serviceAccount -}}
+{{- end -}}
+{{- end -}}
+{{- $byNamespace := dict -}}
+{{- range $accounts | uniq -}}
+{{- $parts := splitList "/" . -}}
+{{- $namespace := ternary (first $parts) (include "plumbline.recordsNamespace" $) (eq (len $parts) 2) -}}
+{{- $name := last $parts -}}
+{{- $names := append (get $byNamespace $namespace | default list) $name -}}
+{{- $_ := set $byNamespace $namespace ($names | uniq | sortAlpha) -}}
+{{- end -}}
+{{- $byNamespace | toJson -}}
+{{- end -}}
+
+{{/* One NetworkPolicy egress rule: a destination's ports, to its peers (all addresses when none). */}}
+{{- define "plumbline.egressRule" -}}
+- ports: {{- toYaml .ports | nindent 4 }}
+  {{- with .to }}
+  to: {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end -}}
