@@ -1,4 +1,4 @@
-import { readdir, stat } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   collectRenderInputs,
@@ -116,7 +116,7 @@ async function buildKustomization(
   const tree = fsTreeReader(treeDir);
   // A file kustomize reads that is larger than the render limit is refused unread.
   for (const file of [...inputs.files].sort()) {
-    const size = await fileSize(treeDir, tree, file);
+    const size = await fileSize(tree, file);
     if (size > options.maxOutputBytes) {
       const message = `${file} is larger than the render limit of ${formatBytes(options.maxOutputBytes)} (PLUMBLINE_RENDER_MAX_BYTES): nothing is applied`;
       return { ok: false, problems: [{ message, source: { file } }] };
@@ -177,12 +177,8 @@ function attachSources(objects: RenderedObject[], declared: ReadonlyMap<string, 
 }
 
 /** Size of a file of the tree (0 for one that is not: the walk has refused those already). */
-async function fileSize(treeDir: string, tree: TreeReader, file: string): Promise<number> {
-  if ((await tree.realPath?.(file)) === undefined) return 0;
-  return stat(join(treeDir, file)).then(
-    (s) => s.size,
-    () => 0,
-  );
+async function fileSize(tree: TreeReader, file: string): Promise<number> {
+  return (await tree.fileSize?.(file)) ?? 0;
 }
 
 /**
@@ -196,7 +192,7 @@ async function readPlainFolder(treeDir: string, folder: string, maxBytes: number
   const tree = fsTreeReader(treeDir);
   let total = 0;
   for (const file of files) {
-    total += await fileSize(treeDir, tree, file);
+    total += await fileSize(tree, file);
     if (total > maxBytes) return { ok: false, problems: [{ message: tooLarge(folder, maxBytes), source: { file } }] };
   }
   for (const file of files) {

@@ -11,6 +11,8 @@ export interface TreeReader {
    * when it does not exist or leaves the repository). Readers without links may leave it out.
    */
   realPath?(path: string): Promise<string | undefined>;
+  /** Size in bytes of a file of the tree, undefined when it is not one; lets a walk skip reading it. */
+  fileSize?(path: string): Promise<number | undefined>;
 }
 
 /** Every path a cluster's render reads: exact files, and folders whose whole subtree counts. */
@@ -323,13 +325,18 @@ export async function collectRenderInputs(tree: TreeReader, clusterPath: string)
     }
   };
 
+  const isFile = async (path: string) =>
+    tree.fileSize ? (await tree.fileSize(path)) !== undefined : (await tree.readText(path)) !== undefined;
+
   /** A kustomization or a plugin config: parsed here, on the event loop, so its size is bounded. */
   const readYamlFile = async (path: string): Promise<Parsed | undefined> => {
-    const text = await tree.readText(path);
-    if (text === undefined) return undefined;
+    const size = await tree.fileSize?.(path);
+    if (tree.fileSize && size === undefined) return undefined;
+    const text = size !== undefined && size > MAX_CONFIG_CHARS ? undefined : await tree.readText(path);
+    if (text === undefined && size === undefined) return undefined;
     await record(path, files);
     await record(path, parsedFiles);
-    if (text.length > MAX_CONFIG_CHARS) {
+    if (text === undefined || text.length > MAX_CONFIG_CHARS) {
       const reference = `larger than ${MAX_CONFIG_CHARS / 1024} KiB, too large to check`;
       forbidden.push({ file: path, reference, reason: 'unreadable' });
       return { values: [], lineOf: () => undefined };
@@ -373,7 +380,7 @@ export async function collectRenderInputs(tree: TreeReader, clusterPath: string)
       await record(resolved, subtrees);
       return;
     }
-    if ((await tree.readText(resolved)) === undefined || reference.role === 'folder') {
+    if (reference.role === 'folder' || !(await isFile(resolved))) {
       // Missing, a link out of the tree, or a remote form we do not recognise: kustomize must not read it.
       return void refuse(ref, 'not-in-repository');
     }

@@ -34,5 +34,10 @@ export function fsTreeReader(root: string): TreeReader {
     async realPath(path) {
       return (await inside(path))?.relative;
     },
+    async fileSize(path) {
+      const found = await inside(path);
+      const stats = found && (await stat(found.real));
+      return stats?.isFile() ? stats.size : undefined;
+    },
   };
 }

@@ -268,6 +268,14 @@ describe('render inputs: generator and transformer configs', () => {
     ]);
   });
 
+  it('refuses a kustomization too large to check on the event loop, without parsing it', async () => {
+    const tree = memoryTree({ 'c/kustomization.yaml': `resources: []\n# ${'x'.repeat(300 * 1024)}\n` });
+    const inputs = await collectRenderInputs(tree, 'c');
+    expect(inputs.forbidden).toEqual([
+      { file: 'c/kustomization.yaml', reference: 'larger than 256 KiB, too large to check', reason: 'unreadable' },
+    ]);
+  });
+
   it('refuses a kustomization it cannot read, rather than letting kustomize read it unchecked', async () => {
     const tree = memoryTree({ 'c/kustomization.yaml': 'resources: [unclosed\n' });
     const inputs = await collectRenderInputs(tree, 'c');
