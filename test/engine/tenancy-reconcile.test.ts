@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { TenancyLimits } from '../../src/clusters/cluster-registry.ts';
+import { readBaselines } from '../../src/engine/baseline-store.ts';
 import { createClusterClient } from '../../src/engine/cluster-client.ts';
+import { correctDrift } from '../../src/engine/correct-drift.ts';
+import { scanDrift } from '../../src/engine/drift.ts';
 import { inventoryName, readInventory, writeInventory } from '../../src/engine/inventory.ts';
 import type { RenderedObject } from '../../src/engine/manifest.ts';
 import { previewCluster } from '../../src/engine/preview-cluster.ts';
@@ -107,6 +110,39 @@ describe('tenancy limits in a reconcile', () => {
       },
     });
     expect((await readInventory(client, victim))?.revision).toBe('v'.repeat(40));
+  });
+
+  it('drift correction leaves an object alone once the limits no longer cover it', async () => {
+    const cluster = uniqueName('narrowed');
+    const objects = [configMap(allowed, 'kept-out')];
+    expect((await reconcile(cluster, 'a'.repeat(40), objects)).status).toBe('applied');
+    await kube.core.deleteNamespacedConfigMap({ name: 'kept-out', namespace: allowed });
+    const inventory = await readInventory(client, cluster);
+    if (!inventory) throw new Error('no inventory');
+    const baselines = await readBaselines(client, cluster);
+    const { drifted } = await scanDrift(client, cluster, inventory, baselines, 4);
+    expect(drifted).toHaveLength(1);
+    const correction = {
+      client,
+      clusterName: cluster,
+      inventory,
+      baselines,
+      drifted,
+      desired: objects,
+      concurrency: 4,
+    };
+    // The operator narrowed the entry to another namespace since the commit was applied.
+    expect((await correctDrift({ ...correction, limits: limitsFor([other]) })).changes).toEqual([
+      expect.objectContaining({
+        action: 'skipped',
+        message: expect.stringMatching(/^left alone: outside the tenancy limits/),
+      }),
+    ]);
+    expect(await exists(allowed, 'kept-out')).toBe(false);
+    expect((await correctDrift({ ...correction, limits: limitsFor([allowed]) })).changes).toEqual([
+      expect.objectContaining({ action: 'created' }),
+    ]);
+    expect(await exists(allowed, 'kept-out')).toBe(true);
   });
 });
 
