@@ -28,8 +28,9 @@ export interface Fence {
   /** Asks Redis now (extending the lease), whatever the window says. */
   confirm(): Promise<void>;
   /**
-   * The same judgement as `check`, synchronously and without asking Redis: throws LockLostError once the
-   * window has passed. The client calls it at the last moment before a write leaves (`WriteOptions.guard`).
+   * `check`'s judgement, synchronously and without asking Redis: throws LockLostError once the lease may be
+   * close to its end (two windows). The client calls it at the last moment before a write leaves
+   * (`WriteOptions.guard`): a process paused between its check and its send finds out there.
    */
   assertFresh(): void;
 }
@@ -104,11 +105,12 @@ export async function withClusterLock<T>(
       await ask();
     }
   };
+  // Twice per window: while Redis answers, `check` never has to ask it.
   const renew = setInterval(
     () => {
       extend().catch(() => {});
     },
-    Math.max(100, Math.floor(trustMs)),
+    Math.max(100, Math.floor(trustMs / 2)),
   );
   renew.unref();
   const lock: ClusterLock = {
@@ -116,7 +118,9 @@ export async function withClusterLock<T>(
     holder: owner,
     check,
     assertFresh() {
-      if (lost || elapsedSince(confirmedAt) >= trustMs) throw lostError();
+      // Twice the window, still a third of a lease short of its end: a write that passed `check` a moment
+      // ago is not refused for the moment itself (a slow handshake, a busy event loop), a paused one is.
+      if (lost || elapsedSince(confirmedAt) >= 2 * trustMs) throw lostError();
     },
     async confirm() {
       if (lost) throw lostError();

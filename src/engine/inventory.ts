@@ -250,7 +250,7 @@ export function inventoryWriter(
         await claimed(lock);
         await lock.confirm();
       }
-      latest = await writeInventory(client, clusterName, inventory, latest ?? previous, lock);
+      latest = await writeInventory(client, clusterName, inventory, latest, lock);
     },
   };
 }
