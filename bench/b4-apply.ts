@@ -162,7 +162,7 @@ export async function runB4(
               executePrune(
                 client,
                 stale.map((o) => objectIdOf(o.manifest)),
-                CONCURRENCY,
+                { concurrency: CONCURRENCY, clusterName },
               ),
             ),
           );

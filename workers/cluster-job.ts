@@ -2,6 +2,7 @@ import { UnrecoverableError } from 'bullmq';
 import type { ClusterEntry } from '../src/clusters/cluster-registry.ts';
 import type { ClusterOutcome } from '../src/engine/cluster-outcome.ts';
 import type { Logger } from '../src/logging/create-logger.ts';
+import { describeInfrastructureError } from '../src/reporting/describe-infrastructure-error.ts';
 import { CommitNotFoundError } from '../src/source/git-mirror.ts';
 import { mapLimited } from '../src/support/limit-concurrency.ts';
 import type { CommitReporting, JobRun } from './report-outcome.ts';
@@ -46,13 +47,15 @@ export async function runClusterJob(job: ClusterJob): Promise<SyncResult> {
     } catch (error) {
       if (error instanceof CommitNotFoundError) throw error;
       const message = (error as Error).message;
-      unreachable.push(`${cluster.name}: ${message}`);
+      // Job data and failure reasons live in Redis: the category, not the transport's text.
+      unreachable.push(`${cluster.name}: ${describeInfrastructureError(error)}`);
       log.warn({ cluster: cluster.name, error: message, attempt: run.attempt }, 'cluster failed; the job is retried');
       if (!finalAttempt) return undefined;
+      // The transport's text (internal addresses, socket errors) stays in the log line above.
       outcome = {
         cluster: cluster.name,
         status: 'error',
-        description: `${job.notDone} after ${run.attempt} attempt(s): ${message}`,
+        description: `${job.notDone} after ${run.attempt} attempt(s): ${describeInfrastructureError(error)}`,
       };
     }
     reporting.clusterFinished(outcome);
@@ -88,7 +91,8 @@ export async function failClusterJob(
   const finalAttempt = job.run.attempt >= job.run.maxAttempts;
   const recoverable = !(error instanceof CommitNotFoundError || error instanceof UnrecoverableError);
   if (recoverable && !finalAttempt) throw error;
-  await job.reporting.gaveUp(`${job.notDone}: ${error instanceof Error ? error.message : String(error)}`);
+  job.log.warn({ error: error instanceof Error ? error.message : String(error) }, 'the job gave up');
+  await job.reporting.gaveUp(`${job.notDone}: ${describeInfrastructureError(error)}`);
   await job.reporting.settle(job.log, true);
   if (error instanceof CommitNotFoundError) throw new UnrecoverableError(error.message);
   throw error;

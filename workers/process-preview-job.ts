@@ -8,6 +8,7 @@ import { previewCluster } from '../src/engine/preview-cluster.ts';
 import { checkSecrets } from '../src/engine/secrets-gate.ts';
 import { latestJobKey } from '../src/queue/job-producer.ts';
 import { coalescingKey, type PlumblineJob, type PreviewJob } from '../src/queue/jobs.ts';
+import { publishableChangeSet, withoutAddresses } from '../src/reporting/mask-live-text.ts';
 import { selectAffectedClusters } from '../src/source/affected-clusters.ts';
 import { CommitNotFoundError, type Remote } from '../src/source/git-mirror.ts';
 import { fsTreeReader } from '../src/source/tree-reader.ts';
@@ -75,7 +76,9 @@ export async function processPreviewJob(
       },
     });
   } catch (error) {
-    return failClusterJob(error, shape);
+    // Awaited here, not returned: its rejection would otherwise sit unhandled while `finally` awaits the
+    // clean-up, and Node ends the whole process on an unhandled rejection (issue 13, item 10).
+    return await failClusterJob(error, shape);
   } finally {
     if (treeDir) await rm(treeDir, { recursive: true, force: true });
   }
@@ -157,24 +160,26 @@ async function previewOne(
     },
     limits: cluster.limits,
   });
+  // What goes to GitHub carries no live value (invariant 9).
+  const changeSet = publishableChangeSet(preview.changeSet, rendered.objects);
   if (preview.status === 'failed') {
-    const problems = preview.changeSet.changes
+    const problems = changeSet.changes
       .filter((c) => c.action === 'failed')
       .map((c) => ({ message: c.message ?? 'rejected', source: c.source, object: c.object }));
     return {
       cluster: cluster.name,
       status: 'failed',
-      description: describeRejection(problems, 'would be rejected') ?? preview.reason,
+      description: describeRejection(problems, 'would be rejected') ?? withoutAddresses(preview.reason),
       problems,
-      changeSet: preview.changeSet,
+      changeSet,
     };
   }
   const suspended = cluster.suspend ? ' (cluster suspended: merging applies nothing until resumed)' : '';
   return {
     cluster: cluster.name,
     status: 'previewed',
-    changeSet: preview.changeSet,
-    description: `${describePreview(preview.changeSet)}${suspended}`,
+    changeSet,
+    description: `${describePreview(changeSet)}${suspended}`,
   };
 }
 

@@ -278,7 +278,8 @@ async function reportDrift(
     description: fitDescription(
       matching
         ? 'applied; the cluster matches this commit again'
-        : `not what this commit says: ${describeDrift(drifted)}${cluster.selfHeal ? '' : ' (selfHeal off)'}`,
+        : // Who changed it is read from the cluster: the status page says, GitHub does not (invariant 9's spirit).
+          `not what this commit says: ${describeDrift(drifted, { managers: false })}${cluster.selfHeal ? '' : ' (selfHeal off)'}`,
     ),
     targetUrl: statusPageLink(deps.statusPageUrl, cluster.name),
   });

@@ -21,6 +21,7 @@ import {
 import type { Logger } from '../src/logging/create-logger.ts';
 import { coalescingKey, type SyncJob } from '../src/queue/jobs.ts';
 import type { Reporter } from '../src/reporting/github-reporter.ts';
+import { publishableChangeSet, publishableHealth, withoutAddresses } from '../src/reporting/mask-live-text.ts';
 import type { GitMirror, Remote } from '../src/source/git-mirror.ts';
 import { planSync } from '../src/source/plan-sync.ts';
 import { type ClusterStateStore, clusterBase } from '../src/status/cluster-state.ts';
@@ -236,22 +237,27 @@ async function syncCluster(
       },
       limits: cluster.limits,
     });
+    // What goes to GitHub carries no live value (invariant 9); the log line of the job keeps the detail.
+    const changeSet = publishableChangeSet(outcome.changeSet, rendered.objects);
     if (outcome.status === 'failed') {
-      const problems = outcome.changeSet.changes
+      const problems = changeSet.changes
         .filter((c) => c.action === 'failed')
         .map((c) => ({ message: c.message ?? 'rejected', source: c.source, object: c.object }));
       return {
         cluster: cluster.name,
         status: 'failed',
-        description: describeRejection(problems) ?? outcome.reason,
+        description: describeRejection(problems) ?? withoutAddresses(outcome.reason),
         problems,
-        changeSet: outcome.changeSet,
+        changeSet,
       };
     }
-    const unhealthy = await waitForHealth(
-      client,
-      rendered.objects.map((o) => o.manifest),
-      { timeoutMs: deps.engine.healthTimeoutMs, concurrency: deps.engine.applyConcurrency },
+    const unhealthy = publishableHealth(
+      await waitForHealth(
+        client,
+        rendered.objects.map((o) => o.manifest),
+        { timeoutMs: deps.engine.healthTimeoutMs, concurrency: deps.engine.applyConcurrency },
+      ),
+      rendered.objects,
     );
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     const failing = unhealthy.filter((u) => u.health.state === 'failed').map((u) => u.object);
@@ -261,13 +267,13 @@ async function syncCluster(
       progressing.length > 0 ? `; still progressing: ${progressing.join(', ')}` : '',
     ].join('');
     const again = decision.reason === 'already-applied' ? 'already applied; ' : '';
-    const nothingWritten = outcome.changeSet.changes.every((c) => c.action === 'unchanged');
+    const nothingWritten = changeSet.changes.every((c) => c.action === 'unchanged');
     return {
       cluster: cluster.name,
       status: 'applied',
-      changeSet: outcome.changeSet,
+      changeSet,
       unhealthy,
-      description: `${again}${describeChangeSet(outcome.changeSet)} in ${seconds} s${health}`,
+      description: `${again}${describeChangeSet(changeSet)} in ${seconds} s${health}`,
       repeated: decision.reason === 'already-applied' && nothingWritten && unhealthy.length === 0,
     };
   } finally {

@@ -123,11 +123,14 @@ function shown(drift: FieldDrift, kind: string): DriftedField {
 }
 
 /** "2 drifted: ConfigMap/a/b (data.mode changed by kubectl-edit), Deployment/a/web (deleted)". Pure. */
-export function describeDrift(drifted: readonly DriftedObject[], limit = 3): string {
+export function describeDrift(
+  drifted: readonly DriftedObject[],
+  { limit = 3, managers = true }: { readonly limit?: number; readonly managers?: boolean } = {},
+): string {
   const parts = drifted.slice(0, limit).map((d) => {
     if (d.kind === 'deleted') return `${d.object} (deleted)`;
     const [first] = d.fields;
-    const by = first?.changedBy.length ? ` by ${first.changedBy.join(', ')}` : '';
+    const by = managers && first?.changedBy.length ? ` by ${first.changedBy.join(', ')}` : '';
     const more = d.fields.length > 1 ? ` and ${d.fields.length - 1} more` : '';
     return `${d.object} (${first?.path ?? 'fields'} changed${by}${more})`;
   });

@@ -1,8 +1,14 @@
+import { isDeepStrictEqual } from 'node:util';
+
 /**
  * A small, pure, field-level diff of two Kubernetes objects — the live object and the server-side
  * dry-run of the new manifest — short enough for a GitHub check run and safe to publish there:
  * Secret payloads, secret-looking keys and credential-looking values are masked on both sides, so a
  * reader learns *that* a field changed, never *what* it holds.
+ *
+ * For GitHub (`desired` given) the diff carries no value read from the cluster at all (invariant 9):
+ * no `before`, and an `after` only where the commit's own manifest holds exactly that value — a field
+ * the server defaulted, or another manager set, is named without its value.
  */
 
 /** One differing field, as shown to a person; `before`/`after` are display strings, already masked. */
@@ -26,6 +32,11 @@ export interface DiffOptions {
   readonly kind?: string | undefined;
   /** At most this many changes are returned (default 20); the rest are only counted in `truncated`. */
   readonly maxChanges?: number | undefined;
+  /**
+   * The manifest from the commit. When given, the diff is for publishing: values are shown only where
+   * they come from it, and never a live (`before`) one.
+   */
+  readonly desired?: unknown;
 }
 
 /** What a masked value is shown as: it says a value changed without saying anything about it. */
@@ -179,22 +190,31 @@ function compareIdentities(a: string | number, b: string | number): number {
 interface Walk {
   readonly out: FieldChange[];
   readonly secretKind: boolean;
+  /** Publishing: show only values the commit's manifest holds, never a live one. */
+  readonly publish: boolean;
 }
 
 /** Records one leaf-level difference; a masked change keeps its kind but shows {@link MASK} on each present side. */
-function record(walk: Walk, path: string, before: unknown, after: unknown, masked: boolean): void {
+function record(walk: Walk, path: string, before: unknown, after: unknown, masked: boolean, desired: unknown): void {
   const mask = masked || containsSecret(before) || containsSecret(after);
   const show = (value: unknown) => (mask ? MASK : display(value));
+  if (walk.publish) {
+    const fromCommit = after !== undefined && !mask && isDeepStrictEqual(desired, after);
+    const change = before === undefined ? 'added' : after === undefined ? 'removed' : 'changed';
+    walk.out.push({ path, change, ...(fromCommit ? { after: display(after) } : {}) });
+    return;
+  }
   if (before === undefined) walk.out.push({ path, change: 'added', after: show(after) });
   else if (after === undefined) walk.out.push({ path, change: 'removed', before: show(before) });
   else walk.out.push({ path, change: 'changed', before: show(before), after: show(after) });
 }
 
-function diffValue(walk: Walk, path: string, before: unknown, after: unknown, masked: boolean): void {
+/** `desired` is the commit's value at the same place (undefined where the commit says nothing). */
+function diffValue(walk: Walk, path: string, before: unknown, after: unknown, masked: boolean, desired: unknown): void {
   if (before === undefined && after === undefined) return;
-  if (isRecord(before) && isRecord(after)) diffRecords(walk, path, before, after, masked, false);
-  else if (Array.isArray(before) && Array.isArray(after)) diffLists(walk, path, before, after, masked);
-  else if (before !== after) record(walk, path, before, after, masked);
+  if (isRecord(before) && isRecord(after)) diffRecords(walk, path, before, after, masked, false, desired);
+  else if (Array.isArray(before) && Array.isArray(after)) diffLists(walk, path, before, after, masked, desired);
+  else if (before !== after) record(walk, path, before, after, masked, desired);
 }
 
 function diffRecords(
@@ -204,31 +224,42 @@ function diffRecords(
   after: JsonRecord,
   masked: boolean,
   root: boolean,
+  desired: unknown,
 ): void {
   const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])].sort();
   for (const key of keys) {
     const secretPayload = root && walk.secretKind && (key === 'data' || key === 'stringData');
     const childMasked = masked || secretPayload || isSecretSegment(key);
-    diffValue(walk, keyPath(path, key), before[key], after[key], childMasked);
+    const wanted = isRecord(desired) ? desired[key] : undefined;
+    diffValue(walk, keyPath(path, key), before[key], after[key], childMasked, wanted);
   }
 }
 
-function diffLists(walk: Walk, path: string, before: readonly unknown[], after: readonly unknown[], masked: boolean) {
+function diffLists(
+  walk: Walk,
+  path: string,
+  before: readonly unknown[],
+  after: readonly unknown[],
+  masked: boolean,
+  desired: unknown,
+) {
+  const wantedList = Array.isArray(desired) ? desired : [];
   const field = listIdentity(before, after);
   if (field === undefined) {
     for (let i = 0; i < Math.max(before.length, after.length); i++) {
       const secretItem = [...itemNames(before[i]), ...itemNames(after[i])].some(isSecretSegment);
-      diffValue(walk, itemPath(path, i), before[i], after[i], masked || secretItem);
+      diffValue(walk, itemPath(path, i), before[i], after[i], masked || secretItem, wantedList[i]);
     }
     return;
   }
   const byIdentity = (list: readonly unknown[]) =>
     new Map(list.filter(isRecord).map((item) => [item[field] as string | number, item] as const));
-  const [old, next] = [byIdentity(before), byIdentity(after)];
+  const [old, next, wanted] = [byIdentity(before), byIdentity(after), byIdentity(wantedList)];
   const identities = [...new Set([...old.keys(), ...next.keys()])].sort(compareIdentities);
   for (const identity of identities) {
     const secretItem = typeof identity === 'string' && isSecretSegment(identity);
-    diffValue(walk, itemPath(path, identity), old.get(identity), next.get(identity), masked || secretItem);
+    const item = [old.get(identity), next.get(identity), wanted.get(identity)] as const;
+    diffValue(walk, itemPath(path, identity), item[0], item[1], masked || secretItem, item[2]);
   }
 }
 
@@ -264,12 +295,12 @@ export function diffObjects(
   options: DiffOptions = {},
 ): { changes: FieldChange[]; truncated: number } {
   const secretKind = [options.kind, kindOf(before), kindOf(after)].includes('Secret');
-  const walk: Walk = { out: [], secretKind };
+  const walk: Walk = { out: [], secretKind, publish: 'desired' in options };
   const [old, next] = [withoutBookkeeping(before), withoutBookkeeping(after)];
-  if (isRecord(old) && isRecord(next)) diffRecords(walk, '', old, next, false, true);
+  if (isRecord(old) && isRecord(next)) diffRecords(walk, '', old, next, false, true, options.desired);
   else {
     const secretPayload = secretKind && [old, next].some((o) => isRecord(o) && ('data' in o || 'stringData' in o));
-    diffValue(walk, '', old, next, secretPayload);
+    diffValue(walk, '', old, next, secretPayload, options.desired);
   }
   const limit = Math.max(0, Math.floor(options.maxChanges ?? DEFAULT_MAX_CHANGES));
   return { changes: walk.out.slice(0, limit), truncated: Math.max(0, walk.out.length - limit) };
@@ -282,9 +313,10 @@ export function diffObjects(
 export function formatDiff(changes: readonly FieldChange[]): string[] {
   return changes.map(({ path, change, before, after }) => {
     const where = path === '' ? '(object)' : path;
-    if (change === 'added') return `+ ${where}: ${after ?? ''}`;
-    if (change === 'removed') return `- ${where}: ${before ?? ''}`;
-    return `~ ${where}: ${before ?? ''} → ${after ?? ''}`;
+    if (change === 'added') return after === undefined ? `+ ${where}` : `+ ${where}: ${after}`;
+    if (change === 'removed') return before === undefined ? `- ${where}` : `- ${where}: ${before}`;
+    if (before === undefined) return after === undefined ? `~ ${where}` : `~ ${where} → ${after}`;
+    return `~ ${where}: ${before} → ${after ?? ''}`;
   });
 }
 

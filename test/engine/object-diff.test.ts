@@ -327,3 +327,55 @@ describe('formatDiff', () => {
     ]);
   });
 });
+
+describe('diffObjects for GitHub (`desired` given): no live value, ever', () => {
+  it('never shows the live side, and shows the new side only where the commit holds exactly that value', () => {
+    const live = { kind: 'ConfigMap', metadata: { name: 'mail' }, data: { SMTP_PW: 'Winter2024!', host: 'old' } };
+    const dryRun = {
+      kind: 'ConfigMap',
+      metadata: { name: 'mail' },
+      data: { SMTP_PW: 'guess', host: 'new', extra: 'x' },
+    };
+    const desired = { kind: 'ConfigMap', metadata: { name: 'mail' }, data: { SMTP_PW: 'guess', host: 'new' } };
+    const { changes } = diffObjects(live, dryRun, { desired });
+    expect(changes).toEqual([
+      { path: 'data.SMTP_PW', change: 'changed', after: '"guess"' },
+      // Set by the server or another manager, not by the commit: named, not shown.
+      { path: 'data.extra', change: 'added' },
+      { path: 'data.host', change: 'changed', after: '"new"' },
+    ]);
+    expect(JSON.stringify(changes)).not.toContain('Winter2024!');
+    expect(formatDiff(changes)).toEqual(['~ data.SMTP_PW → "guess"', '+ data.extra', '~ data.host → "new"']);
+  });
+
+  it('a value the server normalised is named without a value; removed fields carry no value', () => {
+    const live = deployment({ replicas: 2 });
+    const dryRun = { ...deployment({ replicas: 3 }), metadata: { name: 'podinfo', namespace: 'apps' } };
+    const desired = { ...deployment({ replicas: 3 }), metadata: { name: 'podinfo', namespace: 'apps' } };
+    (desired.spec as { replicas: unknown }).replicas = '3';
+    const { changes } = diffObjects(live, dryRun, { desired });
+    expect(byPath(changes)['spec.replicas']).toEqual({ path: 'spec.replicas', change: 'changed' });
+    expect(byPath(changes)['metadata.labels']).toEqual({ path: 'metadata.labels', change: 'removed' });
+  });
+
+  it('follows list items by identity into the commit', () => {
+    const env = (value: string) => [{ name: 'LOG_LEVEL', value }];
+    const { changes } = diffObjects(deployment({ env: env('info') }), deployment({ env: env('debug') }), {
+      desired: deployment({ env: env('debug') }),
+    });
+    expect(changes).toEqual([
+      { path: 'spec.template.spec.containers[podinfo].env[LOG_LEVEL].value', change: 'changed', after: '"debug"' },
+    ]);
+  });
+
+  it('still masks secret-looking values from the commit', () => {
+    const { changes } = diffObjects(
+      deployment({ env: [{ name: 'DB_PASSWORD', value: 'a' }] }),
+      deployment({ env: [{ name: 'DB_PASSWORD', value: DB_PASSWORD }] }),
+      { desired: deployment({ env: [{ name: 'DB_PASSWORD', value: DB_PASSWORD }] }) },
+    );
+    expect(changes).toEqual([
+      { path: 'spec.template.spec.containers[podinfo].env[DB_PASSWORD].value', change: 'changed' },
+    ]);
+  });
+});

@@ -38,3 +38,17 @@ export function applyAsManager<T extends KubernetesObject>(
 ): Promise<T> {
   return clients.objects.patch<T>(object, undefined, undefined, manager, true, PatchStrategy.ServerSideApply);
 }
+
+/** A kubeconfig for a cluster nobody answers for (a free loopback port): "the cluster is down". */
+export async function deadClusterKubeconfig(dir: string): Promise<string> {
+  const { writeFile } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const { freePort } = await import('../../src/local-stack/free-port.ts');
+  const file = join(dir, `dead-${await freePort()}.kubeconfig`);
+  const port = await freePort();
+  await writeFile(
+    file,
+    `apiVersion: v1\nkind: Config\nclusters: [{name: dead, cluster: {server: "https://127.0.0.1:${port}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: dead, context: {cluster: dead, user: u}}]\ncurrent-context: dead\n`,
+  );
+  return file;
+}

@@ -173,7 +173,7 @@ clusters:
       description: '1 applied, 1 unaffected',
     });
     const [run] = f.github.checkRuns(f.repository.fullName, sha);
-    expect(run?.output.text).toContain('~ spec.refreshInterval: "1h" → "30m"');
+    expect(run?.output.text).toContain('~ spec.refreshInterval → "30m"');
   });
 
   it('fails a commit with a plaintext Secret on the clusters that render it, and applies nothing there', async () => {
@@ -226,7 +226,7 @@ clusters:
       type: 'sync' as const,
       trigger: 'push' as const,
       deliveryId: 'd',
-      repository: { id: f.repository.id, fullName: f.repository.fullName, cloneUrl: f.repository.cloneUrl },
+      repository: { id: f.repository.id, fullName: f.repository.fullName },
       installationId: INSTALLATION_ID,
       branch: 'main',
       before: undefined,
