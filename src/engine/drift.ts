@@ -55,15 +55,20 @@ export async function scanDrift(
     const kind = `${entry.apiVersion}|${entry.kind}`;
     byKind.set(kind, [...(byKind.get(kind) ?? []), entry]);
   }
-  const lists: { apiVersion: string; kind: string; namespace: string | undefined; all: boolean }[] = [];
-  for (const entries of byKind.values()) {
+  type List = { apiVersion: string; kind: string; namespace: string | undefined; all: boolean };
+  const perNamespace = (apiVersion: string, kind: string, namespaces: readonly (string | undefined)[]): List[] =>
+    namespaces.map((namespace) => ({ apiVersion, kind, namespace, all: false }));
+  const namespacesOf = new Map<string, (string | undefined)[]>();
+  const lists: List[] = [];
+  for (const [key, entries] of byKind) {
     const { apiVersion, kind } = entries[0] as InventoryEntry;
     const namespaces = [...new Set(entries.map((e) => e.namespace))];
+    namespacesOf.set(key, namespaces);
     if (namespaces.length > PER_NAMESPACE_LISTS) lists.push({ apiVersion, kind, namespace: undefined, all: true });
-    else for (const namespace of namespaces) lists.push({ apiVersion, kind, namespace, all: false });
+    else lists.push(...perNamespace(apiVersion, kind, namespaces));
   }
   const live = new Map<string, LiveObject>();
-  await mapLimited(lists, concurrency, async ({ apiVersion, kind, namespace, all }) => {
+  const listOne = async ({ apiVersion, kind, namespace, all }: List): Promise<void> => {
     requests += 1;
     let items: LiveObject[];
     try {
@@ -72,6 +77,13 @@ export async function scanDrift(
         allNamespaces: all,
       });
     } catch (error) {
+      // Narrow RBAC (a Role per namespace, an impersonated tenant) forbids the cluster-wide LIST: one per namespace.
+      if (all && error instanceof KubeError && error.status === 403) {
+        const namespaces = namespacesOf.get(`${apiVersion}|${kind}`) ?? [];
+        // In this lane, one after another: the scan's concurrency limit holds.
+        for (const list of perNamespace(apiVersion, kind, namespaces)) await listOne(list);
+        return;
+      }
       // The kind is no longer served (its CRD was deleted) or the namespace is gone: every object is missing.
       if (error instanceof KubeError && !error.retryable) return;
       throw error;
@@ -81,7 +93,8 @@ export async function scanDrift(
       const id = { apiVersion, kind, name: metadata.name ?? '' };
       live.set(idKey(metadata.namespace ? { ...id, namespace: metadata.namespace } : id), item);
     }
-  });
+  };
+  await mapLimited(lists, concurrency, listOne);
 
   const missing = inventory.objects.filter((entry) => !live.has(idKey(entry)));
   await mapLimited(missing, concurrency, async (entry) => {
