@@ -103,7 +103,8 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
     }).render,
     engine: { ...DEFAULT_ENGINE_SETTINGS, healthTimeoutMs: options.healthTimeoutMs },
     reporter,
-    statusPageUrl: options.publicUrl,
+    // No link to a page that is not served.
+    statusPageUrl: options.statusPage === 'off' ? undefined : options.publicUrl,
     state: createClusterStateStore(redis, options.queuePrefix),
     directory: createRepositoryDirectory(redis, options.queuePrefix, app),
     repositories: createRepositoryResolver({ redis, prefix: options.queuePrefix, app, webUrl: options.githubWebUrl }),
