@@ -6,12 +6,13 @@ import { Redis } from 'ioredis';
 import { createClusterClient, loadKubeConfig } from '../../src/engine/cluster-client.ts';
 import { readInventory } from '../../src/engine/inventory.ts';
 import { createJobProducer, type JobProducer, jobIdOf } from '../../src/queue/job-producer.ts';
-import type { PreviewJob, ResyncJob } from '../../src/queue/jobs.ts';
+import type { ResyncJob } from '../../src/queue/jobs.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
 import { deadClusterKubeconfig } from '../support/kube.ts';
 import {
   createSourceFixture,
-  INSTALLATION_ID,
+  githubWrites,
+  previewJob,
   pushJob,
   type SourceFixture,
   spawnWorkerProcess,
@@ -31,6 +32,7 @@ describe('drill: a dead cluster beside a live one', () => {
   let f: SourceFixture;
   let redis: Redis;
   let producer: JobProducer;
+  let producerConnection: Redis;
   let worker: ReturnType<typeof spawnWorkerProcess>;
   let exitCode: unknown = 'running';
   const prefix = uniqueName('dead');
@@ -51,12 +53,6 @@ describe('drill: a dead cluster beside a live one', () => {
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   };
-  const publicText = () =>
-    f.github.calls
-      .filter((c) => c.method !== 'GET' && c.operation !== 'git')
-      .map((c) => JSON.stringify(c.body))
-      .join('\n');
-
   beforeAll(async () => {
     f = await createSourceFixture();
     redis = new Redis(env.redisUrl, { maxRetriesPerRequest: null });
@@ -74,7 +70,8 @@ describe('drill: a dead cluster beside a live one', () => {
     void worker.exited.then((code) => {
       exitCode = code;
     });
-    producer = createJobProducer(new Redis(env.redisUrl, { enableOfflineQueue: false }), {
+    producerConnection = new Redis(env.redisUrl, { enableOfflineQueue: false });
+    producer = createJobProducer(producerConnection, {
       prefix,
       coalesceMs: 0,
       onError: () => {},
@@ -85,6 +82,7 @@ describe('drill: a dead cluster beside a live one', () => {
     worker.child.kill('SIGKILL');
     await worker.exited;
     await producer.close();
+    producerConnection.disconnect();
     redis.disconnect();
     await f.close();
   });
@@ -95,18 +93,7 @@ describe('drill: a dead cluster beside a live one', () => {
     });
     await f.work.push('feature');
     await f.work.resetHard(sha);
-    const job: PreviewJob = {
-      type: 'preview',
-      trigger: 'pull_request',
-      deliveryId: uniqueName('delivery'),
-      repository: { id: f.repository.id, fullName: f.repository.fullName },
-      installationId: INSTALLATION_ID,
-      number: 1,
-      headSha: head,
-      headRepositoryId: f.repository.id,
-      baseBranch: 'main',
-      receivedAt: new Date().toISOString(),
-    };
+    const job = previewJob(f, head);
     await producer.add(job);
     await waitFor('the preview statuses', () => final(head, `plumbline/${dead}`) !== undefined);
     expect(final(head, `plumbline/${live}`)).toBe('success');
@@ -157,7 +144,7 @@ describe('drill: a dead cluster beside a live one', () => {
   }, 120_000);
 
   it('no status, check run or annotation names the dead address or the socket error', () => {
-    const text = publicText();
+    const text = githubWrites(f);
     expect(text).toContain('cluster unreachable');
     expect(text).not.toMatch(/127\.0\.0\.1|ECONNREFUSED|https:\/\/127/);
   });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { GitHubApp } from '../../src/github/github-app.ts';
 import { GitHubStandIn, type StandInRepository } from '../../src/github-stand-in/github-stand-in.ts';
 import { createLogger } from '../../src/logging/create-logger.ts';
-import type { SyncJob } from '../../src/queue/jobs.ts';
+import type { PreviewJob, SyncJob } from '../../src/queue/jobs.ts';
 import { GitMirror } from '../../src/source/git-mirror.ts';
 import { packageRoot } from '../../src/support/package-root.ts';
 import { uniqueName } from './environment.ts';
@@ -79,6 +79,31 @@ export function pushJob(f: SourceFixture, after: string, extra: Partial<SyncJob>
     receivedAt: new Date().toISOString(),
     ...extra,
   };
+}
+
+/** A pull request's preview job for a head commit of the fixture's repository (not from a fork). */
+export function previewJob(f: SourceFixture, headSha: string, extra: Partial<PreviewJob> = {}): PreviewJob {
+  return {
+    type: 'preview',
+    trigger: 'pull_request',
+    deliveryId: uniqueName('delivery'),
+    repository: { id: f.repository.id, fullName: f.repository.fullName },
+    installationId: INSTALLATION_ID,
+    number: 1,
+    headSha,
+    headRepositoryId: f.repository.id,
+    baseBranch: 'main',
+    receivedAt: new Date().toISOString(),
+    ...extra,
+  };
+}
+
+/** Everything Plumbline wrote to GitHub (statuses, check runs, annotations) as one text, to search for leaks. */
+export function githubWrites(f: SourceFixture): string {
+  return f.github.calls
+    .filter((c) => c.method !== 'GET' && c.operation !== 'git')
+    .map((c) => JSON.stringify(c.body))
+    .join('\n');
 }
 
 /** The states a commit's context went through on the stand-in, oldest first. */

@@ -6,7 +6,7 @@ import { type ClusterRegistry, parseClusterRegistry } from '../../src/clusters/c
 import { createClusterClient, loadKubeConfig } from '../../src/engine/cluster-client.ts';
 import { readInventory } from '../../src/engine/inventory.ts';
 import { createLogger } from '../../src/logging/create-logger.ts';
-import type { PreviewJob, SyncJob } from '../../src/queue/jobs.ts';
+import type { SyncJob } from '../../src/queue/jobs.ts';
 import { createJobConsumer } from '../../workers/job-consumer.ts';
 import { processPreviewJob } from '../../workers/process-preview-job.ts';
 import { processSyncJob, type SyncDependencies, type SyncResult } from '../../workers/process-sync-job.ts';
@@ -14,7 +14,7 @@ import { testEnvironment, uniqueName } from '../support/environment.ts';
 import { kubeClients } from '../support/kube.ts';
 import {
   createSourceFixture,
-  INSTALLATION_ID,
+  previewJob,
   pushJob,
   type SourceFixture,
   statusStates,
@@ -167,18 +167,7 @@ clusters:
     });
     await f.work.push('feature-7');
     await f.work.resetHard(base);
-    const job: PreviewJob = {
-      type: 'preview',
-      trigger: 'pull_request',
-      deliveryId: uniqueName('delivery'),
-      repository: { id: f.repository.id, fullName: f.repository.fullName },
-      installationId: INSTALLATION_ID,
-      number: 7,
-      headRepositoryId: f.repository.id,
-      headSha: head,
-      baseBranch: 'main',
-      receivedAt: new Date().toISOString(),
-    };
+    const job = previewJob(f, head, { number: 7 });
     const result = await processPreviewJob(job, deps);
     expect(result.outcomes).toEqual([expect.objectContaining({ status: 'previewed' })]);
     expect(states(head, context)).toEqual(['pending', 'success']);
@@ -208,18 +197,7 @@ clusters:
     const newer = await f.work.commit('pr v2', { [`${FOLDER}/extra.yaml`]: null });
     await f.work.push('feature-8');
     await f.work.resetHard(base);
-    const preview = (headSha: string, receivedAt: string): PreviewJob => ({
-      type: 'preview',
-      trigger: 'pull_request',
-      deliveryId: uniqueName('delivery'),
-      repository: { id: f.repository.id, fullName: f.repository.fullName },
-      installationId: INSTALLATION_ID,
-      number: 8,
-      headRepositoryId: f.repository.id,
-      headSha,
-      baseBranch: 'main',
-      receivedAt,
-    });
+    const preview = (headSha: string, receivedAt: string) => previewJob(f, headSha, { number: 8, receivedAt });
     // The receiver records the newest job per pull request before queueing it.
     const { latestJobKey } = await import('../../src/queue/job-producer.ts');
     const newest = preview(newer, new Date(Date.now() + 1000).toISOString());

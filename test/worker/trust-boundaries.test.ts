@@ -16,7 +16,13 @@ import { testEnvironment, uniqueName } from '../support/environment.ts';
 import { githubDelivery, pushPayload, send } from '../support/github-delivery.ts';
 import { kubeClients } from '../support/kube.ts';
 import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../support/receiver-harness.ts';
-import { createSourceFixture, INSTALLATION_ID, type SourceFixture } from '../support/source-fixture.ts';
+import {
+  createSourceFixture,
+  githubWrites,
+  INSTALLATION_ID,
+  previewJob,
+  type SourceFixture,
+} from '../support/source-fixture.ts';
 import { workerDependencies } from '../support/worker-deps.ts';
 
 const env = testEnvironment();
@@ -49,6 +55,7 @@ describe('trust boundaries, end to end: receiver → Redis → worker → cluste
   let harness: ReceiverHarness;
   let redis: Redis;
   let producer: JobProducer;
+  let producerConnection: Redis;
   let catcher: Awaited<ReturnType<typeof startCatcher>>;
   const workers: Worker<PlumblineJob, SyncResult | undefined>[] = [];
   const done: string[] = [];
@@ -83,12 +90,6 @@ describe('trust boundaries, end to end: receiver → Redis → worker → cluste
     (await readInventory(createClusterClient(loadKubeConfig({ kubeconfig })), cluster))?.revision;
   const liveMode = async (kubeconfig: string) =>
     (await kubeClients(kubeconfig).core.readNamespacedConfigMap({ name: 'mail', namespace })).data?.mode;
-  const githubText = () =>
-    f.github.calls
-      .filter((c) => c.method !== 'GET' && c.operation !== 'git')
-      .map((c) => JSON.stringify(c.body))
-      .join('\n');
-
   beforeAll(async () => {
     f = await createSourceFixture();
     catcher = await startCatcher();
@@ -100,7 +101,8 @@ clusters:
   - {name: ${forks}, repo: ${f.repository.fullName}, path: ${FOLDER}, kubeconfig: ${env.kubeconfigB}, previewForks: true}
 `);
     const base = workerDependencies(f, { registry, redis, prefix: harness.prefix });
-    producer = createJobProducer(new Redis(env.redisUrl, { enableOfflineQueue: false }), {
+    producerConnection = new Redis(env.redisUrl, { enableOfflineQueue: false });
+    producer = createJobProducer(producerConnection, {
       prefix: harness.prefix,
       coalesceMs: 0,
       onError: () => {},
@@ -144,6 +146,7 @@ clusters:
   afterAll(async () => {
     await Promise.all(workers.map((w) => w.close()));
     await producer.close();
+    producerConnection.disconnect();
     await harness.close();
     redis.disconnect();
     await new Promise((resolve) => catcher.server.close(resolve));
@@ -264,7 +267,7 @@ clusters:
     expect(run?.output.text ?? '').toContain('data.SMTP_PW → "guess"');
     expect(`${run?.output.summary}`).toContain('Pod');
     // Nothing read from the live clusters went to GitHub: statuses, check runs, annotations.
-    const text = githubText();
+    const text = githubWrites(f);
     expect(text).not.toContain(LIVE_PASSWORD);
     expect(text).not.toContain(LIVE_API_KEY);
     expect(text).not.toContain('sk_live_');
@@ -282,21 +285,10 @@ clusters:
     await f.work.resetHard(`${head}~1`);
     touched.clear();
     const gitCalls = f.github.calls.filter((c) => c.operation === 'git').length;
-    const result = await processPreviewJob(
-      {
-        type: 'preview',
-        trigger: 'pull_request',
-        deliveryId: uniqueName('fork'),
-        repository: { id: f.repository.id, fullName: f.repository.fullName },
-        installationId: INSTALLATION_ID,
-        number: 6,
-        headSha: head,
-        headRepositoryId: null,
-        baseBranch: 'main',
-        receivedAt: new Date().toISOString(),
-      },
-      { ...deps, registry },
-    );
+    const result = await processPreviewJob(previewJob(f, head, { number: 6, headRepositoryId: null }), {
+      ...deps,
+      registry,
+    });
     expect(result.outcomes).toEqual([expect.objectContaining({ status: 'not-previewed' })]);
     expect(touched.size).toBe(0);
     expect(f.github.calls.filter((c) => c.operation === 'git').length).toBe(gitCalls);
