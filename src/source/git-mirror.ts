@@ -1,4 +1,4 @@
-import { access, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type CommandResult, runCommand } from '../support/run-command.ts';
 
@@ -61,13 +61,14 @@ export class GitMirror {
     assertSha(sha);
     const mirror = this.pathOf(remote.repositoryId);
     if (await this.hasCommit(mirror, sha)) return;
+    // Before, not after: the commit just fetched must still be there for the export that follows.
+    await this.maintain(remote.repositoryId);
     if (!(await exists(join(mirror, 'HEAD')))) {
       await mkdir(this.options.cacheDir, { recursive: true });
       await this.locked(mirror, ['init', '--bare', '--quiet', mirror]);
     }
     const result = await this.fetchFromRemote(remote, '--depth=1', sha);
     if (result.code !== 0) throw fetchError(result, remote, sha);
-    await this.maintain(remote.repositoryId);
   }
 
   /**
@@ -77,8 +78,8 @@ export class GitMirror {
    */
   async maintain(repositoryId: number): Promise<'kept' | 'repacked' | 'dropped'> {
     const mirror = this.pathOf(repositoryId);
-    const packs = await packFiles(mirror);
-    const bytes = packs.reduce((sum, p) => sum + p.bytes, 0);
+    if (!(await exists(join(mirror, 'HEAD')))) return 'kept';
+    const { packs, bytes } = await this.objectStats(mirror);
     if (bytes > (this.options.maxMirrorBytes ?? 2 * 1024 ** 3)) {
       // Renamed under the mirror's lock, so no fetch runs into a half-deleted directory.
       const trash = `${mirror}.dropped-${process.pid}-${Date.now()}`;
@@ -87,7 +88,7 @@ export class GitMirror {
       await rm(trash, { recursive: true, force: true });
       return 'dropped';
     }
-    if (packs.length > (this.options.maxPacks ?? 64)) {
+    if (packs > (this.options.maxPacks ?? 64)) {
       const result = await this.locked(mirror, [
         '-C',
         mirror,
@@ -180,6 +181,14 @@ export class GitMirror {
     }
   }
 
+  /** Packs and bytes (loose objects and packs) of a mirror, from `git count-objects`. */
+  private async objectStats(mirror: string): Promise<{ packs: number; bytes: number }> {
+    const result = await git(['-C', mirror, 'count-objects', '-v'], this.options);
+    const field = (name: string) =>
+      Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(result.stdout.toString('utf8'))?.[1] ?? 0);
+    return { packs: field('packs'), bytes: (field('size') + field('size-pack')) * 1024 };
+  }
+
   private async hasCommit(mirror: string, sha: string): Promise<boolean> {
     return (await git(['-C', mirror, 'cat-file', '-e', `${sha}^{commit}`], this.options)).code === 0;
   }
@@ -239,14 +248,6 @@ export class GitMirror {
       { env: { ...baseEnv, ...env }, timeoutMs: this.options.timeoutMs },
     );
   }
-}
-
-/** Pack files of a mirror with their sizes (none for a mirror that does not exist yet). */
-async function packFiles(mirror: string): Promise<{ name: string; bytes: number }[]> {
-  const dir = join(mirror, 'objects', 'pack');
-  const names = await readdir(dir).catch(() => [] as string[]);
-  const packs = names.filter((n) => n.endsWith('.pack'));
-  return Promise.all(packs.map(async (name) => ({ name, bytes: (await stat(join(dir, name))).size })));
 }
 
 /** The mirror never garbage-collects on its own: objects fetched without a ref must stay. */

@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { CommitNotFoundError, GitError } from '../../src/source/git-mirror.ts';
+import { CommitNotFoundError, ForeignRemoteError, GitError, GitMirror } from '../../src/source/git-mirror.ts';
 import { runCommand } from '../../src/support/run-command.ts';
 import { createSourceFixture, type SourceFixture } from '../support/source-fixture.ts';
 
@@ -131,5 +131,55 @@ describe('fetching exactly the pushed commit', () => {
   it('sent only requests that GitHub would accept', () => {
     expect(f.github.unexpected).toEqual([]);
     expect(f.github.violations).toEqual([]);
+  });
+  describe('keeping mirrors bounded, and on the GitHub host', () => {
+    const packCount = async (mirror: GitMirror) =>
+      (await readdir(join(mirror.pathOf(f.repository.id), 'objects', 'pack'))).filter((n) => n.endsWith('.pack'))
+        .length;
+
+    it('repacks a mirror past its pack count, keeping every fetched commit', async () => {
+      // Fetches of more than 100 objects arrive as packs (fewer are unpacked into loose objects).
+      const big: string[] = [];
+      for (let n = 0; n < 4; n += 1) {
+        const files = Object.fromEntries(
+          Array.from({ length: 120 }, (_, i) => [`bulk-${n}/file-${i}.yaml`, `kind: ConfigMap\nn: ${n}-${i}\n`]),
+        );
+        big.push(await f.work.commit(`bulk ${n}`, files));
+      }
+      await f.work.push();
+      const mirror = new GitMirror({ cacheDir: join(f.dir, 'bounded-packs'), timeoutMs: 60_000, maxPacks: 2 });
+      const remote = await f.remote();
+      for (const sha of big.slice(0, 3)) await mirror.fetch(remote, sha);
+      expect(await packCount(mirror)).toBe(3);
+      await mirror.fetch(remote, big[3] as string);
+      expect(await packCount(mirror)).toBe(2);
+      // Commits fetched without a ref survive the repack: each still exports.
+      for (const sha of big) await mirror.exportTree(f.repository.id, sha, join(f.dir, `repacked-${sha.slice(0, 7)}`));
+      history.push(...big);
+    });
+
+    it('drops a mirror past its size cap before the next fetch, which rebuilds it', async () => {
+      const mirror = new GitMirror({ cacheDir: join(f.dir, 'bounded-size'), timeoutMs: 60_000, maxMirrorBytes: 1 });
+      const remote = await f.remote();
+      const [first, second] = [history[0] as string, history[1] as string];
+      await mirror.fetch(remote, first);
+      await mirror.exportTree(f.repository.id, first, join(f.dir, 'before-drop'));
+      await mirror.fetch(remote, second);
+      await mirror.exportTree(f.repository.id, second, join(f.dir, 'after-drop'));
+      // The first commit went with the dropped mirror.
+      await expect(mirror.exportTree(f.repository.id, first, join(f.dir, 'gone'))).rejects.toThrow(GitError);
+    });
+
+    it('refuses a remote outside the configured GitHub host before git runs', async () => {
+      const mirror = new GitMirror({
+        cacheDir: join(f.dir, 'host-bound'),
+        timeoutMs: 60_000,
+        allowedOrigin: 'https://github.example.com',
+      });
+      const calls = f.github.calls.length;
+      await expect(mirror.fetch(await f.remote(), history[0] as string)).rejects.toThrow(ForeignRemoteError);
+      await expect(mirror.headOf(await f.remote(), 'main')).rejects.toThrow(ForeignRemoteError);
+      expect(f.github.calls.length).toBe(calls);
+    });
   });
 });
