@@ -1,5 +1,5 @@
 import { posix } from 'node:path';
-import { isScalar, LineCounter, parseAllDocuments, visit } from 'yaml';
+import { isMap, LineCounter, parseAllDocuments, visit } from 'yaml';
 
 /** Read access to one commit's tree, by repository-relative path. */
 export interface TreeReader {
@@ -97,7 +97,8 @@ const isRemote = (ref: string) =>
   /^[a-z][a-z0-9+.-]*:\/\//i.test(ref) ||
   ref.includes('::') ||
   /^[\w.-]+@[\w.-]+:/.test(ref) ||
-  /^(github|gitlab|bitbucket)\.(com|org)\//i.test(ref);
+  // `github.com/org/repo` and `github.com:org/repo` are both repository specs to kustomize.
+  /^(github|gitlab|bitbucket)\.(com|org)[/:]/i.test(ref);
 
 /**
  * Go's encoding/json — which kustomize decodes kustomizations and plugin configs with — matches keys
@@ -125,11 +126,17 @@ const scalarItems = (record: Record<string, unknown>, name: string): unknown[] =
 const recordItems = (record: Record<string, unknown>, name: string): Record<string, unknown>[] =>
   listItems(record, name).filter(isRecord);
 
-/** Inline YAML (a generator config, a strategic-merge patch) rather than a path: it parses to a map or a list. */
+/**
+ * Inline YAML (a generator config, a strategic-merge patch) rather than a path — by kustomize's own rule:
+ * only text that parses as resources (every document a map with a `kind`) is inline; anything else,
+ * `[gen.yaml]` or a name with a newline included, kustomize loads as a file, so it is followed as one.
+ */
 function isInlineYaml(text: string): boolean {
-  if (text.includes('\n')) return true;
-  const documents = parseAllDocuments(text, { version: '1.1' });
-  return documents.some((d) => d.errors.length === 0 && d.contents !== null && !isScalar(d.contents));
+  const documents = parseAllDocuments(text, { version: '1.1' }).filter((d) => d.contents !== null);
+  return (
+    documents.length > 0 &&
+    documents.every((d) => d.errors.length === 0 && isMap(d.contents) && typeof d.get('kind') === 'string')
+  );
 }
 
 function parseYaml(text: string, lineOffset = 0): Parsed {

@@ -135,6 +135,37 @@ describe('render inputs: generator and transformer configs', () => {
     ]);
   });
 
+  it.each([
+    ['a flow-list-looking name', '"[gen.yaml]"', '[gen.yaml]'],
+    ['a map-looking name without a kind', '"{a: gen.yaml}"', '{a: gen.yaml}'],
+  ])('follows %s the way kustomize does — as a file — and checks it', async (_what, entry, file) => {
+    // kustomize takes an entry as inline only when it parses as resources (maps with a kind).
+    const tree = memoryTree({
+      'c/kustomization.yaml': `generators:\n  - ${entry}\n`,
+      [`c/${file}`]: configMapGenerator('creds=http://127.0.0.1:9/secret'),
+    });
+    const inputs = await collectRenderInputs(tree, 'c');
+    expect(inputs.files.has(`c/${file}`)).toBe(true);
+    expect(inputs.forbidden.map((f) => [f.file, f.reason])).toEqual([[`c/${file}`, 'remote-file']]);
+  });
+
+  it('follows a strategic-merge patch entry that is not a resource as a file, so it is checked and tracked', async () => {
+    const tree = memoryTree({
+      'c/kustomization.yaml': 'resources: [cm.yaml]\npatchesStrategicMerge:\n  - "[p.yaml]"\n',
+      'c/cm.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n',
+      'c/[p.yaml]': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {x: "1"}\n',
+    });
+    const inputs = await collectRenderInputs(tree, 'c');
+    expect(inputs.forbidden).toEqual([]);
+    expect(isAffectedBy(inputs, ['c/[p.yaml]'])).toBe(true);
+  });
+
+  it('refuses `github.com:org/repo` as a remote base', async () => {
+    const tree = memoryTree({ 'c/kustomization.yaml': 'resources: ["github.com:org/repo"]\n' });
+    const inputs = await collectRenderInputs(tree, 'c');
+    expect(inputs.forbidden.map((f) => f.reason)).toEqual(['remote']);
+  });
+
   it('follows a generator config file to the files it reads, relative to the kustomization that lists it', async () => {
     const tree = memoryTree({
       'c/kustomization.yaml': 'generators: [gen/cm.yaml]\n',
