@@ -25,6 +25,11 @@ export interface HistoryFacts {
    * push payload vouches for it. A commit off the branch is never applied, rewrites allowed or not.
    */
   readonly onBranch?: boolean | undefined;
+  /**
+   * For an older candidate: whether the applied commit is still on the branch. When the branch dropped it,
+   * going back is not "superseded" but a rewrite (refused unless `allowHistoryRewrite`).
+   */
+  readonly appliedOnBranch?: boolean | undefined;
   readonly allowHistoryRewrite: boolean;
 }
 
@@ -38,15 +43,20 @@ export function judgeHistory(facts: HistoryFacts): HistoryVerdict {
   }
   if (facts.applied === facts.candidate) return { allowed: true, reason: 'same-commit' };
   // Never an older commit over a newer one (invariant 3) — and that is not the commit's fault.
-  if (facts.applied !== undefined && facts.older === true && !facts.forced) {
+  if (facts.applied !== undefined && facts.older === true && !facts.forced && facts.appliedOnBranch !== false) {
     return {
       allowed: false,
       reason: 'superseded',
       message: `superseded by ${short(facts.applied)}, which is newer and already applied`,
     };
   }
-  const problem =
-    facts.applied !== undefined && facts.forced
+  const rewound = facts.applied !== undefined && facts.older === true && facts.appliedOnBranch === false;
+  const problem = rewound
+    ? ({
+        reason: 'not-a-descendant',
+        message: `refused: the branch was rewound to ${short(facts.candidate)}; the applied ${short(facts.applied ?? '')} is no longer on it`,
+      } as const)
+    : facts.applied !== undefined && facts.forced
       ? ({
           reason: 'forced-push',
           message: `force-push refused: ${short(facts.candidate)} rewrites the history of the deployed branch`,

@@ -46,8 +46,9 @@ export interface PlanSyncInput {
  *
  * The guard holds on every path (invariant 10). Ancestry over the applied commit is proven from Git,
  * except for a real push payload, where GitHub's own `forced: false` with `before` = the applied commit
- * already says so. A re-run or a resync also proves the commit is still on the branch: GitHub names any
- * commit a check ran on (a fork's, a deleted branch's), and a branch may have moved since the job was queued.
+ * already says so. Every job also proves the commit is on the branch now (`ls-remote`, then ancestry):
+ * GitHub names any commit a check ran on (a fork's, a deleted branch's), and a push may be delivered
+ * after the branch moved away from it.
  */
 export async function planSync(input: PlanSyncInput): Promise<SyncPlan> {
   const { job, mirror, remote } = input;
@@ -58,7 +59,9 @@ export async function planSync(input: PlanSyncInput): Promise<SyncPlan> {
     await mirror.exportTree(remote.repositoryId, job.after, treeDir);
     const plans: ClusterPlan[] = [];
     const allowed: ClusterEntry[] = [];
-    const onBranch = job.trigger === 'push' ? undefined : await isOnBranch(mirror, remote, job.branch, job.after);
+    // Every path, pushes too: a push delivered late or redelivered after the branch moved away must not land.
+    const head = await mirror.headOf(remote, job.branch);
+    const onBranch = await reaches(mirror, remote, head, job.after);
     for (const cluster of input.clusters) {
       const applied = input.appliedSha(cluster);
       // An applied commit that no longer exists upstream (history rewritten, repository replaced) cannot be
@@ -73,6 +76,10 @@ export async function planSync(input: PlanSyncInput): Promise<SyncPlan> {
         applied !== undefined && appliedExists && descends === false
           ? await mirror.isAncestor(remote, job.after, applied)
           : false;
+      // An older candidate is superseded only while the applied commit is still on the branch; once the
+      // branch dropped it, going back is a rewrite of what the cluster runs.
+      const appliedOnBranch =
+        older && applied !== undefined && onBranch ? await reaches(mirror, remote, head, applied) : undefined;
       const verdict = judgeHistory({
         applied,
         candidate: job.after,
@@ -80,6 +87,7 @@ export async function planSync(input: PlanSyncInput): Promise<SyncPlan> {
         descends,
         older,
         onBranch,
+        appliedOnBranch,
         allowHistoryRewrite: cluster.allowHistoryRewrite,
       });
       if (verdict.allowed) allowed.push(cluster);
@@ -107,9 +115,8 @@ export async function planSync(input: PlanSyncInput): Promise<SyncPlan> {
   }
 }
 
-/** Whether `sha` is the branch's head upstream or one of its ancestors (false when the branch is gone). */
-async function isOnBranch(mirror: GitMirror, remote: Remote, branch: string, sha: string): Promise<boolean> {
-  const head = await mirror.headOf(remote, branch);
+/** Whether `sha` is the branch's head or one of its ancestors (false when the branch is gone). */
+async function reaches(mirror: GitMirror, remote: Remote, head: string | undefined, sha: string): Promise<boolean> {
   if (head === undefined) return false;
   return head === sha || mirror.isAncestor(remote, sha, head);
 }

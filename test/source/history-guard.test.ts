@@ -41,4 +41,25 @@ describe('the history guard', () => {
       reason: 'rewrite-allowed',
     });
   });
+  it('never applies a commit that is not on the branch, rewrites allowed or not', () => {
+    expect(judgeHistory({ ...facts, onBranch: false, allowHistoryRewrite: true })).toMatchObject({
+      allowed: false,
+      reason: 'not-on-branch',
+    });
+    expect(judgeHistory({ ...facts, candidate: A, onBranch: false })).toMatchObject({ reason: 'not-on-branch' });
+  });
+
+  it('an older commit after the branch dropped the applied one is a rewrite, not a late arrival', () => {
+    const rewound = { ...facts, descends: false, older: true, onBranch: true, appliedOnBranch: false };
+    expect(judgeHistory(rewound)).toEqual({
+      allowed: false,
+      reason: 'not-a-descendant',
+      message: 'refused: the branch was rewound to bbbbbbb; the applied aaaaaaa is no longer on it',
+    });
+    expect(judgeHistory({ ...rewound, allowHistoryRewrite: true })).toEqual({
+      allowed: true,
+      reason: 'rewrite-allowed',
+    });
+    expect(judgeHistory({ ...rewound, appliedOnBranch: true })).toMatchObject({ reason: 'superseded' });
+  });
 });

@@ -206,15 +206,40 @@ describe('planning a sync in a repository with the Portefaix layout', () => {
     });
   });
   describe('the history guard on paths without a push payload (invariant 10)', () => {
-    it("a resync's job proves ancestry: a branch reset to an older commit is refused, though it names the applied commit as before", async () => {
+    it("a resync's job proves ancestry: a branch rewound to an older commit is refused, though it names the applied commit as before", async () => {
       const older = await change({ 'apps/podinfo/deployment.yaml': 'kind: Deployment\nmetadata: {name: r1}\n' });
       const newer = await change({ 'apps/podinfo/deployment.yaml': 'kind: Deployment\nmetadata: {name: r2}\n' });
       await f.work.resetHard(older);
       await f.work.push('main', { force: true });
+      // The applied commit is no longer on the branch: going back is a rewrite, not a late arrival.
       expect(await plan(older, { trigger: 'resync', applied: newer, before: newer })).toEqual({
-        'gcp-production': 'refuse:superseded',
-        'aws-staging': 'refuse:superseded',
-        'homelab-dev': 'refuse:superseded',
+        'gcp-production': 'refuse:not-a-descendant',
+        'aws-staging': 'refuse:not-a-descendant',
+        'homelab-dev': 'refuse:not-a-descendant',
+      });
+      const allowing = registry.clusters.map((c) => ({ ...c, allowHistoryRewrite: c.name === 'gcp-production' }));
+      expect(await plan(older, { trigger: 'resync', applied: newer, clusters: allowing })).toEqual({
+        'gcp-production': 'reconcile',
+        'aws-staging': 'refuse:not-a-descendant',
+        'homelab-dev': 'refuse:not-a-descendant',
+      });
+    });
+
+    it('a push delivered after the branch moved away from its commit is refused, and the branch head is not wedged', async () => {
+      const applied = await f.work.head();
+      const dropped = await change({ 'apps/podinfo/deployment.yaml': 'kind: Deployment\nmetadata: {name: dropped}\n' });
+      await f.work.resetHard(applied);
+      await f.work.push('main', { force: true });
+      // The push of `dropped` (forced: false, before = applied) arrives late, or is redelivered.
+      expect(await plan(dropped, { trigger: 'push', applied, before: applied })).toEqual({
+        'gcp-production': 'refuse:not-on-branch',
+        'aws-staging': 'refuse:not-on-branch',
+        'homelab-dev': 'refuse:not-on-branch',
+      });
+      // So the cluster stays on the branch, and the next push is a plain fast-forward.
+      const next = await change({ 'apps/podinfo/deployment.yaml': 'kind: Deployment\nmetadata: {name: next}\n' });
+      expect(await plan(next, { trigger: 'push', applied, before: applied })).toMatchObject({
+        'gcp-production': 'reconcile',
       });
     });
 

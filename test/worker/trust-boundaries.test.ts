@@ -163,7 +163,7 @@ clusters:
     expect(f.github.calls.some((c) => c.operation === 'GET /installation/repositories')).toBe(true);
   });
 
-  it('a resync never applies an older commit that the branch was reset to without a webhook', async () => {
+  it('a resync never applies an older commit that the branch was rewound to without a webhook', async () => {
     const older = await f.work.head();
     const newer = await f.work.commit('second', { [`${FOLDER}/app.yaml`]: manifests(namespace, 'lenient') });
     await f.work.push();
@@ -180,8 +180,8 @@ clusters:
     expect(await appliedOn(env.kubeconfig, closed)).toBe(newer);
     expect(await liveMode(env.kubeconfig)).toBe('lenient');
     expect(f.github.latestStatus(f.repository.fullName, older, `plumbline/${closed}`)).toMatchObject({
-      state: 'success',
-      description: expect.stringMatching(/^not applied: superseded by/),
+      state: 'failure',
+      description: expect.stringMatching(/^refused: the branch was rewound to/),
     });
     // Back to the newer commit for what follows (a fast-forward from the cluster's point of view).
     await f.work.resetHard(newer);
