@@ -8,6 +8,7 @@ import { correctDrift } from '../src/engine/correct-drift.ts';
 import { type DriftedObject, describeDrift, scanDrift } from '../src/engine/drift.ts';
 import { type Inventory, readInventory } from '../src/engine/inventory.ts';
 import type { KnownRepository } from '../src/github/repository-directory.ts';
+import { RepositoryNotFoundError, type ResolvedRepository } from '../src/github/repository-resolver.ts';
 import type { Logger } from '../src/logging/create-logger.ts';
 import { latestJobKey } from '../src/queue/job-producer.ts';
 import type { PlumblineJob, ResyncJob, SyncJob } from '../src/queue/jobs.ts';
@@ -104,7 +105,15 @@ async function resolveRegistered(
 ): Promise<RegisteredRepository | undefined> {
   const known = await deps.directory.lookup(cluster.repo);
   if (!known) return undefined;
-  const resolved = await deps.repositories.resolve(known.repository.id, known.installationId);
+  let resolved: ResolvedRepository;
+  try {
+    resolved = await deps.repositories.resolve(known.repository.id, known.installationId);
+  } catch (error) {
+    // The installation no longer reaches it: drift is still scanned and reported on the status page.
+    if (!(error instanceof RepositoryNotFoundError)) throw error;
+    log.warn({ repositoryId: known.repository.id }, 'the registered repository is not reachable by the App');
+    return undefined;
+  }
   if (!matchesRepository(cluster, resolved)) {
     log.error({ repositoryId: resolved.id }, 'the registered repository name now belongs to another repository id');
     return undefined;

@@ -107,7 +107,7 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
     statusPageUrl: options.statusPage === 'off' ? undefined : options.publicUrl,
     state: createClusterStateStore(redis, options.queuePrefix),
     directory: createRepositoryDirectory(redis, options.queuePrefix, app),
-    repositories: createRepositoryResolver({ redis, prefix: options.queuePrefix, app, webUrl: options.githubWebUrl }),
+    repositories: createRepositoryResolver({ app, webUrl: options.githubWebUrl }),
   };
   const producer = createJobProducer(redis, {
     prefix: options.queuePrefix,

@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { GitHubApp } from './github-app.ts';
 
@@ -25,66 +24,71 @@ export interface RepositoryResolver {
 }
 
 export interface RepositoryResolverOptions {
-  readonly redis: Redis;
-  readonly prefix: string;
   readonly app: Pick<GitHubApp, 'installationOctokit'>;
   /** GitHub's web origin (`https://github.com`, GHES, the stand-in): every clone URL must be `<origin>/<owner>/<repo>.git`. */
   readonly webUrl: string;
   /** How long an installation's repository list is trusted (default 10 minutes). */
-  readonly ttlSeconds?: number;
-  /** At most one refresh per installation this often, so an unknown id cannot make us page GitHub in a loop. */
-  readonly refreshIntervalSeconds?: number;
+  readonly ttlMs?: number;
+  /** An id missing from a list fetched this recently is unknown without asking again (default 30 s). */
+  readonly negativeMs?: number;
+  readonly now?: () => number;
 }
 
-const cachedRepository = z.object({ id: z.number().int(), fullName: z.string().min(1), cloneUrl: z.string().min(1) });
 const listedRepository = z.object({ id: z.number().int(), full_name: z.string().min(1), clone_url: z.string().min(1) });
 const repositoryList = z.object({ repositories: z.array(listedRepository) });
 
+interface InstallationList {
+  readonly fetchedAt: number;
+  readonly repositories: ReadonlyMap<number, ResolvedRepository>;
+}
+
 /**
  * The clone URL a job's repository id resolves to, from GitHub's list of the installation's repositories
- * (`GET /installation/repositories`), cached in Redis per installation. Job data names a repository by id
- * only: a clone URL in Redis or a webhook payload never decides where the installation token is sent.
+ * (`GET /installation/repositories`). Kept in this process's memory, not in Redis: whoever can write to
+ * Redis must not decide where the installation token is sent. Concurrent lookups share one refresh; an id
+ * is unknown only when a list fetched just now does not have it (a failed refresh is the caller's
+ * retryable error, never "not found").
  */
 export function createRepositoryResolver(options: RepositoryResolverOptions): RepositoryResolver {
-  const { redis, prefix } = options;
-  const ttl = options.ttlSeconds ?? 600;
-  const refreshEvery = options.refreshIntervalSeconds ?? 30;
-  const listKey = (installationId: number) => `${prefix}:installation-repositories:${installationId}`;
-  const refreshedKey = (installationId: number) => `${listKey(installationId)}:refreshed`;
+  const ttl = options.ttlMs ?? 600_000;
+  const negative = options.negativeMs ?? 30_000;
+  const now = options.now ?? Date.now;
+  const lists = new Map<number, InstallationList>();
+  const refreshing = new Map<number, Promise<InstallationList>>();
 
-  const cached = async (repositoryId: number, installationId: number): Promise<ResolvedRepository | undefined> => {
-    const raw = await redis.hget(listKey(installationId), String(repositoryId));
-    if (!raw) return undefined;
-    const parsed = cachedRepository.safeParse(safeJson(raw));
-    return parsed.success && parsed.data.id === repositoryId ? parsed.data : undefined;
-  };
-
-  const refresh = async (installationId: number): Promise<void> => {
+  const fetchList = async (installationId: number): Promise<InstallationList> => {
     const octokit = options.app.installationOctokit(installationId);
-    const found: ResolvedRepository[] = [];
-    for (let page = 1; ; page++) {
+    const repositories = new Map<number, ResolvedRepository>();
+    for (let page = 1; page <= 100; page++) {
       const response = await octokit.request('GET /installation/repositories', { per_page: 100, page });
       const list = repositoryList.parse(response.data).repositories;
-      found.push(...list.map((r) => ({ id: r.id, fullName: r.full_name, cloneUrl: r.clone_url })));
-      if (list.length < 100 || page >= 100) break;
+      for (const r of list) repositories.set(r.id, { id: r.id, fullName: r.full_name, cloneUrl: r.clone_url });
+      if (list.length < 100) break;
     }
-    const key = listKey(installationId);
-    const multi = redis.multi().del(key);
-    if (found.length > 0) multi.hset(key, Object.fromEntries(found.map((r) => [String(r.id), JSON.stringify(r)])));
-    await multi.expire(key, ttl).exec();
+    const fetched = { fetchedAt: now(), repositories };
+    lists.set(installationId, fetched);
+    return fetched;
+  };
+  const refresh = (installationId: number): Promise<InstallationList> => {
+    const running = refreshing.get(installationId);
+    if (running) return running;
+    const started = fetchList(installationId).finally(() => refreshing.delete(installationId));
+    refreshing.set(installationId, started);
+    return started;
   };
 
   return {
     async resolve(repositoryId, installationId) {
-      let repository = await cached(repositoryId, installationId);
-      if (!repository && (await redis.set(refreshedKey(installationId), '1', 'EX', refreshEvery, 'NX')) === 'OK') {
-        await refresh(installationId);
-        repository = await cached(repositoryId, installationId);
+      let list = lists.get(installationId);
+      if (!list || now() - list.fetchedAt > ttl) list = await refresh(installationId);
+      let repository = list.repositories.get(repositoryId);
+      // Added to the installation since the list was fetched: ask again, unless the list is that fresh.
+      if (!repository && now() - list.fetchedAt > negative) {
+        list = await refresh(installationId);
+        repository = list.repositories.get(repositoryId);
       }
       if (!repository)
-        throw new RepositoryNotFoundError(
-          `repository ${repositoryId} is not reachable by installation ${installationId}`,
-        );
+        throw new RepositoryNotFoundError(`repository ${repositoryId} is not reachable by installation ${installationId}`);
       checkCloneUrl(repository, options.webUrl);
       return repository;
     },
@@ -109,12 +113,4 @@ export function checkCloneUrl(repository: ResolvedRepository, webUrl: string): v
     throw new ForeignCloneUrlError(
       `refusing to fetch repository ${repository.id}: its clone URL is not on the configured GitHub host`,
     );
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }

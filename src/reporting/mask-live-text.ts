@@ -57,17 +57,29 @@ function unquote(quoted: string): string | undefined {
 }
 
 /**
- * A change set with every message fit for GitHub: masked against the strings of the object's own
- * manifest (a rejection may quote the commit's values, never the cluster's). Logs keep the original. Pure.
+ * A change set fit for GitHub: every message masked against the strings of the object's own manifest (a
+ * rejection may quote the commit's values, never the cluster's), and the live field managers whose fields
+ * were taken over not named. Logs keep the original. Pure.
  */
 export function publishableChangeSet(changeSet: ChangeSet, objects: readonly RenderedObject[]): ChangeSet {
   const manifests = new Map(objects.map((o) => [objectRef(o.manifest), o.manifest]));
   return {
-    changes: changeSet.changes.map((change) =>
-      change.message === undefined
-        ? change
-        : { ...change, message: maskLiveText(change.message, stringsOf(manifests.get(change.object))) },
-    ),
+    changes: changeSet.changes.map(({ tookOwnershipFrom, ...change }) => ({
+      ...change,
+      // Who held the fields is read from the cluster: GitHub learns only that fields were taken over.
+      ...(tookOwnershipFrom
+        ? {
+            tookOwnershipFrom: [
+              tookOwnershipFrom.length === 1
+                ? 'another field manager'
+                : `${tookOwnershipFrom.length} other field managers`,
+            ],
+          }
+        : {}),
+      ...(change.message === undefined
+        ? {}
+        : { message: maskLiveText(change.message, stringsOf(manifests.get(change.object))) }),
+    })),
   };
 }
 

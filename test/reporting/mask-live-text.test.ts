@@ -3,7 +3,7 @@ import { KubeError } from '../../src/engine/cluster-client.ts';
 import { LockLostError } from '../../src/engine/cluster-lock.ts';
 import { MASK } from '../../src/engine/object-diff.ts';
 import { describeInfrastructureError } from '../../src/reporting/describe-infrastructure-error.ts';
-import { maskLiveText, stringsOf, withoutAddresses } from '../../src/reporting/mask-live-text.ts';
+import { maskLiveText, publishableChangeSet, stringsOf, withoutAddresses } from '../../src/reporting/mask-live-text.ts';
 import { GitError } from '../../src/source/git-mirror.ts';
 
 /** The shape of the apiserver's answer to a Pod update that changes more than the image (abridged). */
@@ -70,5 +70,32 @@ describe('describeInfrastructureError: a category for public output, never the t
     const described = describeInfrastructureError(error);
     expect(described).toBe(expected);
     expect(described).not.toMatch(/\d+\.\d+\.\d+\.\d+|https?:|ECONN/);
+  });
+});
+
+describe('publishableChangeSet: a change set as GitHub may see it', () => {
+  it('masks messages against the object’s own manifest and names no live field manager', () => {
+    const manifest = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'mail', namespace: 'apps' },
+      data: { a: 'b' },
+    };
+    const published = publishableChangeSet(
+      {
+        changes: [
+          {
+            object: 'ConfigMap/apps/mail',
+            action: 'configured',
+            tookOwnershipFrom: ['mallory-was-here', 'kubectl-edit'],
+          },
+          { object: 'ConfigMap/apps/mail', action: 'failed', message: 'ConfigMap "mail" rejected: "live-secret"' },
+        ],
+      },
+      [{ manifest, source: { file: 'x.yaml', line: 1 } }],
+    );
+    expect(published.changes[0]?.tookOwnershipFrom).toEqual(['2 other field managers']);
+    expect(published.changes[1]?.message).toBe(`ConfigMap "mail" rejected: "${MASK}"`);
+    expect(JSON.stringify(published)).not.toMatch(/mallory|kubectl-edit|live-secret/);
   });
 });

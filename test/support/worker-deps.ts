@@ -52,11 +52,6 @@ export function workerDependencies(
     statusPageUrl: STATUS_PAGE_URL,
     state: createClusterStateStore(options.redis, options.prefix),
     directory: createRepositoryDirectory(options.redis, options.prefix, f.app),
-    repositories: createRepositoryResolver({
-      redis: options.redis,
-      prefix: options.prefix,
-      app: f.app,
-      webUrl: f.github.webUrl,
-    }),
+    repositories: createRepositoryResolver({ app: f.app, webUrl: f.github.webUrl }),
   };
 }
