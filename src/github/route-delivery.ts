@@ -241,10 +241,13 @@ function routeRerun(
 ): Route {
   const repository = repositoryRef(p.repository);
   const installationId = p.installation?.id;
+  // A check on this repository's commit may list pull requests into other repositories: not ours to preview.
+  const ours = pullRequests.filter((pr) => pr.base.repo == null || pr.base.repo.id === p.repository.id);
   if (pullRequests.length > 0) {
+    if (ours.length === 0) return { kind: 'ignore', reason: 'unhandled-action' };
     return {
       kind: 'enqueue',
-      jobs: pullRequests.map(
+      jobs: ours.map(
         (pr): PreviewJob => ({
           type: 'preview',
           trigger: 'rerun',

@@ -93,6 +93,11 @@ describe('routeDelivery', () => {
       kind: 'enqueue',
       jobs: [{ type: 'preview', trigger: 'rerun', headRepositoryId: 99, number: 4 }],
     });
+    // A pull request of this commit into another repository is not previewed here.
+    const elsewhere = structuredClone(payload);
+    const [pr] = elsewhere.check_run.pull_requests;
+    if (pr) pr.base.repo.id = 555;
+    expect(routeDelivery('check_run', elsewhere, context)).toEqual({ kind: 'ignore', reason: 'unhandled-action' });
   });
 
   it('keeps the repository set from installation events', () => {
