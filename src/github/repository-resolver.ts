@@ -88,7 +88,9 @@ export function createRepositoryResolver(options: RepositoryResolverOptions): Re
         repository = list.repositories.get(repositoryId);
       }
       if (!repository)
-        throw new RepositoryNotFoundError(`repository ${repositoryId} is not reachable by installation ${installationId}`);
+        throw new RepositoryNotFoundError(
+          `repository ${repositoryId} is not reachable by installation ${installationId}`,
+        );
       checkCloneUrl(repository, options.webUrl);
       return repository;
     },
