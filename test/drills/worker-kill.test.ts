@@ -8,12 +8,10 @@ import { parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { createClusterClient, loadKubeConfig } from '../../src/engine/cluster-client.ts';
 import { readInventory } from '../../src/engine/inventory.ts';
 import type { SyncJob } from '../../src/queue/jobs.ts';
-import { createJobConsumer } from '../../workers/job-consumer.ts';
-import { processSyncJob, type SyncResult } from '../../workers/process-sync-job.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
 import { kubeClients } from '../support/kube.ts';
 import { createSourceFixture, pushJob, type SourceFixture, spawnWorkerProcess } from '../support/source-fixture.ts';
-import { workerDependencies } from '../support/worker-deps.ts';
+import { manyConfigMaps, startSyncConsumer, workerDependencies } from '../support/worker-deps.ts';
 
 const env = testEnvironment();
 const OBJECTS = 600;
@@ -37,12 +35,9 @@ describe('drill: a worker killed with SIGKILL in the middle of an apply', () => 
     const namespace = uniqueName('killed');
     const cluster = uniqueName('killed');
     const prefix = uniqueName('killed');
-    const docs = [`apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${namespace}\n`];
-    for (let i = 0; i < OBJECTS; i += 1)
-      docs.push(
-        `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-${i}\n  namespace: ${namespace}\ndata:\n  index: "${i}"\n`,
-      );
-    const sha = await f.work.commit('many objects', { 'clusters/killed/objects.yaml': docs.join('---\n') });
+    const sha = await f.work.commit('many objects', {
+      'clusters/killed/objects.yaml': manyConfigMaps(namespace, OBJECTS, (i) => `index: "${i}"`),
+    });
     await f.work.push();
     const registryYaml = `clusters:\n  - {name: ${cluster}, repo: ${f.repository.fullName}, path: clusters/killed, kubeconfig: ${env.kubeconfig}}\n`;
     const registryFile = join(f.dir, 'killed-clusters.yaml');
@@ -75,20 +70,8 @@ describe('drill: a worker killed with SIGKILL in the middle of an apply', () => 
     // Mid-apply, not after it: otherwise this drill proves nothing (raise OBJECTS on a faster machine).
     expect(atKill).toBeLessThan(OBJECTS);
 
-    const results: SyncResult[] = [];
     const deps = workerDependencies(f, { registry: parseClusterRegistry(registryYaml), redis, prefix });
-    const survivor = createJobConsumer<SyncResult | undefined>({
-      connection: redis,
-      prefix,
-      queue: 'sync',
-      concurrency: 1,
-      lockDurationMs: 2_000,
-      process: async (j, run) => (j.type === 'sync' ? processSyncJob(j, deps, run) : undefined),
-      onError: () => {},
-    });
-    survivor.on('completed', (done) => {
-      if (done.returnvalue) results.push(done.returnvalue);
-    });
+    const { worker: survivor, results } = startSyncConsumer(redis, prefix, deps);
     try {
       const until = Date.now() + 120_000;
       while (results.length === 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 100));

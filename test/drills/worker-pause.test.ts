@@ -8,12 +8,10 @@ import { parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { createClusterClient, loadKubeConfig } from '../../src/engine/cluster-client.ts';
 import { inventoryName, readInventory } from '../../src/engine/inventory.ts';
 import type { SyncJob } from '../../src/queue/jobs.ts';
-import { createJobConsumer } from '../../workers/job-consumer.ts';
-import { processSyncJob, type SyncResult } from '../../workers/process-sync-job.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
 import { kubeClients } from '../support/kube.ts';
 import { createSourceFixture, pushJob, type SourceFixture, spawnWorkerProcess } from '../support/source-fixture.ts';
-import { workerDependencies } from '../support/worker-deps.ts';
+import { manyConfigMaps, startSyncConsumer, workerDependencies } from '../support/worker-deps.ts';
 
 const env = testEnvironment();
 const OBJECTS = 800;
@@ -49,12 +47,7 @@ describe('drill: a worker paused (SIGSTOP) past its lease in the middle of an ap
     const cluster = uniqueName('paused');
     const prefix = uniqueName('paused');
     const commit = (label: string) => {
-      const docs = [`apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${namespace}\n`];
-      for (let i = 0; i < OBJECTS; i += 1)
-        docs.push(
-          `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-${i}\n  namespace: ${namespace}\ndata:\n  commit: ${label}\n`,
-        );
-      return { 'clusters/paused/objects.yaml': docs.join('---\n') };
+      return { 'clusters/paused/objects.yaml': manyConfigMaps(namespace, OBJECTS, () => `commit: ${label}`) };
     };
     const older = await f.work.commit('older', commit('older'));
     await f.work.push();
@@ -94,21 +87,9 @@ describe('drill: a worker paused (SIGSTOP) past its lease in the middle of an ap
     await f.work.push();
     const job: SyncJob = pushJob(f, newer, { before: older });
     await queue.add('sync', job, { attempts: 3 });
-    const results: SyncResult[] = [];
     const base = workerDependencies(f, { registry: parseClusterRegistry(registryYaml), redis, prefix });
     const deps = { ...base, engine: { ...base.engine, lockWaitMs: 180_000 } };
-    const takeover = createJobConsumer<SyncResult | undefined>({
-      connection: redis,
-      prefix,
-      queue: 'sync',
-      concurrency: 1,
-      lockDurationMs: 2_000,
-      process: async (j, run) => (j.type === 'sync' ? processSyncJob(j, deps, run) : undefined),
-      onError: () => {},
-    });
-    takeover.on('completed', (done) => {
-      if (done.returnvalue) results.push(done.returnvalue);
-    });
+    const { worker: takeover, results } = startSyncConsumer(redis, prefix, deps);
     const client = createClusterClient(loadKubeConfig({ kubeconfig: env.kubeconfig }));
     try {
       await until(

@@ -10,12 +10,20 @@ import { packageRoot } from '../../src/support/package-root.ts';
 const options = { kustomize: KUBECTL_KUSTOMIZE, timeoutMs: 60_000 };
 const portefaix = join(packageRoot(), 'test', 'fixtures', 'repositories', 'portefaix');
 
-describe('rendering a cluster folder', () => {
-  let root: string;
+/**
+ * Scratch trees for one describe block, removed after it: `tree(files)` writes a fresh folder with the
+ * given files and returns it. Call inside `describe` (it registers the block's hooks).
+ */
+function scratchTrees(prefix: string): (files: Record<string, string>) => Promise<string> {
+  let root = '';
   let n = 0;
-
-  /** A fresh tree with the given files; returns its folder. */
-  const tree = async (files: Record<string, string>) => {
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), prefix));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+  return async (files) => {
     const dir = join(root, `tree-${n++}`);
     for (const [path, content] of Object.entries(files)) {
       await mkdir(dirname(join(dir, path)), { recursive: true });
@@ -23,13 +31,10 @@ describe('rendering a cluster folder', () => {
     }
     return dir;
   };
+}
 
-  beforeAll(async () => {
-    root = await mkdtemp(join(tmpdir(), 'plumbline-render-'));
-  });
-  afterAll(async () => {
-    await rm(root, { recursive: true, force: true });
-  });
+describe('rendering a cluster folder', () => {
+  const tree = scratchTrees('plumbline-render-');
 
   it('builds a kustomization with the real kustomize, following shared stacks, apps and components', async () => {
     const result = await renderCluster(portefaix, 'clusters/gcp/production', options);
@@ -252,22 +257,7 @@ function aliasBombData(levels: number): string {
 }
 
 describe('rendering: every file kustomize reads is checked first', () => {
-  let root: string;
-  let n = 0;
-  const tree = async (files: Record<string, string>) => {
-    const dir = join(root, `tree-${n++}`);
-    for (const [path, content] of Object.entries(files)) {
-      await mkdir(dirname(join(dir, path)), { recursive: true });
-      await writeFile(join(dir, path), content);
-    }
-    return dir;
-  };
-  beforeAll(async () => {
-    root = await mkdtemp(join(tmpdir(), 'plumbline-render-checked-'));
-  });
-  afterAll(async () => {
-    await rm(root, { recursive: true, force: true });
-  });
+  const tree = scratchTrees('plumbline-render-checked-');
 
   it('refuses a URL in an inline generator config before kustomize runs: the server sees nothing', async () => {
     const server = await recordingServer();

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import type { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { ClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { createClusterClient, loadKubeConfig } from '../../src/engine/cluster-client.ts';
@@ -6,10 +7,17 @@ import { KUBECTL_KUSTOMIZE, renderCluster } from '../../src/engine/render-cluste
 import { createRepositoryDirectory } from '../../src/github/repository-directory.ts';
 import { createRepositoryResolver } from '../../src/github/repository-resolver.ts';
 import { createLogger, type Logger } from '../../src/logging/create-logger.ts';
+import type { PlumblineJob } from '../../src/queue/jobs.ts';
 import { createGitHubReporter } from '../../src/reporting/github-reporter.ts';
 import { createWriteBudget } from '../../src/reporting/write-budget.ts';
 import { createClusterStateStore } from '../../src/status/cluster-state.ts';
-import { DEFAULT_ENGINE_SETTINGS, type SyncDependencies } from '../../workers/process-sync-job.ts';
+import { createJobConsumer } from '../../workers/job-consumer.ts';
+import {
+  DEFAULT_ENGINE_SETTINGS,
+  processSyncJob,
+  type SyncDependencies,
+  type SyncResult,
+} from '../../workers/process-sync-job.ts';
 import type { SourceFixture } from './source-fixture.ts';
 
 export const STATUS_PAGE_URL = 'https://plumbline.example.test';
@@ -54,4 +62,39 @@ export function workerDependencies(
     directory: createRepositoryDirectory(options.redis, options.prefix, f.app),
     repositories: createRepositoryResolver({ app: f.app, webUrl: f.github.webUrl }),
   };
+}
+
+/**
+ * A sync consumer in this process — the worker that takes over in the drills — with a short job lock; the
+ * results of the jobs it completes are collected in `results`.
+ */
+export function startSyncConsumer(
+  redis: Redis,
+  prefix: string,
+  deps: SyncDependencies,
+): { readonly worker: Worker<PlumblineJob, SyncResult | undefined>; readonly results: SyncResult[] } {
+  const results: SyncResult[] = [];
+  const worker = createJobConsumer<SyncResult | undefined>({
+    connection: redis,
+    prefix,
+    queue: 'sync',
+    concurrency: 1,
+    lockDurationMs: 2_000,
+    process: async (job, run) => (job.type === 'sync' ? processSyncJob(job, deps, run) : undefined),
+    onError: () => {},
+  });
+  worker.on('completed', (done) => {
+    if (done.returnvalue) results.push(done.returnvalue);
+  });
+  return { worker, results };
+}
+
+/** One Namespace and `count` ConfigMaps `cm-<i>` in it, as one multi-document file; `data(i)` is each one's data. */
+export function manyConfigMaps(namespace: string, count: number, data: (i: number) => string): string {
+  const docs = [`apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${namespace}\n`];
+  for (let i = 0; i < count; i += 1)
+    docs.push(
+      `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-${i}\n  namespace: ${namespace}\ndata:\n  ${data(i)}\n`,
+    );
+  return docs.join('---\n');
 }

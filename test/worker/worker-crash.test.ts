@@ -9,8 +9,6 @@ import { withClusterLock } from '../../src/engine/cluster-lock.ts';
 import { createLogger } from '../../src/logging/create-logger.ts';
 import type { SyncJob } from '../../src/queue/jobs.ts';
 import { finalizeFailedJobs } from '../../workers/finalize-failed-jobs.ts';
-import { createJobConsumer } from '../../workers/job-consumer.ts';
-import { processSyncJob, type SyncResult } from '../../workers/process-sync-job.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
 import {
   createSourceFixture,
@@ -20,7 +18,7 @@ import {
   spawnWorkerProcess,
   statusStates,
 } from '../support/source-fixture.ts';
-import { workerDependencies } from '../support/worker-deps.ts';
+import { startSyncConsumer, workerDependencies } from '../support/worker-deps.ts';
 
 const env = testEnvironment();
 
@@ -82,24 +80,12 @@ describe('a worker that dies mid-job', () => {
     release();
     await holding;
 
-    const results: SyncResult[] = [];
     const deps = workerDependencies(f, {
       registry: parseClusterRegistry(registryYaml),
       redis,
       prefix,
     });
-    const survivor = createJobConsumer<SyncResult | undefined>({
-      connection: redis,
-      prefix,
-      queue: 'sync',
-      concurrency: 1,
-      lockDurationMs: 2_000,
-      process: async (j, run) => (j.type === 'sync' ? processSyncJob(j, deps, run) : undefined),
-      onError: () => {},
-    });
-    survivor.on('completed', (done) => {
-      if (done.returnvalue) results.push(done.returnvalue);
-    });
+    const { worker: survivor, results } = startSyncConsumer(redis, prefix, deps);
     try {
       await until(() => results.length > 0, 'the surviving worker to finish the job', 40_000);
     } finally {
