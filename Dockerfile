@@ -5,10 +5,11 @@ FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json tsconfig.image.json ./
+# The product only: tsconfig.image.json compiles src/ and workers/; dev/ (demo, stand-in, local stack) stays out.
 COPY src ./src
 COPY workers ./workers
-RUN npx tsc -p tsconfig.build.json && npm prune --omit=dev --ignore-scripts
+RUN npx tsc -p tsconfig.image.json && npm prune --omit=dev --ignore-scripts
 
 # kustomize from its official image, pinned to the version kubectl 1.32 embeds.
 FROM registry.k8s.io/kustomize/kustomize:v5.5.0 AS kustomize

@@ -13,7 +13,7 @@ export default {
     ],
   },
   // Only our own folders: `.local/` holds etcd's data, whose `.snap` files jest would take for snapshots.
-  roots: ['<rootDir>/test', '<rootDir>/src', '<rootDir>/workers'],
+  roots: ['<rootDir>/test', '<rootDir>/src', '<rootDir>/workers', '<rootDir>/dev'],
   testMatch: ['<rootDir>/test/**/*.test.ts'],
   globalSetup: '<rootDir>/test/support/global-setup.ts',
   globalTeardown: '<rootDir>/test/support/global-teardown.ts',

@@ -4,8 +4,8 @@
  * final status per (commit, context), and no write at all when nothing changed.
  */
 import { Redis } from 'ioredis';
+import type { RecordedCall } from '../dev/github-stand-in/github-stand-in.ts';
 import { parseClusterRegistry } from '../src/clusters/cluster-registry.ts';
-import type { RecordedCall } from '../src/github-stand-in/github-stand-in.ts';
 import type { SyncJob } from '../src/queue/jobs.ts';
 import { createSourceFixture, pushJob } from '../test/support/source-fixture.ts';
 import { workerDependencies } from '../test/support/worker-deps.ts';

@@ -5,9 +5,9 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../src/local-stack/free-port.ts';
-import { stopProcess } from '../src/local-stack/processes.ts';
-import { startRedisServer } from '../src/local-stack/redis-server.ts';
+import { freePort } from '../dev/local-stack/free-port.ts';
+import { stopProcess } from '../dev/local-stack/processes.ts';
+import { startRedisServer } from '../dev/local-stack/redis-server.ts';
 import { runB1 } from './b1-webhook-ingest.ts';
 import { runB4 } from './b4-apply.ts';
 import { runB6 } from './b6-drift-scan.ts';

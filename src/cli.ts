@@ -10,18 +10,16 @@ const USAGE = `usage: plumbline <command>
   all        receiver and worker in one process
   demo       the whole system on this machine, nothing to configure: a local Kubernetes control
              plane, Redis, a GitHub stand-in with a sample repository, and a story told through real
-             webhooks (options: --kubeconfig PATH to use an existing cluster; --exit to stop after it)
+             webhooks (options: --kubeconfig PATH to use an existing cluster; --exit to stop after it;
+             from a clone only: the container image leaves it out)
 `;
+// `demo` is development tooling (dev/demo/), kept out of the product and the image: bin/plumbline.js
+// sends it to the compiled dev/demo/cli.ts and everything else here.
 
 /** Runs until SIGTERM/SIGINT, then shuts down gracefully. */
-async function main(command: string | undefined, args: readonly string[]): Promise<void> {
+async function main(command: string | undefined): Promise<void> {
   if (command === undefined || command === '--help' || command === '-h') {
     process.stdout.write(USAGE);
-    return;
-  }
-  if (command === 'demo') {
-    const { runDemo } = await import('./demo/run-demo.ts');
-    await runDemo({ ...parseDemoArgs(args), out: (line) => process.stdout.write(`${line}\n`) });
     return;
   }
   if (command !== 'receiver' && command !== 'worker' && command !== 'all') {
@@ -47,20 +45,7 @@ async function main(command: string | undefined, args: readonly string[]): Promi
   await starting;
 }
 
-function parseDemoArgs(args: readonly string[]): { kubeconfig: string | undefined; exitAfterStory: boolean } {
-  let kubeconfig: string | undefined;
-  let exitAfterStory = false;
-  for (let i = 0; i < args.length; i += 1) {
-    const arg = args[i];
-    if (arg === '--exit') exitAfterStory = true;
-    else if (arg === '--kubeconfig' && args[i + 1]) kubeconfig = args[++i];
-    else if (arg?.startsWith('--kubeconfig=')) kubeconfig = arg.slice('--kubeconfig='.length);
-    else throw new ConfigError(`demo: unknown option ${JSON.stringify(arg)}\n\n${USAGE}`);
-  }
-  return { kubeconfig, exitAfterStory };
-}
-
-main(process.argv[2], process.argv.slice(3)).catch((error: unknown) => {
+main(process.argv[2]).catch((error: unknown) => {
   const message = error instanceof ConfigError ? error.message : error instanceof Error ? error.stack : String(error);
   process.stderr.write(`plumbline: ${message}\n`);
   process.exitCode = 1;

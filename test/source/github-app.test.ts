@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
+import { GitHubStandIn } from '../../dev/github-stand-in/github-stand-in.ts';
 import { GitHubApp } from '../../src/github/github-app.ts';
-import { GitHubStandIn } from '../../src/github-stand-in/github-stand-in.ts';
 import { createLogger } from '../../src/logging/create-logger.ts';
 
 const TOKEN_REQUEST = 'POST /app/installations/{installation_id}/access_tokens';

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { readState, stackUp } from '../../src/local-stack/stack.ts';
-import { defaultCacheDir, ensureHelm } from '../../src/local-stack/toolchain.ts';
+import { readState, stackUp } from '../../dev/local-stack/stack.ts';
+import { defaultCacheDir, ensureHelm } from '../../dev/local-stack/toolchain.ts';
 import { packageRoot } from '../../src/support/package-root.ts';
 
 /**
@@ -13,7 +13,7 @@ export default async function globalSetup(): Promise<void> {
   const root = packageRoot();
   // The chart tests render with the real helm, built from its pinned Go module once per machine.
   env.PLUMBLINE_TEST_HELM ??= await ensureHelm({
-    goDir: join(root, 'src', 'local-stack', 'go'),
+    goDir: join(root, 'dev', 'local-stack', 'go'),
     cacheDir: defaultCacheDir(env),
     log: (line) => process.stderr.write(`\nlocal-stack: ${line}`),
   });
@@ -28,7 +28,7 @@ export default async function globalSetup(): Promise<void> {
   const wasRunning = (await readState(stackDir)) !== undefined;
   const state = await stackUp({
     stackDir,
-    goDir: join(root, 'src', 'local-stack', 'go'),
+    goDir: join(root, 'dev', 'local-stack', 'go'),
     cacheDir: defaultCacheDir(env),
     log: (line) => process.stderr.write(`\nlocal-stack: ${line}`),
   });

@@ -1,4 +1,4 @@
-import { stackDown } from '../../src/local-stack/stack.ts';
+import { stackDown } from '../../dev/local-stack/stack.ts';
 
 /** Stops the local stack only when this jest run started it; a stack from `npm run local:up` keeps running. */
 export default async function globalTeardown(): Promise<void> {

@@ -43,7 +43,7 @@ export function applyAsManager<T extends KubernetesObject>(
 export async function deadClusterKubeconfig(dir: string): Promise<string> {
   const { writeFile } = await import('node:fs/promises');
   const { join } = await import('node:path');
-  const { freePort } = await import('../../src/local-stack/free-port.ts');
+  const { freePort } = await import('../../dev/local-stack/free-port.ts');
   const file = join(dir, `dead-${await freePort()}.kubeconfig`);
   const port = await freePort();
   await writeFile(

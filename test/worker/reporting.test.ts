@@ -259,7 +259,7 @@ clusters:
     const { mkdtemp, writeFile } = await import('node:fs/promises');
     const { tmpdir } = await import('node:os');
     const { join } = await import('node:path');
-    const { freePort } = await import('../../src/local-stack/free-port.ts');
+    const { freePort } = await import('../../dev/local-stack/free-port.ts');
     const dead = join(await mkdtemp(join(tmpdir(), 'plumbline-dead-')), 'kubeconfig');
     await writeFile(
       dead,
@@ -341,7 +341,7 @@ clusters:
     const { mkdtemp, writeFile } = await import('node:fs/promises');
     const { tmpdir } = await import('node:os');
     const { join } = await import('node:path');
-    const { freePort } = await import('../../src/local-stack/free-port.ts');
+    const { freePort } = await import('../../dev/local-stack/free-port.ts');
     const dead = join(await mkdtemp(join(tmpdir(), 'plumbline-dead-')), 'kubeconfig');
     await writeFile(
       dead,

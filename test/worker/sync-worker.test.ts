@@ -209,7 +209,7 @@ clusters:
   it('reports an unreachable cluster as retryable, after the reachable ones had their turn', async () => {
     const { mkdtemp, writeFile } = await import('node:fs/promises');
     const { tmpdir } = await import('node:os');
-    const { freePort } = await import('../../src/local-stack/free-port.ts');
+    const { freePort } = await import('../../dev/local-stack/free-port.ts');
     const { RetryableSyncError } = await import('../../workers/process-sync-job.ts');
     const dead = join(await mkdtemp(join(tmpdir(), 'plumbline-dead-')), 'kubeconfig');
     const port = await freePort();

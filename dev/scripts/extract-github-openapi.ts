@@ -1,8 +1,8 @@
 /**
  * Extracts the REST operations Plumbline calls from GitHub's official OpenAPI description
- * (@octokit/openapi, ~385 MB unpacked) into src/github-stand-in/openapi-subset.json, with every schema
+ * (@octokit/openapi, ~385 MB unpacked) into dev/github-stand-in/openapi-subset.json, with every schema
  * they reference. The GitHub stand-in validates each request against it. Run after changing OPERATIONS:
- *   npx tsx scripts/extract-github-openapi.ts
+ *   npx tsx dev/scripts/extract-github-openapi.ts
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -70,7 +70,7 @@ try {
     paths,
     components,
   };
-  writeFileSync('src/github-stand-in/openapi-subset.json', `${JSON.stringify(subset)}\n`);
+  writeFileSync('dev/github-stand-in/openapi-subset.json', `${JSON.stringify(subset)}\n`);
   process.stdout.write(
     `wrote ${OPERATIONS.length} operations and ${Object.values(components).reduce((n, c) => n + Object.keys(c).length, 0)} components\n`,
   );

@@ -1,6 +1,6 @@
 import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { runCommand } from '../support/run-command.ts';
+import { runCommand } from '../../src/support/run-command.ts';
 
 /**
  * The demo's working copy of the sample GitOps repository: what a developer's clone is in real life.

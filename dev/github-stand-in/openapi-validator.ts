@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Ajv, type ValidateFunction } from 'ajv';
 import * as addFormatsModule from 'ajv-formats';
-import { packageRoot } from '../support/package-root.ts';
+import { packageRoot } from '../../src/support/package-root.ts';
 
 interface Operation {
   readonly method: string;
@@ -25,12 +25,12 @@ const addFormats = addFormatsModule.default as unknown as (ajv: Ajv) => Ajv;
 
 /**
  * Matches requests to the operations of GitHub's official OpenAPI description (the subset in
- * src/github-stand-in/openapi-subset.json) and validates their JSON bodies against it.
+ * dev/github-stand-in/openapi-subset.json) and validates their JSON bodies against it.
  */
 export class OpenApiValidator {
   private readonly operations: Operation[] = [];
 
-  constructor(file = `${packageRoot()}/src/github-stand-in/openapi-subset.json`) {
+  constructor(file = `${packageRoot()}/dev/github-stand-in/openapi-subset.json`) {
     const spec = JSON.parse(readFileSync(file, 'utf8')) as {
       paths: Record<
         string,

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { packageRoot } from '../support/package-root.ts';
+import { packageRoot } from '../../src/support/package-root.ts';
 import { stackDown, stackUp } from './stack.ts';
 import { defaultCacheDir } from './toolchain.ts';
 
@@ -8,7 +8,7 @@ async function main(command: string | undefined): Promise<void> {
   const root = packageRoot();
   const options = {
     stackDir: join(root, '.local'),
-    goDir: join(root, 'src', 'local-stack', 'go'),
+    goDir: join(root, 'dev', 'local-stack', 'go'),
     cacheDir: defaultCacheDir(process.env),
     log: (line: string) => process.stderr.write(`local-stack: ${line}\n`),
   };

@@ -6,22 +6,22 @@ import { join } from 'node:path';
 import { KubeConfig, KubernetesObjectApi, PatchStrategy } from '@kubernetes/client-node';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { readEnvOptions } from '../../src/config/read-env-options.ts';
+import { createClusterClient, loadKubeConfig } from '../../src/engine/cluster-client.ts';
+import { customResourceDefinition } from '../../src/engine/custom-resource-definition.ts';
+import type { Manifest } from '../../src/engine/manifest.ts';
+import { createLogger } from '../../src/logging/create-logger.ts';
+import { QUEUE_NAMES, type ResyncJob } from '../../src/queue/jobs.ts';
+import { startReceiver } from '../../src/receiver/start-receiver.ts';
+import { createClusterStateStore } from '../../src/status/cluster-state.ts';
+import { packageRoot } from '../../src/support/package-root.ts';
 import { startWorker } from '../../workers/start-worker.ts';
-import { readEnvOptions } from '../config/read-env-options.ts';
-import { createClusterClient, loadKubeConfig } from '../engine/cluster-client.ts';
-import { customResourceDefinition } from '../engine/custom-resource-definition.ts';
-import type { Manifest } from '../engine/manifest.ts';
 import { GitHubStandIn } from '../github-stand-in/github-stand-in.ts';
 import { freePort } from '../local-stack/free-port.ts';
 import { stopProcess } from '../local-stack/processes.ts';
 import { startRedisServer } from '../local-stack/redis-server.ts';
 import { readState, stackDown, stackUp } from '../local-stack/stack.ts';
 import { defaultCacheDir } from '../local-stack/toolchain.ts';
-import { createLogger } from '../logging/create-logger.ts';
-import { QUEUE_NAMES, type ResyncJob } from '../queue/jobs.ts';
-import { startReceiver } from '../receiver/start-receiver.ts';
-import { createClusterStateStore } from '../status/cluster-state.ts';
-import { packageRoot } from '../support/package-root.ts';
 import { DemoRepository } from './demo-repository.ts';
 
 export interface DemoOptions {
@@ -108,7 +108,7 @@ async function story(options: DemoOptions, cleanups: Cleanup[]): Promise<'told'>
     out('  time, which takes several minutes; cached afterwards)');
     const state = await stackUp({
       stackDir,
-      goDir: join(root, 'src', 'local-stack', 'go'),
+      goDir: join(root, 'dev', 'local-stack', 'go'),
       cacheDir: defaultCacheDir(process.env),
       log: (line) => out(`  ${line}`),
     });
@@ -134,7 +134,7 @@ async function story(options: DemoOptions, cleanups: Cleanup[]): Promise<'told'>
   const work = await DemoRepository.create(
     join(workDir, 'clone'),
     repository.bareDir,
-    join(root, 'src', 'demo', 'sample-repository'),
+    join(root, 'dev', 'demo', 'sample-repository'),
   );
   out(`● GitHub stand-in at ${github.apiUrl} with ${REPOSITORY} (the Portefaix layout: clusters/, stacks/, apps/)`);
 

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from '@jest/globals';
-import { packageRoot } from '../../src/support/package-root.ts';
+import { packageRoot } from '../../../src/support/package-root.ts';
 
 const running: ChildProcess[] = [];
 /** A demo left running by a failed test must not overlap the next one. */
@@ -10,7 +10,7 @@ afterEach(() => {
 
 /** `plumbline demo` as a user runs it (through the CLI), with its output collected. */
 function startDemo(args: string[]): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'demo', ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'dev/demo/cli.ts', ...args], {
     cwd: packageRoot(),
     env: { ...process.env, PORT: '' },
     stdio: ['ignore', 'pipe', 'pipe'],

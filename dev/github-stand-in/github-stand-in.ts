@@ -3,7 +3,7 @@ import { createPublicKey, generateKeyPairSync, type KeyObject, randomBytes, veri
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { runCommand } from '../support/run-command.ts';
+import { runCommand } from '../../src/support/run-command.ts';
 import { type MatchedOperation, OpenApiValidator } from './openapi-validator.ts';
 
 export interface RecordedCall {

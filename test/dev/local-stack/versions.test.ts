@@ -1,12 +1,12 @@
 import { join } from 'node:path';
 import { describe, expect, it } from '@jest/globals';
-import { renderEnvFile, type StackState } from '../../src/local-stack/stack.ts';
+import { renderEnvFile, type StackState } from '../../../dev/local-stack/stack.ts';
 import {
   kubernetesVersionLdflags,
   parseRequiredVersion,
   readControlPlanePins,
-} from '../../src/local-stack/versions.ts';
-import { packageRoot } from '../../src/support/package-root.ts';
+} from '../../../dev/local-stack/versions.ts';
+import { packageRoot } from '../../../src/support/package-root.ts';
 
 describe('control-plane version pins', () => {
   it('reads a single-line require', () => {
@@ -33,7 +33,7 @@ describe('control-plane version pins', () => {
   });
 
   it('pins etcd at or above 3.5.13, which current apiservers need for watch progress requests', async () => {
-    const pins = await readControlPlanePins(join(packageRoot(), 'src', 'local-stack', 'go'));
+    const pins = await readControlPlanePins(join(packageRoot(), 'dev', 'local-stack', 'go'));
     const [major, minor, patch] = pins.etcd.replace(/^v/, '').split('.').map(Number);
     expect([major, minor, patch]).toEqual([3, expect.any(Number), expect.any(Number)]);
     expect((minor ?? 0) * 1000 + (patch ?? 0)).toBeGreaterThanOrEqual(5013);
