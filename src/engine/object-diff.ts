@@ -1,10 +1,23 @@
 import { isDeepStrictEqual } from 'node:util';
+import type { LiveObject } from './cluster-client.ts';
+import { comparable } from './normalize-object.ts';
+import {
+  containsSecret,
+  isSecretPayloadField,
+  isSecretSegment,
+  itemNames,
+  looksLikeCredential,
+  MASK,
+} from './secret-masking.ts';
+
+/** Re-exported for the callers that show masked values next to a diff. */
+export { MASK } from './secret-masking.ts';
 
 /**
  * A small, pure, field-level diff of two Kubernetes objects — the live object and the server-side
  * dry-run of the new manifest — short enough for a GitHub check run and safe to publish there:
  * Secret payloads, secret-looking keys and credential-looking values are masked on both sides, so a
- * reader learns *that* a field changed, never *what* it holds.
+ * reader learns *that* a field changed, never *what* it holds (the detectors live in `secret-masking.ts`).
  *
  * For GitHub (`desired` given) the diff carries no value read from the cluster at all (invariant 9):
  * no `before`, and an `after` only where the commit's own manifest holds exactly that value — a field
@@ -39,97 +52,19 @@ export interface DiffOptions {
   readonly desired?: unknown;
 }
 
-/** What a masked value is shown as: it says a value changed without saying anything about it. */
-export const MASK = '••••••';
-
 const DEFAULT_MAX_CHANGES = 20;
 const MAX_DISPLAY_CHARS = 80;
+/**
+ * Display only: kubectl's last-applied annotation can hold a whole earlier object — Secret data
+ * included — so a diff never shows it. (What apply compares on, {@link comparable}, keeps it: a change to
+ * it is a change to the object.)
+ */
 const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
-/** Server bookkeeping under the top-level `metadata` that says nothing about what the user changed. */
-const IGNORED_METADATA = new Set(['managedFields', 'resourceVersion', 'generation', 'uid', 'creationTimestamp']);
-/** Keys (and list-item names such as an env var's) whose values are treated as secrets. */
-const SECRET_KEY =
-  /(pass(word|wd)?|secret|token|credential|api[-_]?key|private[-_]?key|auth|cert|dsn|connection[-_]?string)/i;
-/** Well-known credential prefixes: GitHub and Slack tokens, AWS access keys, PEM blocks, JWTs. */
-const CREDENTIAL_PREFIX = /^(?:gh[pousr]_|github_pat_|xox[abpr]-|AKIA|-----BEGIN|eyJ)/;
-/** Credentials embedded in a longer string: a PEM block, a URL with a password, `password=…`-style assignments. */
-const EMBEDDED_CREDENTIAL = [
-  /-----BEGIN/,
-  /[a-z][a-z0-9+.-]*:\/\/[^\s/:@]+:[^\s/@]+@/i,
-  /(?:pass(?:word|wd)?|secret|token|credential|api[-_]?key|private[-_]?key|auth(?:orization)?|dsn)["']?\s*[=:]\s*["']?[^\s"',;]{3,}/i,
-];
-/** Image and content digests (`sha256:<hex>`) are public identifiers, not credentials. */
-const DIGEST = /\bsha(?:1|224|256|384|512):[0-9a-f]+/gi;
-/** Splits a string into the pieces a token could be one of. */
-const PIECE_SEPARATOR = /[\s=:,;"'`()[\]{}<>|]+/;
-const TOKEN_CHARS = /^[A-Za-z0-9+/=_-]{32,}$/;
-const HEX_CHARS = /^[0-9a-fA-F]+$/;
 
 type JsonRecord = Record<string, unknown>;
 
 const isRecord = (value: unknown): value is JsonRecord =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
-
-/** Bits of Shannon entropy per character. */
-function entropy(text: string): number {
-  const counts = new Map<string, number>();
-  for (const char of text) counts.set(char, (counts.get(char) ?? 0) + 1);
-  let bits = 0;
-  for (const count of counts.values()) {
-    const p = count / text.length;
-    bits -= p * Math.log2(p);
-  }
-  return bits;
-}
-
-/** How often neighbouring letters/digits switch class (lower, upper, digit): words rarely do, random text often. */
-function classSwitchRate(piece: string): number {
-  const chars = piece.replace(/[^A-Za-z0-9]/g, '');
-  const classOf = (char: string) => (/[a-z]/.test(char) ? 0 : /[A-Z]/.test(char) ? 1 : 2);
-  let switches = 0;
-  for (let i = 1; i < chars.length; i++) if (classOf(chars.charAt(i)) !== classOf(chars.charAt(i - 1))) switches++;
-  return chars.length > 1 ? switches / (chars.length - 1) : 0;
-}
-
-/**
- * A long, random-looking base64/hex run without spaces: high entropy, and (unless hex) letters that
- * keep switching case or to digits — which keeps `my-application-configuration-v2` and paths visible.
- */
-function isHighEntropyToken(piece: string): boolean {
-  if (!TOKEN_CHARS.test(piece)) return false;
-  const [digit, lower, upper] = [/[0-9]/.test(piece), /[a-z]/.test(piece), /[A-Z]/.test(piece)];
-  if (HEX_CHARS.test(piece)) return digit && (lower || upper) && entropy(piece) >= 3;
-  return (digit ? lower || upper : lower && upper) && entropy(piece) >= 3.5 && classSwitchRate(piece) >= 0.15;
-}
-
-/** Whether a string value looks like a credential, whatever key it sits under. */
-function looksLikeCredential(value: string): boolean {
-  if (CREDENTIAL_PREFIX.test(value.trimStart())) return true;
-  if (EMBEDDED_CREDENTIAL.some((pattern) => pattern.test(value))) return true;
-  return value
-    .replace(DIGEST, ' ')
-    .split(PIECE_SEPARATOR)
-    .some((piece) => CREDENTIAL_PREFIX.test(piece) || isHighEntropyToken(piece));
-}
-
-/** Whether a path segment (an object key or a list item's name) marks what lies under it as secret. */
-const isSecretSegment = (segment: string): boolean => SECRET_KEY.test(segment) || looksLikeCredential(segment);
-
-/** The `name`/`key` of a list item, which names what it holds (an env var, a ConfigMap item). */
-function itemNames(item: unknown): string[] {
-  if (!isRecord(item)) return [];
-  return [item.name, item.key].filter((name): name is string => typeof name === 'string');
-}
-
-/** Whether anything inside a whole added/removed/replaced value would be masked on its own. */
-function containsSecret(value: unknown): boolean {
-  if (typeof value === 'string') return looksLikeCredential(value);
-  if (Array.isArray(value)) return value.some((item) => itemNames(item).some(isSecretSegment) || containsSecret(item));
-  if (isRecord(value)) {
-    return Object.entries(value).some(([key, child]) => isSecretSegment(key) || containsSecret(child));
-  }
-  return false;
-}
 
 /** JSON with sorted keys, so summaries are deterministic. */
 function stableStringify(value: unknown): string {
@@ -228,7 +163,7 @@ function diffRecords(
 ): void {
   const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])].sort();
   for (const key of keys) {
-    const secretPayload = root && walk.secretKind && (key === 'data' || key === 'stringData');
+    const secretPayload = root && walk.secretKind && isSecretPayloadField(key);
     const childMasked = masked || secretPayload || isSecretSegment(key);
     const wanted = isRecord(desired) ? desired[key] : undefined;
     diffValue(walk, keyPath(path, key), before[key], after[key], childMasked, wanted);
@@ -264,21 +199,19 @@ function diffLists(
 }
 
 /**
- * A shallow copy without what the server maintains (`status`, `managedFields`, `resourceVersion`,
- * `generation`, `uid`, `creationTimestamp`) and without the last-applied annotation, which can hold a
- * whole earlier object — Secret data included. Annotations left empty by that are dropped too.
+ * What a diff shows of an object: its {@link comparable} form (no `status`, no server bookkeeping in
+ * `metadata`) and, for display only, without the last-applied annotation; annotations left empty by
+ * that are dropped too. Values that are not objects are diffed as they are.
  */
-function withoutBookkeeping(value: unknown): unknown {
+function forDisplay(value: unknown): unknown {
   if (!isRecord(value)) return value;
-  const { status: _status, ...rest } = value;
-  if (!isRecord(rest.metadata)) return rest;
-  const metadata = Object.fromEntries(Object.entries(rest.metadata).filter(([key]) => !IGNORED_METADATA.has(key)));
-  if (isRecord(metadata.annotations) && LAST_APPLIED in metadata.annotations) {
-    const { [LAST_APPLIED]: _lastApplied, ...annotations } = metadata.annotations;
-    if (Object.keys(annotations).length > 0) metadata.annotations = annotations;
-    else delete metadata.annotations;
-  }
-  return { ...rest, metadata };
+  // comparable reads only `status` and `metadata`, and takes a `metadata` of any shape.
+  const normal = comparable(value as LiveObject);
+  if (!isRecord(normal) || !isRecord(normal.metadata) || !isRecord(normal.metadata.annotations)) return normal;
+  const { annotations: allAnnotations, ...metadata } = normal.metadata;
+  if (!(LAST_APPLIED in allAnnotations)) return normal;
+  const { [LAST_APPLIED]: _lastApplied, ...annotations } = allAnnotations;
+  return { ...normal, metadata: Object.keys(annotations).length > 0 ? { ...metadata, annotations } : metadata };
 }
 
 const kindOf = (value: unknown): unknown => (isRecord(value) ? value.kind : undefined);
@@ -287,7 +220,7 @@ const kindOf = (value: unknown): unknown => (isRecord(value) ? value.kind : unde
  * The field changes that turn `before` (the live object) into `after` (the dry-run result), deepest
  * differing paths only, in sorted path order, with secrets masked on both sides. A whole added or
  * removed subtree is one change at its root. At most `maxChanges` (default 20) are returned;
- * `truncated` counts the rest. Objects are compared as given: strip nothing but what is listed above.
+ * `truncated` counts the rest. Objects are compared in their {@link forDisplay} form; nothing else is stripped.
  */
 export function diffObjects(
   before: unknown,
@@ -296,10 +229,11 @@ export function diffObjects(
 ): { changes: FieldChange[]; truncated: number } {
   const secretKind = [options.kind, kindOf(before), kindOf(after)].includes('Secret');
   const walk: Walk = { out: [], secretKind, publish: 'desired' in options };
-  const [old, next] = [withoutBookkeeping(before), withoutBookkeeping(after)];
+  const [old, next] = [forDisplay(before), forDisplay(after)];
   if (isRecord(old) && isRecord(next)) diffRecords(walk, '', old, next, false, true, options.desired);
   else {
-    const secretPayload = secretKind && [old, next].some((o) => isRecord(o) && ('data' in o || 'stringData' in o));
+    const secretPayload =
+      secretKind && [old, next].some((o) => isRecord(o) && Object.keys(o).some(isSecretPayloadField));
     diffValue(walk, '', old, next, secretPayload, options.desired);
   }
   const limit = Math.max(0, Math.floor(options.maxChanges ?? DEFAULT_MAX_CHANGES));
@@ -329,7 +263,7 @@ export function showValue(
   value: unknown,
   at: { readonly kind?: string; readonly segments: readonly string[] },
 ): string {
-  const secretPayload = at.kind === 'Secret' && (at.segments[0] === 'data' || at.segments[0] === 'stringData');
+  const secretPayload = at.kind === 'Secret' && isSecretPayloadField(at.segments[0]);
   if (secretPayload || at.segments.some(isSecretSegment) || containsSecret(value)) return MASK;
   return value === undefined ? '(absent)' : display(value);
 }

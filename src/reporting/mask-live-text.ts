@@ -1,7 +1,7 @@
 import type { ChangeSet } from '../engine/change-set.ts';
 import type { HealthReport } from '../engine/health.ts';
 import { objectRef, type RenderedObject } from '../engine/manifest.ts';
-import { MASK } from '../engine/object-diff.ts';
+import { MASK } from '../engine/secret-masking.ts';
 
 /** A double-quoted string as Go and JSON print them, escapes included. */
 const QUOTED = /"(?:[^"\\]|\\.)*"/g;
