@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { defineCommands } from '../redis/define-commands.ts';
+import { redisKeys } from '../redis/redis-keys.ts';
 
 export class LockLostError extends Error {
   override readonly name = 'LockLostError';
@@ -35,18 +37,17 @@ export interface Fence {
   assertFresh(): void;
 }
 
-export interface ClusterLock extends Fence {
-  /** Throws LockLostError when another worker holds the lock now (our lease expired). Same as `confirm`. */
-  assertHeld(): Promise<void>;
+/** The lease in Redis and its holder: a Redis write made conditional on it checks both in the same script. */
+export interface Lease {
+  readonly key: string;
+  readonly holder: string;
 }
 
-const ACQUIRE = `if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return redis.call('INCR', KEYS[2]) end return 0`;
-const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
-const EXTEND = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
-
-/** The lock's Redis keys: the lease, and the counter of acquisitions that fencing tokens come from. */
-export function lockKeys(prefix: string, cluster: string): { readonly lease: string; readonly fence: string } {
-  return { lease: `${prefix}:lock:${cluster}`, fence: `${prefix}:fence:${cluster}` };
+export interface ClusterLock extends Fence {
+  /** For writes to Redis that must land only while this lock is held (`ClusterStateStore.update`'s fence). */
+  readonly lease: Lease;
+  /** Throws LockLostError when another worker holds the lock now (our lease expired). Same as `confirm`. */
+  assertHeld(): Promise<void>;
 }
 
 /**
@@ -59,14 +60,17 @@ export async function withClusterLock<T>(
   options: { readonly prefix: string; readonly cluster: string; readonly leaseMs: number; readonly waitMs: number },
   work: (lock: ClusterLock) => Promise<T>,
 ): Promise<T> {
-  const keys = lockKeys(options.prefix, options.cluster);
+  const scripts = defineCommands(redis);
+  const keys = redisKeys(options.prefix);
+  const leaseKey = keys.clusterLease(options.cluster);
+  const fenceKey = keys.clusterFence(options.cluster);
   const owner = randomUUID();
   const deadline = Date.now() + options.waitMs;
   let token: number;
   let acquiredAt = moment();
   for (;;) {
     acquiredAt = moment();
-    token = Number(await redis.eval(ACQUIRE, 2, keys.lease, keys.fence, owner, options.leaseMs));
+    token = Number(await scripts.plumblineAcquireLease(leaseKey, fenceKey, owner, options.leaseMs));
     if (token > 0) break;
     if (Date.now() > deadline)
       throw new LockBusyError(`cluster ${options.cluster} is being reconciled by another worker`);
@@ -81,7 +85,7 @@ export async function withClusterLock<T>(
   /** One EXTEND: the lease is ours for `leaseMs` from when it was sent, so the window starts then. */
   const extend = async (): Promise<boolean> => {
     const sent = moment();
-    const extended = (await redis.eval(EXTEND, 1, keys.lease, owner, options.leaseMs)) === 1;
+    const extended = (await scripts.plumblineExtendLease(leaseKey, owner, options.leaseMs)) === 1;
     if (!extended) lost = true;
     else if (!lost && sent.mono > confirmedAt.mono) confirmedAt = sent;
     return extended;
@@ -116,6 +120,7 @@ export async function withClusterLock<T>(
   const lock: ClusterLock = {
     token,
     holder: owner,
+    lease: { key: leaseKey, holder: owner },
     check,
     assertFresh() {
       // Twice the window, still a third of a lease short of its end: a write that passed `check` a moment
@@ -135,7 +140,7 @@ export async function withClusterLock<T>(
     return await work(lock);
   } finally {
     clearInterval(renew);
-    await redis.eval(RELEASE, 1, keys.lease, owner).catch(() => undefined);
+    await scripts.plumblineReleaseLease(leaseKey, owner).catch(() => undefined);
   }
 }
 

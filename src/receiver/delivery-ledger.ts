@@ -1,4 +1,6 @@
 import type { Redis } from 'ioredis';
+import { defineCommands } from '../redis/define-commands.ts';
+import { redisKeys } from '../redis/redis-keys.ts';
 
 export type DeliveryClaim = 'new' | 'duplicate' | 'in-flight';
 
@@ -25,31 +27,14 @@ const PENDING_SECONDS = 60;
 /** Longer than GitHub keeps deliveries available for redelivery. */
 const DONE_SECONDS = 7 * 24 * 60 * 60;
 
-/** KEYS[1] delivery, KEYS[2..] records; ARGV[1] pending ttl, then value and ttl per record. */
-const CLAIM_SCRIPT = `
-if redis.call('SET', KEYS[1], 'pending', 'EX', ARGV[1], 'NX') then
-  for i = 2, #KEYS do
-    redis.call('SET', KEYS[i], ARGV[i * 2 - 2], 'EX', ARGV[i * 2 - 1])
-  end
-  return 'new'
-end
-if redis.call('GET', KEYS[1]) == 'done' then return 'duplicate' end
-return 'in-flight'
-`;
-
-type LedgerRedis = Redis & {
-  plumblineClaim(numberOfKeys: number, ...args: (string | number)[]): Promise<DeliveryClaim>;
-};
-
 export function createDeliveryLedger(redis: Redis, prefix: string): DeliveryLedger {
-  const key = (deliveryId: string) => `${prefix}:delivery:${deliveryId}`;
-  if (!('plumblineClaim' in redis)) redis.defineCommand('plumblineClaim', { lua: CLAIM_SCRIPT });
-  const scripted = redis as LedgerRedis;
+  const key = redisKeys(prefix).delivery;
+  const scripts = defineCommands(redis);
   return {
-    claim(deliveryId, records = []) {
+    async claim(deliveryId, records = []) {
       const keys = [key(deliveryId), ...records.map((r) => r.key)];
       const args = [PENDING_SECONDS, ...records.flatMap((r) => [r.value, r.ttlSeconds])];
-      return scripted.plumblineClaim(keys.length, ...keys, ...args);
+      return claimOf(await scripts.plumblineClaimDelivery(keys.length, ...keys, ...args));
     },
     async confirm(deliveryId) {
       await redis.set(key(deliveryId), 'done', 'EX', DONE_SECONDS);
@@ -58,4 +43,9 @@ export function createDeliveryLedger(redis: Redis, prefix: string): DeliveryLedg
       await redis.del(key(deliveryId));
     },
   };
+}
+
+function claimOf(answer: string): DeliveryClaim {
+  if (answer === 'new' || answer === 'duplicate' || answer === 'in-flight') return answer;
+  throw new Error(`unexpected answer from the delivery claim script: ${answer}`);
 }

@@ -1,5 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
+import { defineCommands } from '../redis/define-commands.ts';
+import { redisKeys } from '../redis/redis-keys.ts';
 
 export interface WriteBudgetOptions {
   readonly prefix: string;
@@ -7,6 +9,8 @@ export interface WriteBudgetOptions {
   readonly perMinute: number;
   /** Writes allowed back to back before the pace applies. */
   readonly burst: number;
+  /** How a write waits for its token; `timers/promises`' setTimeout unless a test watches the waits. */
+  readonly sleep?: (ms: number) => Promise<unknown>;
 }
 
 export interface WriteBudget {
@@ -15,38 +19,21 @@ export interface WriteBudget {
 }
 
 /**
- * A token bucket per installation, in Redis so that all workers draw from one budget. Redis's clock
- * is the only clock, so workers with skewed clocks still agree. Returns 0 when a token was taken,
- * otherwise how many milliseconds until one will be there.
+ * A token bucket per installation, in Redis so that all workers draw from one budget
+ * (`src/redis/commands/take-write-token.lua`): Redis's clock is the only clock, so workers with skewed
+ * clocks still agree. A write that finds the bucket empty sleeps until a token will be there, then asks again.
  */
-const TAKE_TOKEN = `
-local now = redis.call('TIME')
-local nowMs = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local ratePerMs = tonumber(ARGV[1]) / 60000
-local burst = tonumber(ARGV[2])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1]) or burst
-local at = tonumber(state[2]) or nowMs
-tokens = math.min(burst, tokens + (nowMs - at) * ratePerMs)
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-else
-  wait = math.ceil((1 - tokens) / ratePerMs)
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(nowMs))
-redis.call('PEXPIRE', KEYS[1], 120000)
-return wait
-`;
-
 export function createWriteBudget(redis: Redis, options: WriteBudgetOptions): WriteBudget {
+  const scripts = defineCommands(redis);
+  const keys = redisKeys(options.prefix);
+  const wait = options.sleep ?? sleep;
   return {
     async take(installationId) {
-      const key = `${options.prefix}:github:budget:${installationId}`;
+      const bucket = keys.writeBudget(installationId);
       for (;;) {
-        const wait = Number(await redis.eval(TAKE_TOKEN, 1, key, options.perMinute, options.burst));
-        if (wait === 0) return;
-        await sleep(wait);
+        const ms = Number(await scripts.plumblineTakeWriteToken(bucket, options.perMinute, options.burst));
+        if (ms === 0) return;
+        await wait(ms);
       }
     },
   };

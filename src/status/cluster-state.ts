@@ -1,5 +1,12 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
+import { z } from 'zod';
 import type { ClusterEntry } from '../clusters/cluster-registry.ts';
+import { type ClusterLock, LockLostError } from '../engine/cluster-lock.ts';
+import type { Logger } from '../logging/create-logger.ts';
+import { defineCommands } from '../redis/define-commands.ts';
+import { parseStored, storedValue } from '../redis/parse-stored.ts';
+import { redisKeys } from '../redis/redis-keys.ts';
 
 /** One drifted object as the status page shows it (values already masked). */
 export interface DriftSummary {
@@ -82,9 +89,20 @@ export type ClusterStatePatch = Partial<Omit<ClusterState, 'name' | 'totals' | '
   readonly reconciled?: ReconcileRecord;
 };
 
+export interface ClusterStateUpdateOptions {
+  /**
+   * The cluster lock the writer holds: the state is written only while that lease is still its holder's, in
+   * the same atomic step (a worker that lost its lock writes nothing and gets a LockLostError).
+   */
+  readonly fence?: Pick<ClusterLock, 'lease'>;
+}
+
 export interface ClusterStateStore {
-  /** Merges a patch into a cluster's state (a cluster is only ever written under its lock). */
-  update(base: ClusterBase, patch: ClusterStatePatch): Promise<void>;
+  /**
+   * Merges a patch into a cluster's state, atomically: concurrent updates of one cluster all land (a
+   * compare-and-set, retried when another write came in between).
+   */
+  update(base: ClusterBase, patch: ClusterStatePatch, options?: ClusterStateUpdateOptions): Promise<void>;
   get(name: string): Promise<ClusterState | undefined>;
   list(): Promise<ClusterState[]>;
   /** Counters shared by every process, exported by the receiver's /metrics. */
@@ -94,43 +112,114 @@ export interface ClusterStateStore {
 
 const EMPTY_TOTALS = { driftDetected: 0, driftCorrected: 0, missedPushes: 0 };
 
-export function createClusterStateStore(redis: Redis, prefix: string): ClusterStateStore {
-  const key = `${prefix}:clusters:state`;
-  const countersKey = `${prefix}:metrics:counters`;
+/** The state after a patch: the registry base and the patch over what was stored (totals added, `recent` prepended). Pure. */
+export function mergeClusterState(
+  current: ClusterState | undefined,
+  base: ClusterBase,
+  patch: ClusterStatePatch,
+): ClusterState {
+  const { add, reconciled, ...fields } = patch;
+  const totals = { ...EMPTY_TOTALS, ...current?.totals };
+  for (const [name, value] of Object.entries(add ?? {})) totals[name as keyof typeof totals] += value ?? 0;
+  const recent = reconciled ? [reconciled, ...(current?.recent ?? [])].slice(0, RECENT_RECONCILES) : current?.recent;
+  return { ...current, ...base, ...fields, ...(recent ? { recent } : {}), totals };
+}
+
+const text = z.string();
+const reconcileSchema = z.looseObject({ sha: text, status: text, description: text, at: text });
+const driftSummarySchema = z.looseObject({
+  object: text,
+  kind: z.enum(['changed', 'deleted']),
+  fields: z.array(z.looseObject({ path: text, changedBy: z.array(text) })),
+});
+const count = z.number().default(0);
+
+/** The stored state, permissively: the fields the status page reads are checked, the rest kept. */
+const clusterStateSchema = z.looseObject({
+  name: text,
+  repo: text,
+  branch: text,
+  path: text,
+  suspended: z.boolean(),
+  selfHeal: z.boolean(),
+  intervalMs: z.number(),
+  repoUrl: text.exactOptional(),
+  appliedRevision: text.exactOptional(),
+  appliedAt: text.exactOptional(),
+  lastSync: reconcileSchema.exactOptional(),
+  recent: z.array(reconcileSchema).exactOptional(),
+  lastResyncAt: text.exactOptional(),
+  lastResyncResult: text.exactOptional(),
+  nextResyncAt: text.exactOptional(),
+  drift: z
+    .looseObject({ objects: z.array(driftSummarySchema), detectedAt: text, correctedAt: text.exactOptional() })
+    .exactOptional(),
+  totals: z.looseObject({ driftDetected: count, driftCorrected: count, missedPushes: count }).default(EMPTY_TOTALS),
+}) satisfies z.ZodType<ClusterState>;
+
+const counterFieldSchema = z.looseObject({ metric: text, labels: z.record(text, text) });
+
+/** How often an update reads again when other writes of the same cluster keep coming in between. */
+const MAX_UPDATE_ATTEMPTS = 50;
+
+export function createClusterStateStore(
+  redis: Redis,
+  prefix: string,
+  options: { readonly logger?: Pick<Logger, 'warn'> } = {},
+): ClusterStateStore {
+  const keys = redisKeys(prefix);
+  const scripts = defineCommands(redis);
+  /** An invalid record is treated as absent (the next update replaces it), and logged. */
+  const read = (name: string, raw: string | null | undefined): ClusterState | undefined => {
+    const stored = parseStored(clusterStateSchema, raw);
+    if (stored.state === 'invalid')
+      options.logger?.warn({ cluster: name, issue: stored.issue }, 'a stored cluster state does not parse: ignored');
+    return storedValue(stored);
+  };
   return {
-    async update(base, patch) {
-      const raw = await redis.hget(key, base.name);
-      const current = raw ? (JSON.parse(raw) as ClusterState) : undefined;
-      const { add, reconciled, ...fields } = patch;
-      const totals = { ...EMPTY_TOTALS, ...current?.totals };
-      for (const [name, value] of Object.entries(add ?? {})) totals[name as keyof typeof totals] += value ?? 0;
-      const recent = reconciled
-        ? [reconciled, ...(current?.recent ?? [])].slice(0, RECENT_RECONCILES)
-        : current?.recent;
-      const next: ClusterState = { ...current, ...base, ...fields, ...(recent ? { recent } : {}), totals };
-      await redis.hset(key, base.name, JSON.stringify(next));
+    async update(base, patch, { fence } = {}) {
+      for (let attempt = 1; ; attempt++) {
+        const raw = await redis.hget(keys.clusterStates, base.name);
+        const next = JSON.stringify(mergeClusterState(read(base.name, raw), base, patch));
+        const written = fence
+          ? await scripts.plumblineSetFieldIfUnchanged(
+              2,
+              keys.clusterStates,
+              fence.lease.key,
+              base.name,
+              raw ?? '',
+              next,
+              fence.lease.holder,
+            )
+          : await scripts.plumblineSetFieldIfUnchanged(1, keys.clusterStates, base.name, raw ?? '', next);
+        if (written === 1) return;
+        if (written === -1) throw new LockLostError(`lost the lock of cluster ${base.name}: its state was not written`);
+        if (attempt >= MAX_UPDATE_ATTEMPTS)
+          throw new Error(`the state of cluster ${base.name} kept changing under ${attempt} attempts to update it`);
+        // Many writers at once: spread the next attempts out a little.
+        if (attempt > 2) await sleep(Math.random() * attempt);
+      }
     },
     async get(name) {
-      const raw = await redis.hget(key, name);
-      return raw ? (JSON.parse(raw) as ClusterState) : undefined;
+      return read(name, await redis.hget(keys.clusterStates, name));
     },
     async list() {
-      const all = await redis.hgetall(key);
-      return Object.values(all)
-        .map((raw) => JSON.parse(raw) as ClusterState)
+      const all = await redis.hgetall(keys.clusterStates);
+      return Object.entries(all)
+        .flatMap(([name, raw]) => read(name, raw) ?? [])
         .sort((a, b) => a.name.localeCompare(b.name));
     },
     async count(metric, labels, by = 1) {
       // Sorted label keys: the same labels in another order are the same series.
       const sorted = Object.fromEntries(Object.entries(labels).sort(([a], [b]) => a.localeCompare(b)));
-      await redis.hincrby(countersKey, JSON.stringify({ metric, labels: sorted }), by);
+      await redis.hincrby(keys.metricCounters, JSON.stringify({ metric, labels: sorted }), by);
     },
     async counters() {
-      const all = await redis.hgetall(countersKey);
-      return Object.entries(all).map(([field, value]) => ({
-        ...(JSON.parse(field) as { metric: string; labels: Record<string, string> }),
-        value: Number(value),
-      }));
+      const all = await redis.hgetall(keys.metricCounters);
+      return Object.entries(all).flatMap(([field, value]) => {
+        const series = storedValue(parseStored(counterFieldSchema, field));
+        return series ? [{ metric: series.metric, labels: series.labels, value: Number(value) }] : [];
+      });
     },
   };
 }

@@ -1,5 +1,7 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
+import { LockLostError, withClusterLock } from '../../src/engine/cluster-lock.ts';
+import { redisKeys } from '../../src/redis/redis-keys.ts';
 import { type ClusterStateStore, createClusterStateStore } from '../../src/status/cluster-state.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
 
@@ -17,13 +19,15 @@ const baseFor = (name: string) => ({
 
 describe('the cluster state store', () => {
   const redis = new Redis(env.redisUrl);
+  const other = new Redis(env.redisUrl);
   const prefixes: string[] = [];
-  /** A store of its own per test, so no test sees another's clusters or counters. */
-  const freshStore = (): ClusterStateStore => {
+  /** A prefix of its own per test, so no test sees another's clusters or counters. */
+  const freshPrefix = (): string => {
     const prefix = uniqueName('cluster-state');
     prefixes.push(prefix);
-    return createClusterStateStore(redis, prefix);
+    return prefix;
   };
+  const freshStore = (): ClusterStateStore => createClusterStateStore(redis, freshPrefix());
 
   afterAll(async () => {
     for (const prefix of prefixes) {
@@ -31,6 +35,7 @@ describe('the cluster state store', () => {
       if (keys.length > 0) await redis.del(...keys);
     }
     redis.disconnect();
+    other.disconnect();
   });
 
   it('returns undefined for a cluster it never heard of', async () => {
@@ -137,6 +142,58 @@ describe('the cluster state store', () => {
       path: 'clusters/aws-staging',
       appliedRevision: 'd'.repeat(40),
     });
+  });
+
+  it('treats a stored state that does not parse as absent, and replaces it on the next update', async () => {
+    const prefix = freshPrefix();
+    const store = createClusterStateStore(redis, prefix);
+    await store.update(baseFor('fine'), {});
+    await redis.hset(redisKeys(prefix).clusterStates, 'broken', '{"name":"broken","totals":', 'odd', '{"name":7}');
+    await expect(store.get('broken')).resolves.toBeUndefined();
+    expect((await store.list()).map((c) => c.name)).toEqual(['fine']);
+    await store.update(baseFor('broken'), { appliedRevision: 'e'.repeat(40) });
+    await expect(store.get('broken')).resolves.toMatchObject({ name: 'broken', appliedRevision: 'e'.repeat(40) });
+  });
+
+  it('lands every one of many concurrent updates from two processes', async () => {
+    const prefix = freshPrefix();
+    const stores = [createClusterStateStore(redis, prefix), createClusterStateStore(other, prefix)];
+    const base = baseFor('gcp-production');
+    await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        stores[i % 2]?.update(base, {
+          add: { driftDetected: 1, ...(i % 4 === 0 ? { missedPushes: 1 } : {}) },
+          reconciled: {
+            sha: `${i}`.padStart(40, '0'),
+            status: 'applied',
+            description: `${i}`,
+            at: '2024-05-01T10:00:00Z',
+          },
+        }),
+      ),
+    );
+    const state = await stores[0]?.get('gcp-production');
+    expect(state?.totals).toEqual({ driftDetected: 40, driftCorrected: 0, missedPushes: 10 });
+    expect(state?.recent).toHaveLength(20);
+  });
+
+  it('writes under a fence only while its lease is held, and throws without writing once it is lost', async () => {
+    const prefix = freshPrefix();
+    const store = createClusterStateStore(redis, prefix);
+    const base = baseFor('aws-staging');
+    await withClusterLock(redis, { prefix, cluster: base.name, leaseMs: 10_000, waitMs: 0 }, async (lock) => {
+      await store.update(base, { lastResyncResult: 'in sync' }, { fence: lock });
+      expect((await store.get(base.name))?.lastResyncResult).toBe('in sync');
+
+      // The lease expired and another worker took it (what a pause past the lease looks like from Redis).
+      await other.set(redisKeys(prefix).clusterLease(base.name), 'another-worker', 'PX', 10_000);
+      await expect(
+        store.update(base, { lastResyncResult: '2 drifted', add: { driftDetected: 2 } }, { fence: lock }),
+      ).rejects.toBeInstanceOf(LockLostError);
+    });
+    const state = await store.get(base.name);
+    expect(state?.lastResyncResult).toBe('in sync');
+    expect(state?.totals.driftDetected).toBe(0);
   });
 
   it('accumulates counters per metric and label set, keeping label sets apart', async () => {
