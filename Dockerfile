@@ -9,7 +9,10 @@ COPY tsconfig.json tsconfig.build.json tsconfig.image.json ./
 # The product only: tsconfig.image.json compiles src/ and workers/; dev/ (demo, stand-in, local stack) stays out.
 COPY src ./src
 COPY workers ./workers
-RUN npx tsc -p tsconfig.image.json && npm prune --omit=dev --ignore-scripts
+# Lua scripts are read next to the compiled code, as `npm run build` copies them.
+RUN npx tsc -p tsconfig.image.json \
+  && (cd src && find . -name '*.lua' -exec cp --parents {} ../dist/src/ \;) \
+  && npm prune --omit=dev --ignore-scripts
 
 # kustomize from its official image, pinned to the version kubectl 1.32 embeds.
 FROM registry.k8s.io/kustomize/kustomize:v5.5.0 AS kustomize
