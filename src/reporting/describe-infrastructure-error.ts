@@ -23,13 +23,32 @@ export function describeInfrastructureError(error: unknown): string {
   return "internal error (details in the worker's log)";
 }
 
-const NETWORK =
-  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|socket hang up|fetch failed/;
+/**
+ * Transport failures by their `code`, as Node's sockets and DNS (`ECONNREFUSED`, `ENOTFOUND`, … with
+ * `syscall`) and undici's fetch (`UND_ERR_*`, under a `TypeError('fetch failed')` that has no code of its
+ * own) set it on the error or on one of its causes.
+ */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+]);
 
 function isNetworkError(error: unknown): boolean {
   for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
     const code = (e as { code?: unknown }).code;
-    if ((typeof code === 'string' && NETWORK.test(code)) || NETWORK.test(e.message)) return true;
+    if (typeof code === 'string' && NETWORK_CODES.has(code)) return true;
   }
   return false;
 }

@@ -62,7 +62,24 @@ describe('describeInfrastructureError: a category for public output, never the t
     ],
     [new KubeError('unavailable', 'x: Unauthorized', 401), "the cluster refused Plumbline's credentials"],
     [Object.assign(new Error('connect ECONNREFUSED 10.1.1.1:443'), { code: 'ECONNREFUSED' }), 'cluster unreachable'],
-    [new Error('fetch failed', { cause: new Error('getaddrinfo ENOTFOUND k8s.internal') }), 'cluster unreachable'],
+    // Node's fetch: a code-less TypeError whose cause carries the code.
+    [
+      new TypeError('fetch failed', {
+        cause: Object.assign(new Error('getaddrinfo ENOTFOUND k8s.internal'), {
+          code: 'ENOTFOUND',
+          syscall: 'getaddrinfo',
+        }),
+      }),
+      'cluster unreachable',
+    ],
+    [
+      new TypeError('fetch failed', {
+        cause: Object.assign(new Error('Connect Timeout Error'), { code: 'UND_ERR_CONNECT_TIMEOUT' }),
+      }),
+      'cluster unreachable',
+    ],
+    // Read from the code, not the text: a message that merely names a network error is not one.
+    [new Error('ConfigMap "ECONNREFUSED" rejected: fetch failed'), "internal error (details in the worker's log)"],
     [new GitError('git fetch of abc failed: https://github.example/x.git: 502'), 'could not fetch the commit'],
     [new LockLostError('lock lost'), 'another worker took the cluster over'],
     [new Error('something at https://10.0.0.1/secret-path'), "internal error (details in the worker's log)"],
