@@ -10,9 +10,7 @@ import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { type ClusterClient, createClusterClient, loadKubeConfig } from '../src/engine/cluster-client.ts';
-import { objectIdOf } from '../src/engine/inventory.ts';
 import type { RenderedObject } from '../src/engine/manifest.ts';
-import { executePrune } from '../src/engine/prune.ts';
 import { reconcileCluster } from '../src/engine/reconcile-cluster.ts';
 import { mapLimited } from '../src/support/limit-concurrency.ts';
 import { runCommand } from '../src/support/run-command.ts';
@@ -156,14 +154,19 @@ export async function runB4(
           add('oursNoop', await timed(() => reconcile('b'.repeat(40), objects)));
           noopMutating = client.mutating - before - 1; // minus the inventory's new revision
           add('oursTen', await timed(() => reconcile('c'.repeat(40), changed)));
+          // A commit that drops a tenth of the objects, with prune on: the whole reconcile (the rest unchanged).
           add(
             'oursPrune',
             await timed(() =>
-              executePrune(
+              reconcileCluster({
                 client,
-                stale.map((o) => objectIdOf(o.manifest)),
-                { concurrency: CONCURRENCY, clusterName },
-              ),
+                clusterName,
+                revision: 'd'.repeat(40),
+                objects: changed.slice(stale.length),
+                prune: true,
+                pruneGuards: { maxShare: 1, override: true },
+                apply: options,
+              }),
             ),
           );
           await client.delete({

@@ -1,20 +1,19 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ClusterEntry, clustersForRepository } from '../src/clusters/cluster-registry.ts';
-import { describePreview } from '../src/engine/change-set.ts';
 import type { ClusterOutcome } from '../src/engine/cluster-outcome.ts';
-import { readInventory } from '../src/engine/inventory.ts';
-import { previewCluster } from '../src/engine/preview-cluster.ts';
-import { checkSecrets } from '../src/engine/secrets-gate.ts';
-import { latestJobKey } from '../src/queue/job-producer.ts';
-import { coalescingKey, type PlumblineJob, type PreviewJob } from '../src/queue/jobs.ts';
-import { publishableChangeSet, withoutAddresses } from '../src/reporting/mask-live-text.ts';
+import { readRecordedState } from '../src/engine/reconcile-cluster.ts';
+import { coalescingKey, type PreviewJob } from '../src/queue/jobs.ts';
+import { readLatestJob } from '../src/queue/latest-jobs.ts';
+import { redisKeys } from '../src/redis/redis-keys.ts';
+import { describePreviewed } from '../src/reporting/describe-outcome.ts';
 import { selectAffectedClusters } from '../src/source/affected-clusters.ts';
 import { CommitNotFoundError, type Remote } from '../src/source/git-mirror.ts';
 import { fsTreeReader } from '../src/source/tree-reader.ts';
 import { failClusterJob, runClusterJob, type SyncResult } from './cluster-job.ts';
 import { type SyncDependencies, terminalSource } from './process-sync-job.ts';
-import { CommitReporting, describeRejection, failedOutcome, type JobRun, SINGLE_RUN } from './report-outcome.ts';
+import { reconcileCommit } from './reconcile-commit.ts';
+import { CommitReporting, type JobRun, SINGLE_RUN } from './report-outcome.ts';
 
 /**
  * A pull request's preview: the head commit rendered for every cluster of the base branch that it
@@ -123,10 +122,11 @@ async function previewOne(
     };
   }
   const client = deps.clusterClient(cluster);
-  const inventory = await readInventory(client, cluster.name);
+  // Read once: the affected check and the plan use this copy.
+  const recorded = await readRecordedState(client, cluster.name);
   const { affected } = await selectAffectedClusters({
     clusters: [cluster],
-    appliedSha: () => inventory?.revision || undefined,
+    appliedSha: () => recorded.inventory?.revision || undefined,
     targetSha: job.headSha,
     tree: fsTreeReader(treeDir),
     changedPaths: async (from, to) => {
@@ -143,50 +143,29 @@ async function previewOne(
     return { cluster: cluster.name, status: 'unchanged', description: 'no change affects this cluster' };
 
   started();
-  const rendered = await deps.render(treeDir, cluster.path);
-  if (!rendered.ok) return failedOutcome(cluster.name, rendered.problems);
-  const secretProblems = checkSecrets(rendered.objects);
-  if (secretProblems.length > 0) return failedOutcome(cluster.name, secretProblems);
-  const preview = await previewCluster({
+  // The same plan a sync would make, executed with nothing written.
+  const reconciled = await reconcileCommit({
+    cluster,
     client,
-    clusterName: cluster.name,
-    objects: rendered.objects,
-    prune: cluster.prune,
-    pruneGuards: { maxShare: cluster.maxPruneShare, override: false },
-    apply: {
-      concurrency: deps.engine.applyConcurrency,
-      conflicts: cluster.onConflict === 'fail' ? 'fail' : 'take-ownership',
-      establishTimeoutMs: deps.engine.establishTimeoutMs,
-    },
-    limits: cluster.limits,
+    treeDir,
+    revision: job.headSha,
+    recorded,
+    render: deps.render,
+    engine: deps.engine,
+    mode: { dryRun: true },
   });
-  // What goes to GitHub carries no live value (invariant 9).
-  const changeSet = publishableChangeSet(preview.changeSet, rendered.objects);
-  if (preview.status === 'failed') {
-    const problems = changeSet.changes
-      .filter((c) => c.action === 'failed')
-      .map((c) => ({ message: c.message ?? 'rejected', source: c.source, object: c.object }));
-    return {
-      cluster: cluster.name,
-      status: 'failed',
-      description: describeRejection(problems, 'would be rejected') ?? withoutAddresses(preview.reason),
-      problems,
-      changeSet,
-    };
-  }
-  const suspended = cluster.suspend ? ' (cluster suspended: merging applies nothing until resumed)' : '';
+  if (reconciled.done) return reconciled.outcome;
   return {
     cluster: cluster.name,
     status: 'previewed',
-    changeSet,
-    description: `${describePreview(changeSet)}${suspended}`,
+    changeSet: reconciled.changeSet,
+    description: describePreviewed(reconciled.changeSet, cluster.suspend),
   };
 }
 
 /** The pull request's newer head commit, when a later push to it has arrived since this job's. */
 async function newerHead(job: PreviewJob, deps: SyncDependencies): Promise<string | undefined> {
-  const raw = await deps.redis.get(latestJobKey(deps.prefix, job));
-  const latest = raw ? (JSON.parse(raw) as PlumblineJob) : undefined;
+  const latest = await readLatestJob({ redis: deps.redis, keys: redisKeys(deps.prefix), logger: deps.logger }, job);
   if (latest?.type !== 'preview' || latest.headSha === job.headSha) return undefined;
   return Date.parse(latest.receivedAt) > Date.parse(job.receivedAt) ? latest.headSha : undefined;
 }

@@ -2,15 +2,12 @@ import { mkdir } from 'node:fs/promises';
 import { UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type ClusterEntry, type ClusterRegistry, clustersForRepository } from '../src/clusters/cluster-registry.ts';
-import { describeChangeSet } from '../src/engine/change-set.ts';
 import type { ClusterClient } from '../src/engine/cluster-client.ts';
 import { type Fence, withClusterLock } from '../src/engine/cluster-lock.ts';
 import type { ClusterOutcome } from '../src/engine/cluster-outcome.ts';
 import { waitForHealth } from '../src/engine/health.ts';
-import { readInventory } from '../src/engine/inventory.ts';
-import { reconcileCluster } from '../src/engine/reconcile-cluster.ts';
+import { readRecordedState } from '../src/engine/reconcile-cluster.ts';
 import type { RenderResult } from '../src/engine/render-cluster.ts';
-import { checkSecrets } from '../src/engine/secrets-gate.ts';
 import type { RepositoryDirectory } from '../src/github/repository-directory.ts';
 import {
   ForeignCloneUrlError,
@@ -20,13 +17,15 @@ import {
 } from '../src/github/repository-resolver.ts';
 import type { Logger } from '../src/logging/create-logger.ts';
 import { coalescingKey, type SyncJob } from '../src/queue/jobs.ts';
+import { describeApplied } from '../src/reporting/describe-outcome.ts';
 import type { Reporter } from '../src/reporting/github-reporter.ts';
-import { publishableChangeSet, publishableHealth, withoutAddresses } from '../src/reporting/mask-live-text.ts';
+import { publishableHealth } from '../src/reporting/mask-live-text.ts';
 import type { GitMirror, Remote } from '../src/source/git-mirror.ts';
-import { planSync } from '../src/source/plan-sync.ts';
+import { type PreparedCommit, planClusters, prepareCommit } from '../src/source/plan-sync.ts';
 import { type ClusterStateStore, clusterBase } from '../src/status/cluster-state.ts';
 import { failClusterJob, runClusterJob, type SyncResult } from './cluster-job.ts';
-import { CommitReporting, describeRejection, failedOutcome, type JobRun, SINGLE_RUN } from './report-outcome.ts';
+import { reconcileCommit } from './reconcile-commit.ts';
+import { CommitReporting, type JobRun, SINGLE_RUN } from './report-outcome.ts';
 
 export interface EngineSettings {
   readonly applyConcurrency: number;
@@ -113,6 +112,7 @@ export async function processSyncJob(
     job.trigger === 'rerun',
   );
   const shape = { reporting, run, log, notDone: 'not applied' };
+  let commit: PreparedCommit | undefined;
   try {
     await reporting.jobStarted();
     await deps.directory.remember(target);
@@ -122,6 +122,9 @@ export async function processSyncJob(
       cloneUrl: repository.cloneUrl,
       token: await deps.tokenFor(job.installationId),
     };
+    // One fetch and one export for every cluster of the job.
+    commit = await prepareCommit({ job, remote, mirror: deps.mirror, workDir: deps.workDir });
+    const prepared = commit;
     return await runClusterJob({
       ...shape,
       sha: job.after,
@@ -135,16 +138,25 @@ export async function processSyncJob(
             leaseMs: deps.engine.lockLeaseMs,
             waitMs: deps.engine.lockWaitMs,
           },
-          (lock) =>
-            syncCluster(job, cluster, deps, remote, {
+          async (lock) => {
+            const outcome = await syncCluster(job, cluster, deps, prepared, {
               fence: lock,
               started: () => reporting.clusterStarted(cluster.name),
-            }),
+            });
+            // The status page's state is written under the lock, behind its fence, like the cluster's records.
+            await recordState(deps.state, cluster, job, repository, outcome, lock);
+            return outcome;
+          },
         ),
-      recorded: (cluster, outcome) => recordState(deps.state, cluster, job, repository, outcome),
+      // An infrastructure failure's final outcome: the lock is not (or no longer) held.
+      recorded: (cluster, outcome) =>
+        outcome.status === 'error' ? recordState(deps.state, cluster, job, repository, outcome) : Promise.resolve(),
     });
   } catch (error) {
-    return failClusterJob(error, shape);
+    // Awaited here, not returned: `finally` must not clean up while the rejection is pending.
+    return await failClusterJob(error, shape);
+  } finally {
+    await commit?.cleanup();
   }
 }
 
@@ -162,6 +174,7 @@ async function recordState(
   job: SyncJob,
   repository: ResolvedRepository,
   outcome: ClusterOutcome,
+  _fence?: Fence,
 ) {
   if (outcome.status === 'unchanged') return;
   const at = new Date().toISOString();
@@ -190,93 +203,53 @@ async function syncCluster(
   job: SyncJob,
   cluster: ClusterEntry,
   deps: SyncDependencies,
-  remote: Remote,
+  commit: PreparedCommit,
   hooks: { readonly fence: Fence; readonly started: () => void },
 ): Promise<ClusterOutcome> {
   const started = Date.now();
   const client = deps.clusterClient(cluster);
-  const inventory = await readInventory(client, cluster.name);
-  const plan = await planSync({
-    job,
-    remote,
-    clusters: [cluster],
-    appliedSha: () => inventory?.revision || undefined,
-    mirror: deps.mirror,
-    workDir: deps.workDir,
-  });
-  try {
-    const [decision] = plan.plans;
-    if (!decision || decision.action === 'skip')
-      return { cluster: cluster.name, status: 'unchanged', description: 'no change affects this cluster' };
-    if (decision.action === 'refuse') {
-      return decision.verdict.reason === 'superseded'
-        ? { cluster: cluster.name, status: 'superseded', description: `not applied: ${decision.verdict.message}` }
-        : { cluster: cluster.name, status: 'failed', description: decision.verdict.message, problems: [] };
-    }
-    if (cluster.suspend)
-      return { cluster: cluster.name, status: 'suspended', description: 'suspended by the operator: not applied' };
-    hooks.started();
-
-    const rendered = await deps.render(plan.treeDir, cluster.path);
-    if (!rendered.ok) return failedOutcome(cluster.name, rendered.problems);
-    const secretProblems = checkSecrets(rendered.objects);
-    if (secretProblems.length > 0) return failedOutcome(cluster.name, secretProblems);
-
-    const outcome = await reconcileCluster({
-      client,
-      clusterName: cluster.name,
-      revision: job.after,
-      objects: rendered.objects,
-      prune: cluster.prune,
-      pruneGuards: { maxShare: cluster.maxPruneShare, override: false },
-      apply: {
-        concurrency: deps.engine.applyConcurrency,
-        conflicts: cluster.onConflict === 'fail' ? 'fail' : 'take-ownership',
-        establishTimeoutMs: deps.engine.establishTimeoutMs,
-        fence: hooks.fence,
-      },
-      limits: cluster.limits,
-    });
-    // What goes to GitHub carries no live value (invariant 9); the log line of the job keeps the detail.
-    const changeSet = publishableChangeSet(outcome.changeSet, rendered.objects);
-    if (outcome.status === 'failed') {
-      const problems = changeSet.changes
-        .filter((c) => c.action === 'failed')
-        .map((c) => ({ message: c.message ?? 'rejected', source: c.source, object: c.object }));
-      return {
-        cluster: cluster.name,
-        status: 'failed',
-        description: describeRejection(problems) ?? withoutAddresses(outcome.reason),
-        problems,
-        changeSet,
-      };
-    }
-    const unhealthy = publishableHealth(
-      await waitForHealth(
-        client,
-        rendered.objects.map((o) => o.manifest),
-        { timeoutMs: deps.engine.healthTimeoutMs, concurrency: deps.engine.applyConcurrency },
-      ),
-      rendered.objects,
-    );
-    const seconds = ((Date.now() - started) / 1000).toFixed(1);
-    const failing = unhealthy.filter((u) => u.health.state === 'failed').map((u) => u.object);
-    const progressing = unhealthy.filter((u) => u.health.state !== 'failed').map((u) => u.object);
-    const health = [
-      failing.length > 0 ? `; failing: ${failing.join(', ')}` : '',
-      progressing.length > 0 ? `; still progressing: ${progressing.join(', ')}` : '',
-    ].join('');
-    const again = decision.reason === 'already-applied' ? 'already applied; ' : '';
-    const nothingWritten = changeSet.changes.every((c) => c.action === 'unchanged');
-    return {
-      cluster: cluster.name,
-      status: 'applied',
-      changeSet,
-      unhealthy,
-      description: `${again}${describeChangeSet(changeSet)} in ${seconds} s${health}`,
-      repeated: decision.reason === 'already-applied' && nothingWritten && unhealthy.length === 0,
-    };
-  } finally {
-    await plan.cleanup();
+  // Read once, under the lock: the history guard, the affected check and the plan all use this copy.
+  const recorded = await readRecordedState(client, cluster.name);
+  const [decision] = await planClusters(commit, [cluster], () => recorded.inventory?.revision || undefined);
+  if (!decision || decision.action === 'skip')
+    return { cluster: cluster.name, status: 'unchanged', description: 'no change affects this cluster' };
+  if (decision.action === 'refuse') {
+    return decision.verdict.reason === 'superseded'
+      ? { cluster: cluster.name, status: 'superseded', description: `not applied: ${decision.verdict.message}` }
+      : { cluster: cluster.name, status: 'failed', description: decision.verdict.message, problems: [] };
   }
+  if (cluster.suspend)
+    return { cluster: cluster.name, status: 'suspended', description: 'suspended by the operator: not applied' };
+  hooks.started();
+
+  const reconciled = await reconcileCommit({
+    cluster,
+    client,
+    treeDir: commit.treeDir,
+    revision: job.after,
+    recorded,
+    render: deps.render,
+    engine: deps.engine,
+    mode: { dryRun: false, fence: hooks.fence },
+  });
+  if (reconciled.done) return reconciled.outcome;
+  const { changeSet, objects } = reconciled;
+  const unhealthy = publishableHealth(
+    await waitForHealth(
+      client,
+      objects.map((o) => o.manifest),
+      { timeoutMs: deps.engine.healthTimeoutMs, concurrency: deps.engine.applyConcurrency },
+    ),
+    objects,
+  );
+  const again = decision.reason === 'already-applied';
+  const nothingWritten = changeSet.changes.every((c) => c.action === 'unchanged');
+  return {
+    cluster: cluster.name,
+    status: 'applied',
+    changeSet,
+    unhealthy,
+    description: describeApplied({ changeSet, unhealthy, seconds: (Date.now() - started) / 1000, again }),
+    repeated: again && nothingWritten && unhealthy.length === 0,
+  };
 }

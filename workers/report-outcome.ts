@@ -1,5 +1,4 @@
 import type { ClusterOutcome } from '../src/engine/cluster-outcome.ts';
-import type { ManifestProblem } from '../src/engine/manifest.ts';
 import type { Logger } from '../src/logging/create-logger.ts';
 import { completedCheckRun, inProgressCheckRun } from '../src/reporting/check-run-report.ts';
 import type { CommitReport, Reporter, ReportTarget } from '../src/reporting/github-reporter.ts';
@@ -119,35 +118,6 @@ export class CommitReporting {
 /** Reporting to GitHub failed; the job is retried so that the final statuses still arrive. */
 export class ReportingError extends Error {
   override readonly name = 'ReportingError';
-}
-
-/** A failed outcome from the commit's problems, the first named in the description. Pure. */
-export function failedOutcome(cluster: string, problems: readonly ManifestProblem[]): ClusterOutcome {
-  const [first] = problems;
-  const where = first?.source ? ` (${first.source.file}${first.source.line ? `:${first.source.line}` : ''})` : '';
-  const more = problems.length > 1 ? ` and ${problems.length - 1} more` : '';
-  return {
-    cluster,
-    status: 'failed',
-    description: `${first?.message ?? 'render failed'}${where}${more}`,
-    problems,
-  };
-}
-
-/**
- * "1 rejected (stacks/security/settings.yaml:1): ConfigMap "Bad_Name" is invalid: …" — where, then why,
- * so the location survives the 140-character cut. Undefined when nothing names an object. Pure.
- */
-export function describeRejection(problems: readonly ManifestProblem[], verb = 'rejected'): string | undefined {
-  const [first] = problems;
-  if (!first) return undefined;
-  const where = first.source ? ` (${first.source.file}${first.source.line ? `:${first.source.line}` : ''})` : '';
-  // The apiserver's message already names the object; our prefix would only repeat it.
-  const reason =
-    first.object && first.message.startsWith(`${first.object}: `)
-      ? first.message.slice(first.object.length + 2)
-      : first.message;
-  return `${problems.length} ${verb}${where}: ${reason}`;
 }
 
 /** How many times BullMQ runs a job, and which run this is. */

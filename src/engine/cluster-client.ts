@@ -1,6 +1,7 @@
 import { request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from 'node:https';
 import { KubeConfig, type KubernetesObject, KubernetesObjectApi } from '@kubernetes/client-node';
+import { z } from 'zod';
 import type { Manifest } from './manifest.ts';
 
 export const FIELD_MANAGER = 'plumbline';
@@ -21,12 +22,21 @@ export type KubeErrorKind =
   /** Network, timeouts, 5xx, throttling: retry later. */
   | 'unavailable';
 
+/** One entry of a Status's `details.causes`: for a field conflict, `reason: FieldManagerConflict`. */
+export interface StatusCause {
+  readonly reason?: string | undefined;
+  readonly message?: string | undefined;
+  readonly field?: string | undefined;
+}
+
 export class KubeError extends Error {
   override readonly name = 'KubeError';
   constructor(
     readonly kind: KubeErrorKind,
     message: string,
     readonly status: number | undefined,
+    /** The apiserver's Status `details.causes`, when it answered with one. */
+    readonly causes: readonly StatusCause[] = [],
   ) {
     super(message);
   }
@@ -34,6 +44,18 @@ export class KubeError extends Error {
   get retryable(): boolean {
     return this.kind === 'unavailable';
   }
+}
+
+/**
+ * The field managers a server-side apply conflicted with, from the Status's `FieldManagerConflict` causes
+ * (each cause's message is `conflict with "<manager>"`, optionally `using <apiVersion>`). Pure.
+ */
+export function conflictingManagers(error: KubeError): string[] {
+  const managers = error.causes
+    .filter((cause) => cause.reason === 'FieldManagerConflict')
+    .map((cause) => /conflict with "([^"]+)"/.exec(cause.message ?? '')?.[1])
+    .filter((manager): manager is string => manager !== undefined);
+  return [...new Set(managers)];
 }
 
 export type LiveObject = KubernetesObject & Record<string, unknown>;
@@ -324,7 +346,7 @@ export function classify(error: unknown, what: Pick<Manifest, 'kind' | 'metadata
     return new KubeError('missing-kind', `${ref}: kind ${what.kind} is not served by the cluster`, status);
   }
   if (status === 404) {
-    if (body?.details?.kind === 'namespaces' || /namespaces? "[^"]+" not found/.test(message)) {
+    if (body?.details?.kind === 'namespaces') {
       return new KubeError(
         'missing-namespace',
         `${ref}: namespace ${what.metadata.namespace ?? ''} does not exist`,
@@ -333,9 +355,11 @@ export function classify(error: unknown, what: Pick<Manifest, 'kind' | 'metadata
     }
     return new KubeError('not-found', `${ref}: not found`, status);
   }
-  if (status === 409 && /Operation cannot be fulfilled|precondition/i.test(message))
-    return new KubeError('modified', `${ref}: ${message}`, status);
-  if (status === 409) return new KubeError('conflict', `${ref}: ${message}`, status);
+  const causes = body?.details?.causes ?? [];
+  // 409 is either a field conflict of server-side apply (its causes say so) or a failed precondition.
+  if (status === 409 && causes.some((cause) => cause.reason === 'FieldManagerConflict'))
+    return new KubeError('conflict', `${ref}: ${message}`, status, causes);
+  if (status === 409) return new KubeError('modified', `${ref}: ${message}`, status, causes);
   // The registry's ServiceAccount may not write this object: the tenancy wall, so the commit is wrong.
   if (status === 403 && impersonating && message.includes(`User "${impersonating}" cannot`)) {
     return new KubeError(
@@ -356,12 +380,37 @@ export function classify(error: unknown, what: Pick<Manifest, 'kind' | 'metadata
   return new KubeError('unavailable', `${ref}: ${message}`, status);
 }
 
-function parseStatusBody(body: unknown): { message?: string; details?: { kind?: string } } | undefined {
-  if (typeof body === 'object' && body !== null) return body as { message?: string };
-  if (typeof body !== 'string') return undefined;
-  try {
-    return JSON.parse(body) as { message?: string; details?: { kind?: string } };
-  } catch {
-    return undefined;
+/** The apiserver's `Status` answer, permissively: the fields the classification reads. */
+const StatusBody = z.object({
+  message: z.string().optional().catch(undefined),
+  reason: z.string().optional().catch(undefined),
+  details: z
+    .object({
+      kind: z.string().optional().catch(undefined),
+      causes: z
+        .array(
+          z.object({
+            reason: z.string().optional().catch(undefined),
+            message: z.string().optional().catch(undefined),
+            field: z.string().optional().catch(undefined),
+          }),
+        )
+        .optional()
+        .catch(undefined),
+    })
+    .optional()
+    .catch(undefined),
+});
+
+function parseStatusBody(body: unknown): z.infer<typeof StatusBody> | undefined {
+  let value = body;
+  if (typeof body === 'string') {
+    try {
+      value = JSON.parse(body);
+    } catch {
+      return undefined;
+    }
   }
+  const parsed = StatusBody.safeParse(value);
+  return parsed.success ? parsed.data : undefined;
 }

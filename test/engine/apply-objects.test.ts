@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { ApiextensionsV1Api } from '@kubernetes/client-node';
-import { applyObjects } from '../../src/engine/apply-objects.ts';
 import { countActions } from '../../src/engine/change-set.ts';
 import { createClusterClient } from '../../src/engine/cluster-client.ts';
 import { customResourceDefinition } from '../../src/engine/custom-resource-definition.ts';
 import type { Manifest, RenderedObject } from '../../src/engine/manifest.ts';
+import { applyObjects } from '../support/apply-objects.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
 import { applyAsManager, createTestNamespace, kubeClients } from '../support/kube.ts';
 

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
-import { applyObjects } from '../../src/engine/apply-objects.ts';
 import { type ClusterClient, createClusterClient } from '../../src/engine/cluster-client.ts';
 import { type Fence, LockLostError, withClusterLock } from '../../src/engine/cluster-lock.ts';
 import { inventoryWriter, readInventory, writeInventory } from '../../src/engine/inventory.ts';
 import type { RenderedObject } from '../../src/engine/manifest.ts';
 import { reconcileCluster } from '../../src/engine/reconcile-cluster.ts';
+import { applyObjects } from '../support/apply-objects.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
 import { createTestNamespace, kubeClients } from '../support/kube.ts';
 

@@ -107,7 +107,7 @@ describe('reconciling a cluster: inventory and prune', () => {
     const cluster = uniqueName('empty');
     await reconcile(cluster, 'a'.repeat(40), [configMap(namespace, 'keep-me')]);
     const outcome = await reconcile(cluster, 'b'.repeat(40), []);
-    expect(outcome).toMatchObject({ status: 'failed', reason: expect.stringMatching(/refusing an empty render/) });
+    expect(outcome).toMatchObject({ status: 'failed', failure: { reason: 'empty-render', inventoried: 1 } });
     expect(await names()).toContain('keep-me');
   });
 
@@ -118,7 +118,7 @@ describe('reconciling a cluster: inventory and prune', () => {
     const refused = await reconcile(cluster, 'b'.repeat(40), [all[0]!]);
     expect(refused).toMatchObject({
       status: 'failed',
-      reason: 'refusing to prune 3 of 4 objects (more than 50 %); allow it explicitly if intended',
+      failure: { reason: 'prune-share', stale: 3, inventoried: 4, maxShare: 0.5 },
     });
     expect(await names()).toEqual(expect.arrayContaining(['p1', 'p2', 'p3', 'p4']));
     expect((await reconcile(cluster, 'b'.repeat(40), [all[0]!], true)).status).toBe('applied');

@@ -6,8 +6,8 @@ import { correctDrift } from '../../src/engine/correct-drift.ts';
 import { scanDrift } from '../../src/engine/drift.ts';
 import { inventoryName, readInventory, writeInventory } from '../../src/engine/inventory.ts';
 import type { RenderedObject } from '../../src/engine/manifest.ts';
-import { previewCluster } from '../../src/engine/preview-cluster.ts';
-import { reconcileCluster } from '../../src/engine/reconcile-cluster.ts';
+import { type ReconcileFailure, reconcileCluster } from '../../src/engine/reconcile-cluster.ts';
+import { describeFailure } from '../../src/reporting/describe-outcome.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
 import { createTestNamespace, kubeClients } from '../support/kube.ts';
 
@@ -78,16 +78,21 @@ describe('tenancy limits in a reconcile', () => {
 
   it('a preview of such a commit says it would be refused', async () => {
     const cluster = uniqueName('preview');
-    const outcome = await previewCluster({
+    const outcome = await reconcileCluster({
       client,
       clusterName: cluster,
+      revision: 'p'.repeat(40),
       objects: [configMap(allowed, 'inside'), configMap(other, 'outside')],
       prune: true,
       pruneGuards: { maxShare: 0.5, override: false },
       apply: { concurrency: 8, conflicts: 'take-ownership', establishTimeoutMs: 30_000 },
       limits: limitsFor([allowed]),
+      dryRun: true,
     });
-    expect(outcome).toMatchObject({ status: 'failed', reason: expect.stringMatching(/outside the tenancy limits/) });
+    expect(outcome).toMatchObject({ status: 'failed', failure: { reason: 'tenancy' } });
+    expect(describeFailure((outcome as { failure: ReconcileFailure }).failure, cluster, true)).toMatch(
+      /1 object\(s\) outside the tenancy limits of cluster .*; it would be refused/,
+    );
   });
 
   it("refuses a commit that writes Plumbline's records, even with no limits set", async () => {

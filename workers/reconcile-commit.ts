@@ -1,0 +1,84 @@
+import type { ClusterEntry } from '../src/clusters/cluster-registry.ts';
+import type { ChangeSet } from '../src/engine/change-set.ts';
+import type { ClusterClient } from '../src/engine/cluster-client.ts';
+import type { Fence } from '../src/engine/cluster-lock.ts';
+import type { ClusterOutcome } from '../src/engine/cluster-outcome.ts';
+import type { ManifestProblem, RenderedObject } from '../src/engine/manifest.ts';
+import type { RecordedState } from '../src/engine/plan/plan.ts';
+import { reconcileCluster } from '../src/engine/reconcile-cluster.ts';
+import type { RenderResult } from '../src/engine/render-cluster.ts';
+import { checkSecrets } from '../src/engine/secrets-gate.ts';
+import { describeFailedReconcile, describeProblems } from '../src/reporting/describe-outcome.ts';
+import { publishableChangeSet } from '../src/reporting/mask-live-text.ts';
+import type { EngineSettings } from './process-sync-job.ts';
+
+export interface CommitReconcile {
+  readonly cluster: ClusterEntry;
+  readonly client: ClusterClient;
+  /** The commit's exported tree (one per job, shared by its clusters). */
+  readonly treeDir: string;
+  readonly revision: string;
+  /** The cluster's records as read for this job (under its lock, for a sync). */
+  readonly recorded: RecordedState;
+  readonly render: (treeDir: string, clusterPath: string) => Promise<RenderResult>;
+  readonly engine: EngineSettings;
+  /** A sync writes behind the lock's fence; a preview writes nothing. */
+  readonly mode: { readonly dryRun: false; readonly fence: Fence } | { readonly dryRun: true };
+}
+
+export type CommitReconciled =
+  /** The commit is wrong or unsafe: the cluster's final outcome. */
+  | { readonly done: true; readonly outcome: ClusterOutcome }
+  /** Applied or previewed; the change set carries no live value (invariant 9). */
+  | { readonly done: false; readonly objects: readonly RenderedObject[]; readonly changeSet: ChangeSet };
+
+/**
+ * The part a sync and a preview share, so the two cannot drift apart: render → secrets gate → reconcile
+ * (the preview the same plan with `dryRun`), and the change set made publishable.
+ */
+export async function reconcileCommit(input: CommitReconcile): Promise<CommitReconciled> {
+  const { cluster } = input;
+  const rendered = await input.render(input.treeDir, cluster.path);
+  if (!rendered.ok) return { done: true, outcome: failedOutcome(cluster.name, rendered.problems) };
+  const secretProblems = checkSecrets(rendered.objects);
+  if (secretProblems.length > 0) return { done: true, outcome: failedOutcome(cluster.name, secretProblems) };
+  const { dryRun } = input.mode;
+  const outcome = await reconcileCluster({
+    client: input.client,
+    clusterName: cluster.name,
+    revision: input.revision,
+    objects: rendered.objects,
+    prune: cluster.prune,
+    pruneGuards: { maxShare: cluster.maxPruneShare, override: false },
+    apply: {
+      concurrency: input.engine.applyConcurrency,
+      conflicts: cluster.onConflict === 'fail' ? 'fail' : 'take-ownership',
+      establishTimeoutMs: input.engine.establishTimeoutMs,
+      fence: input.mode.dryRun ? undefined : input.mode.fence,
+    },
+    limits: cluster.limits,
+    recorded: input.recorded,
+    dryRun,
+  });
+  // What goes to GitHub carries no live value (invariant 9); the job's log line keeps the detail.
+  const changeSet = publishableChangeSet(outcome.changeSet, rendered.objects);
+  if (outcome.status !== 'failed') return { done: false, objects: rendered.objects, changeSet };
+  const problems = changeSet.changes
+    .filter((c) => c.action === 'failed')
+    .map((c) => ({ message: c.message ?? 'rejected', source: c.source, object: c.object }));
+  return {
+    done: true,
+    outcome: {
+      cluster: cluster.name,
+      status: 'failed',
+      description: describeFailedReconcile(outcome.failure, problems, cluster.name, dryRun),
+      problems,
+      changeSet,
+    },
+  };
+}
+
+/** A failed outcome from the commit's problems (render, secrets gate). Pure. */
+export function failedOutcome(cluster: string, problems: readonly ManifestProblem[]): ClusterOutcome {
+  return { cluster, status: 'failed', description: describeProblems(problems), problems };
+}
