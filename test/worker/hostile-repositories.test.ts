@@ -21,7 +21,8 @@ import { workerDependencies } from '../support/worker-deps.ts';
  * The end-to-end drill for repositories written to hurt: each one is pushed to the GitHub stand-in and
  * synced by a real job (real git, real kustomize, a real apiserver). A refused commit must end with a
  * `failure` that says what is wrong, an annotation on the file to blame, and nothing at all in the
- * cluster — no object, no inventory. Legitimate but odd names (shell metacharacters) must simply work.
+ * cluster — no object, no inventory. Legitimate but odd commits (shell metacharacters in names, 50 MB of
+ * comments) must simply work. Each case is one row of one of the two tables below.
  */
 
 const env = testEnvironment();
@@ -66,19 +67,369 @@ interface Synced {
   readonly checkRun: StandInCheckRun | undefined;
 }
 
+/** What a row knows when it builds its commit: a fresh cluster, namespace and folder, and the URL server. */
+interface Case {
+  readonly cluster: string;
+  readonly namespace: string;
+  /** `clusters/<cluster>` unless the row names its own. */
+  readonly folder: string;
+  /** The loopback server that records every GET (an SSRF target): `http://127.0.0.1:<port>`. */
+  readonly origin: string;
+}
+
+/** A hostile commit, refused: the failure says `description`, blames `file` (at `line`), and writes nothing. */
+interface RefusedRow {
+  readonly name: string;
+  readonly files: (c: Case) => Readonly<Record<string, string>>;
+  /** Work-tree changes a commit of files cannot express (symlinks). */
+  readonly prepare?: (c: Case, workDir: string) => Promise<void>;
+  /** Another render (its own limits). */
+  readonly render?: SyncDependencies['render'];
+  readonly description: (c: Case) => RegExp;
+  /** The status description also contains this. */
+  readonly descriptionIncludes?: string;
+  readonly file: (c: Case) => string;
+  readonly line?: number;
+  /** The job ends within this many seconds. */
+  readonly maxSeconds?: number;
+  /** Checks only this row makes. */
+  readonly also?: (synced: Synced, c: Case) => Promise<void>;
+}
+
+/** A legitimate but odd commit, applied: `configMaps` (all `value: v`) and one Namespace, no command run. */
+interface AppliedRow {
+  readonly name: string;
+  readonly folder?: (cluster: string) => string;
+  readonly branch?: string;
+  readonly files: (c: Case) => Readonly<Record<string, string>>;
+  readonly configMaps: readonly string[];
+  readonly maxSeconds?: number;
+  /** The check run's summary contains this (a file traced back by its odd name). */
+  readonly summaryIncludes?: (c: Case) => string;
+  readonly also?: (synced: Synced, c: Case) => Promise<void>;
+}
+
+const kustomization = (c: Case) => `${c.folder}/kustomization.yaml`;
+/** `ln -s /etc clusters/x/evil`, committed as a symlink (mode 120000), not as a copy. */
+const symlinkEtc = (c: Case, dir: string) => symlink('/etc', join(dir, c.folder, 'evil'));
+/** Names that would run commands or delete files if a shell ever saw them. */
+const WEIRD_FILES = ['`id`.yaml', ';rm -rf x;.yaml'] as const;
+const [BACKTICKS, SEMICOLONS] = WEIRD_FILES;
+/** The 50 MB cases keep their render under PLUMBLINE_RENDER_MAX_BYTES (64 MiB by default). */
+const FIFTY_MB = 50 * 1024 * 1024;
+
+const remoteBase = (reference: string): RefusedRow => ({
+  name: `2. resources: [${reference}] is refused: vendor it into the repository`,
+  files: (c) => ({
+    [kustomization(c)]: `resources:\n  - ns.yaml\n  - "${reference}"\n`,
+    [`${c.folder}/ns.yaml`]: namespaceYaml(c.namespace),
+  }),
+  description: () => /^remote base .* is not allowed: vendor it into the repository/,
+  descriptionIncludes: reference.slice(0, 20),
+  file: kustomization,
+});
+
+// kustomize GETs http(s) URLs in any field that names a file — patches, generator files, and the
+// fields of generator/transformer configs, inline or in files — from the worker: an SSRF whose answer
+// would be applied to the cluster (e.g. metadata-service credentials in a ConfigMap). Each is refused
+// by Plumbline's walk, with the file and line; kustomize itself runs without a network besides. (Every
+// row checks that nothing was fetched from the loopback server.)
+const remoteFile = (field: string, line: number, extra: (c: Case) => string): RefusedRow => ({
+  name: `2. ${field} with an http URL is refused, and never fetched`,
+  files: (c) => ({
+    [kustomization(c)]: `namespace: ${c.namespace}\nresources: [ns.yaml, app.yaml]\n${extra(c)}`,
+    [`${c.folder}/ns.yaml`]: namespaceYaml(c.namespace),
+    [`${c.folder}/app.yaml`]: configMapYaml('app', c.namespace),
+  }),
+  description: () => /^remote .* is not allowed/,
+  file: kustomization,
+  line,
+});
+
+const REFUSED: readonly RefusedRow[] = [
+  // 1. References and symlinks that leave the repository.
+  {
+    name: '1. resources: [../../../../etc] is refused before kustomize runs',
+    files: (c) => ({
+      [kustomization(c)]: 'resources:\n  - ns.yaml\n  - ../../../../etc\n',
+      [`${c.folder}/ns.yaml`]: namespaceYaml(c.namespace),
+    }),
+    description: () =>
+      /^\.\.\/\.\.\/\.\.\/\.\.\/etc leaves the repository \(clusters\/[\w-]+\/kustomization\.yaml:3\)$/,
+    file: kustomization,
+  },
+  {
+    name: '1. resources: [/etc/passwd] is refused before kustomize runs',
+    files: (c) => ({
+      [kustomization(c)]: 'resources:\n  - ns.yaml\n  - /etc/passwd\n',
+      [`${c.folder}/ns.yaml`]: namespaceYaml(c.namespace),
+    }),
+    description: () => /^\/etc\/passwd leaves the repository \(clusters\/[\w-]+\/kustomization\.yaml:3\)$/,
+    file: kustomization,
+  },
+  {
+    name: '1. a committed symlink to /etc listed as a resource is not followed',
+    files: (c) => ({
+      [kustomization(c)]: 'resources:\n  - ns.yaml\n  - evil\n',
+      [`${c.folder}/ns.yaml`]: namespaceYaml(c.namespace),
+    }),
+    prepare: symlinkEtc,
+    description: () =>
+      /^evil is not a file or folder inside the repository .*\(clusters\/[\w-]+\/kustomization\.yaml:3\)$/,
+    file: kustomization,
+    line: 3,
+    also: async (synced, c) => {
+      expect(await f.work.git('ls-tree', synced.sha, `${c.folder}/evil`)).toMatch(/^120000 blob /);
+    },
+  },
+  {
+    name: '1. a generator reading a file through the symlink is refused before kustomize runs: /etc never reaches the cluster',
+    files: (c) => ({
+      [kustomization(c)]:
+        `namespace: ${c.namespace}\nresources: [ns.yaml]\nconfigMapGenerator:\n  - name: leak\n    files: [evil/passwd]\n`,
+      [`${c.folder}/ns.yaml`]: namespaceYaml(c.namespace),
+    }),
+    prepare: symlinkEtc,
+    description: () => /^evil\/passwd is not a file or folder inside the repository/,
+    file: kustomization,
+    also: async (synced) => {
+      // Refused by Plumbline's own walk of the kustomization, without the worker's paths in the message.
+      const annotation = synced.checkRun?.annotations[0]?.message ?? '';
+      expect(annotation).toMatch(/evil\/passwd/);
+      expect(annotation).not.toMatch(/plumbline-source-|\/tmp\//);
+    },
+  },
+  {
+    name: '1. a plain-YAML folder with a symlinked manifest names the file and applies nothing',
+    files: (c) => ({
+      [`${c.folder}/app.yaml`]: `${namespaceYaml(c.namespace)}---\n${configMapYaml('ok', c.namespace)}`,
+    }),
+    prepare: async (c, dir) => {
+      await symlinkEtc(c, dir);
+      await symlink('/etc/passwd', join(dir, c.folder, 'passwd.yaml'));
+    },
+    description: () => /^clusters\/[\w-]+\/passwd\.yaml points outside the repository/,
+    file: (c) => `${c.folder}/passwd.yaml`,
+  },
+
+  // 2. Remote bases and remote files.
+  remoteBase('github.com/org/repo//path?ref=v1'),
+  remoteBase('https://example.com/x.yaml'),
+  remoteBase('git::https://github.com/org/repo//path?ref=v1'),
+  remoteBase('git@github.com:org/repo'),
+  remoteFile('patches[].path', 4, (c) => `patches:\n  - path: ${c.origin}/patch/${c.namespace}.yaml\n`),
+  remoteFile(
+    'configMapGenerator files',
+    5,
+    (c) => `configMapGenerator:\n  - name: leak\n    files: [${c.origin}/token]\n`,
+  ),
+  remoteFile(
+    'an inline generator config',
+    8,
+    (c) =>
+      `generators:\n  - |-\n    apiVersion: builtin\n    kind: ConfigMapGenerator\n    metadata: {name: leak}\n    files: [creds=${c.origin}/latest/meta-data]\n`,
+  ),
+  {
+    name: '2. a transformer config file whose patch path is an http URL is refused, naming that file and line',
+    files: (c) => ({
+      [kustomization(c)]:
+        `namespace: ${c.namespace}\nresources: [ns.yaml, app.yaml]\ntransformers: [transformers/patch.yaml]\n`,
+      [`${c.folder}/transformers/patch.yaml`]: `apiVersion: builtin\nkind: PatchTransformer\nmetadata: {name: p}\npath: ${c.origin}/patch/${c.namespace}.yaml\n`,
+      [`${c.folder}/ns.yaml`]: namespaceYaml(c.namespace),
+      [`${c.folder}/app.yaml`]: configMapYaml('app', c.namespace),
+    }),
+    // (The description is cut at 140 characters; the annotation carries the file and line.)
+    description: () => /^remote file http:\/\/127\.0\.0\.1:\d+\/patch\/[\w-]+\.yaml is not allowed/,
+    file: (c) => `${c.folder}/transformers/patch.yaml`,
+    line: 4,
+  },
+
+  // 3. YAML alias bombs.
+  {
+    name: '3. a billion laughs in a plain-YAML folder is refused, not expanded',
+    files: (c) => ({
+      [`${c.folder}/a-namespace.yaml`]: namespaceYaml(c.namespace),
+      [`${c.folder}/bomb.yaml`]: aliasBomb('lol', c.namespace, 9),
+    }),
+    maxSeconds: 30,
+    description: () => /^invalid YAML: Excessive alias count .* \(clusters\/[\w-]+\/bomb\.yaml:1\)$/,
+    file: (c) => `${c.folder}/bomb.yaml`,
+    line: 1,
+  },
+  // kustomize expands aliases without a limit: measured with kubectl kustomize v5.5.0,
+  // 10^5 leaves take 0.2 GB and 1.6 s, 10^6 take 1.5 GB and 16 s, 10^7 passed 15 GB before the
+  // 60 s render timeout killed it (a 9-level bomb would OOM-kill a worker pod well before its timeout).
+  // These rows use 5 levels (bounded cost) — well above what the plain-YAML path refuses.
+  {
+    name: '3. a bomb listed as a kustomize resource is refused before kustomize expands it',
+    files: (c) => ({
+      [kustomization(c)]: 'resources: [ns.yaml, bomb.yaml]\n',
+      [`${c.folder}/ns.yaml`]: namespaceYaml(c.namespace),
+      [`${c.folder}/bomb.yaml`]: aliasBomb('lol', c.namespace, 5),
+    }),
+    description: () => /alias/i,
+    file: (c) => `${c.folder}/bomb.yaml`,
+  },
+  {
+    name: '3. a bomb in a patch file only a transformer config names (any extension) is refused before kustomize',
+    files: (c) => ({
+      [kustomization(c)]: 'resources: [ns.yaml, app.yaml]\ntransformers: [patch.yaml]\n',
+      [`${c.folder}/ns.yaml`]: namespaceYaml(c.namespace),
+      [`${c.folder}/app.yaml`]: configMapYaml('lol', c.namespace),
+      [`${c.folder}/patch.yaml`]:
+        'apiVersion: builtin\nkind: PatchTransformer\nmetadata: {name: p}\npath: lol.txt\ntarget: {kind: ConfigMap}\n',
+      [`${c.folder}/lol.txt`]: aliasBomb('lol', c.namespace, 5),
+    }),
+    description: () => /alias/i,
+    file: (c) => `${c.folder}/lol.txt`,
+  },
+
+  // 4. and 5. Sheer size.
+  // 20,000 ConfigMaps in a namespace that neither exists nor is created by the commit: nothing can defer
+  // them (apply-objects only waits for a Namespace *of the same commit*), so every dry-run is rejected
+  // with "namespace … does not exist" and the commit fails before any write. That is a render Plumbline
+  // must refuse, through the real apiserver, so it is used as is (no need for 20,000 duplicates).
+  {
+    name: '4. 20,000 documents in one file: refused within a bounded time, every object named, nothing written',
+    files: (c) => ({
+      [`${c.folder}/many.yaml`]: Array.from({ length: 20_000 }, (_, i) =>
+        configMapYaml(`cm-${i}`, c.namespace, String(i)),
+      ).join('---\n'),
+    }),
+    // Once the apiserver says the namespace is missing, the other 19,999 objects are not sent: ~7 s.
+    maxSeconds: 90,
+    description: (c) =>
+      new RegExp(`^20000 rejected \\(${c.folder}/many\\.yaml:1\\): namespace ${c.namespace} does not exist$`),
+    file: (c) => `${c.folder}/many.yaml`,
+    line: 1,
+    also: async (synced, c) => {
+      const outcome = synced.result.outcomes[0];
+      expect(outcome?.status === 'failed' && outcome.problems.length).toBe(20_000);
+      // Annotations are capped (three requests' worth), each on its own object's line (8 lines apart);
+      // the summary says how many more there are.
+      expect(synced.checkRun?.annotations).toHaveLength(150);
+      expect(synced.checkRun?.annotations[149]).toMatchObject({
+        path: `${c.folder}/many.yaml`,
+        start_line: 149 * 8 + 1,
+      });
+      expect(synced.checkRun?.output.summary).toContain('19850 more problem(s) are not annotated');
+    },
+  },
+  {
+    name: '5. a 50 MB ConfigMap: a clear refusal from the apiserver, no crash, nothing written',
+    files: (c) => {
+      const huge = `${namespaceYaml(c.namespace)}---\n${configMapYaml('huge', c.namespace, 'x'.repeat(FIFTY_MB))}`;
+      expect(huge.length).toBeGreaterThan(FIFTY_MB);
+      return { [`${c.folder}/huge.yaml`]: huge };
+    },
+    maxSeconds: 60,
+    description: (c) =>
+      new RegExp(`^1 rejected \\(${c.folder}/huge\\.yaml:\\d+\\): .*(too large|Too long|at most)`, 'i'),
+    file: (c) => `${c.folder}/huge.yaml`,
+  },
+  {
+    name: '5b. kustomize output over PLUMBLINE_RENDER_MAX_BYTES fails the cluster, naming the limit and the folder; nothing written',
+    // Four ConfigMaps of 300 KiB from one 300 KiB file: every input is small, the output is not.
+    files: (c) => ({
+      [kustomization(c)]: `namespace: ${c.namespace}\nresources: [ns.yaml]\nconfigMapGenerator:\n${[1, 2, 3, 4]
+        .map((i) => `  - {name: part-${i}, files: [data.txt]}`)
+        .join('\n')}\n`,
+      [`${c.folder}/ns.yaml`]: namespaceYaml(c.namespace),
+      [`${c.folder}/data.txt`]: 'x'.repeat(300 * 1024),
+    }),
+    render: (treeDir, path) =>
+      renderCluster(treeDir, path, { kustomize: KUBECTL_KUSTOMIZE, timeoutMs: 60_000, maxOutputBytes: 1024 * 1024 }),
+    description: (c) =>
+      new RegExp(
+        `^the render of ${c.folder} is larger than the limit of 1 MiB \\(PLUMBLINE_RENDER_MAX_BYTES\\): nothing is applied`,
+      ),
+    file: kustomization,
+  },
+];
+
+const APPLIED: readonly AppliedRow[] = [
+  // Under the render limit Plumbline limits no file size, only the apiserver limits objects: 50 MB of
+  // comments around a small valid object is a legitimate (if odd) commit, and is applied.
+  {
+    name: 'a 50 MB file of comments around one small ConfigMap is legitimate: applied',
+    files: (c) => {
+      const comment = `# ${'c'.repeat(100)}\n`.repeat(250_000);
+      const text = `${comment}${namespaceYaml(c.namespace)}---\n${comment}${configMapYaml('small', c.namespace)}`;
+      expect(text.length).toBeGreaterThan(50_000_000);
+      expect(text.length).toBeLessThan(64 * 1024 * 1024);
+      return { [`${c.folder}/commented.yaml`]: text };
+    },
+    configMaps: ['small'],
+    maxSeconds: 60,
+  },
+  // 6. Shell metacharacters in names are just names.
+  {
+    name: 'a plain-YAML cluster folder named `$(touch pwned);x` with files `id`.yaml and ;rm -rf x;.yaml',
+    folder: () => 'clusters/$(touch pwned);x',
+    files: (c) => ({
+      [`${c.folder}/${BACKTICKS}`]: `${namespaceYaml(c.namespace)}---\n${configMapYaml('backticks', c.namespace)}`,
+      [`${c.folder}/${SEMICOLONS}`]: configMapYaml('semicolons', c.namespace),
+    }),
+    configMaps: ['backticks', 'semicolons'],
+    summaryIncludes: (c) => `${c.folder}/${SEMICOLONS}`,
+  },
+  {
+    name: `a kustomize cluster folder named a b'" listing \`id\`.yaml and ;rm -rf x;.yaml`,
+    folder: () => `clusters/a b'"`,
+    files: (c) => ({
+      [kustomization(c)]: `resources:\n  - ns.yaml\n${WEIRD_FILES.map((w) => `  - '${w}'\n`).join('')}`,
+      [`${c.folder}/ns.yaml`]: namespaceYaml(c.namespace),
+      [`${c.folder}/${BACKTICKS}`]: configMapYaml('backticks', c.namespace),
+      [`${c.folder}/${SEMICOLONS}`]: configMapYaml('semicolons', c.namespace),
+    }),
+    configMaps: ['backticks', 'semicolons'],
+    // kustomize's output is traced back to the oddly named files.
+    summaryIncludes: (c) => `${c.folder}/${BACKTICKS}:1`,
+  },
+  {
+    name: 'a branch named feature/$(id) is registered, pushed and processed as any branch',
+    branch: 'feature/$(id)',
+    files: (c) => ({
+      [`${c.folder}/app.yaml`]: `${namespaceYaml(c.namespace)}---\n${configMapYaml('on-branch', c.namespace)}`,
+    }),
+    configMaps: ['on-branch'],
+    also: async (synced) => {
+      expect(await f.work.git('ls-remote', 'origin', 'refs/heads/feature/$(id)')).toContain(synced.sha);
+    },
+  },
+];
+
+let f: SourceFixture;
+
 describe('hostile repositories: a real sync job refuses them and writes nothing to the cluster', () => {
-  let f: SourceFixture;
   let redis: Redis;
   const prefix = uniqueName('hostile');
-  /** Namespaces and clusters a commit did reach (legitimately, or through a bug below): removed afterwards. */
+  /** Namespaces and clusters a commit did reach (legitimately, or through a bug): removed afterwards. */
   const createdNamespaces: string[] = [];
   const appliedClusters: string[] = [];
+  /** Every GET the loopback server answered: kustomize fetching a URL from a commit would show here. */
+  let server: Server;
+  const fetched: string[] = [];
+  let origin = '';
 
   beforeAll(async () => {
     f = await createSourceFixture('acme/hostile-gitops');
     redis = new Redis(env.redisUrl, { maxRetriesPerRequest: null });
+    server = createServer((req, res) => {
+      fetched.push(req.url ?? '');
+      // `/patch/<namespace>.yaml`: a patch that matches the commit's ConfigMap; anything else, a "secret".
+      const patch = /^\/patch\/([\w-]+)\.yaml$/.exec(req.url ?? '');
+      res.end(
+        patch
+          ? `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app, namespace: ${patch[1]}}\ndata: {value: "from the internet"}\n`
+          : 'fetched-by-the-worker\n',
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
   afterAll(async () => {
+    await new Promise((resolve) => server?.close(resolve));
     for (const name of createdNamespaces) await kube.core.deleteNamespace({ name }).catch(() => undefined);
     for (const cluster of appliedClusters) {
       await kube.core
@@ -92,19 +443,29 @@ describe('hostile repositories: a real sync job refuses them and writes nothing 
     await f?.close();
   });
 
+  /** A fresh cluster and namespace, recorded for clean-up should the commit reach the cluster. */
+  function newCase(kind: string, folder?: (cluster: string) => string): Case {
+    const cluster = uniqueName(kind);
+    const namespace = uniqueName(kind);
+    createdNamespaces.push(namespace);
+    appliedClusters.push(cluster);
+    return { cluster, namespace, folder: folder?.(cluster) ?? `clusters/${cluster}`, origin };
+  }
+
   /**
    * Commits `files` (plus whatever `prepare` does in the working tree, such as symlinks), pushes it to
-   * `branch`, registers a fresh cluster rendering `path` from that branch, and runs its sync job.
+   * `branch`, registers `c.cluster` rendering `c.folder` from that branch, and runs its sync job.
    */
-  async function sync(options: {
-    readonly cluster: string;
-    readonly path: string;
-    readonly files: Readonly<Record<string, string | null>>;
-    readonly branch?: string;
-    readonly prepare?: (workDir: string) => Promise<void>;
-    readonly wrap?: (deps: SyncDependencies) => SyncDependencies;
-  }): Promise<Synced> {
-    const { cluster, path } = options;
+  async function sync(
+    c: Case,
+    options: {
+      readonly files: Readonly<Record<string, string | null>>;
+      readonly branch?: string | undefined;
+      readonly prepare?: ((workDir: string) => Promise<void>) | undefined;
+      readonly wrap?: ((deps: SyncDependencies) => SyncDependencies) | undefined;
+    },
+  ): Promise<Synced> {
+    const { cluster, folder: path } = c;
     const branch = options.branch ?? 'main';
     await f.work.write(options.files);
     await options.prepare?.(f.work.dir);
@@ -146,443 +507,12 @@ describe('hostile repositories: a real sync job refuses them and writes nothing 
     };
   }
 
-  /** The commit failed, said why, blamed `file` (when given), and left no trace in the cluster. */
-  async function expectRefused(
-    synced: Synced,
-    expected: {
-      readonly description: RegExp;
-      readonly file?: string;
-      readonly line?: number;
-      readonly namespaces: readonly string[];
-    },
-  ): Promise<void> {
-    expect(synced.result.outcomes).toEqual([expect.objectContaining({ cluster: synced.cluster, status: 'failed' })]);
-    expect(synced.status?.state).toBe('failure');
-    expect(synced.status?.description).toMatch(expected.description);
-    expect(synced.status?.description?.length ?? 0).toBeLessThanOrEqual(140);
-    expect(synced.rollUp).toMatchObject({ state: 'failure', description: `1 failed — see ${synced.cluster}` });
-    expect(synced.checkRun).toMatchObject({ status: 'completed', conclusion: 'failure' });
-    if (expected.file) {
-      expect(synced.checkRun?.annotations).toContainEqual(
-        expect.objectContaining({
-          path: expected.file,
-          annotation_level: 'failure',
-          ...(expected.line ? { start_line: expected.line } : {}),
-        }),
-      );
-    }
-    await expectNothingWritten(synced.cluster, expected.namespaces);
-  }
-
-  async function expectNothingWritten(cluster: string, namespaces: readonly string[]): Promise<void> {
-    for (const name of namespaces) {
-      await expect(kube.core.readNamespace({ name })).rejects.toMatchObject({ code: 404 });
-    }
-    expect(await readInventory(client, cluster)).toBeUndefined();
-    expect(f.github.violations).toEqual([]);
-  }
-
-  describe('1. references and symlinks that leave the repository', () => {
-    it.each([
-      [
-        '../../../../etc',
-        /^\.\.\/\.\.\/\.\.\/\.\.\/etc leaves the repository \(clusters\/[\w-]+\/kustomization\.yaml:3\)$/,
-      ],
-      ['/etc/passwd', /^\/etc\/passwd leaves the repository \(clusters\/[\w-]+\/kustomization\.yaml:3\)$/],
-    ])('resources: [%s] is refused before kustomize runs', async (reference, description) => {
-      const cluster = uniqueName('escape');
-      const namespace = uniqueName('escape');
-      const folder = `clusters/${cluster}`;
-      const synced = await sync({
-        cluster,
-        path: folder,
-        files: {
-          [`${folder}/kustomization.yaml`]: `resources:\n  - ns.yaml\n  - ${reference}\n`,
-          [`${folder}/ns.yaml`]: namespaceYaml(namespace),
-        },
-      });
-      await expectRefused(synced, {
-        description,
-        file: `${folder}/kustomization.yaml`,
-        namespaces: [namespace],
-      });
-    });
-
-    it('a committed symlink to /etc listed as a resource is not followed', async () => {
-      const cluster = uniqueName('symlink');
-      const namespace = uniqueName('symlink');
-      const folder = `clusters/${cluster}`;
-      const synced = await sync({
-        cluster,
-        path: folder,
-        files: {
-          [`${folder}/kustomization.yaml`]: 'resources:\n  - ns.yaml\n  - evil\n',
-          [`${folder}/ns.yaml`]: namespaceYaml(namespace),
-        },
-        // `ln -s /etc clusters/x/evil`, committed as a symlink (mode 120000), not as a copy.
-        prepare: (dir) => symlink('/etc', join(dir, folder, 'evil')),
-      });
-      expect(await f.work.git('ls-tree', synced.sha, `${folder}/evil`)).toMatch(/^120000 blob /);
-      await expectRefused(synced, {
-        description:
-          /^evil is not a file or folder inside the repository .*\(clusters\/[\w-]+\/kustomization\.yaml:3\)$/,
-        file: `${folder}/kustomization.yaml`,
-        line: 3,
-        namespaces: [namespace],
-      });
-    });
-
-    it('a generator reading a file through the symlink is refused before kustomize runs: /etc never reaches the cluster', async () => {
-      const cluster = uniqueName('symgen');
-      const namespace = uniqueName('symgen');
-      const folder = `clusters/${cluster}`;
-      const synced = await sync({
-        cluster,
-        path: folder,
-        files: {
-          [`${folder}/kustomization.yaml`]: `namespace: ${namespace}\nresources: [ns.yaml]\nconfigMapGenerator:\n  - name: leak\n    files: [evil/passwd]\n`,
-          [`${folder}/ns.yaml`]: namespaceYaml(namespace),
-        },
-        prepare: (dir) => symlink('/etc', join(dir, folder, 'evil')),
-      });
-      await expectRefused(synced, {
-        description: /^evil\/passwd is not a file or folder inside the repository/,
-        file: `${folder}/kustomization.yaml`,
-        namespaces: [namespace],
-      });
-      // Refused by Plumbline's own walk of the kustomization, without the worker's paths in the message.
-      const annotation = synced.checkRun?.annotations[0]?.message ?? '';
-      expect(annotation).toMatch(/evil\/passwd/);
-      expect(annotation).not.toMatch(/plumbline-source-|\/tmp\//);
-      expect(JSON.stringify(f.github.calls)).not.toMatch(/root:x:0:0/);
-    });
-
-    it('a plain-YAML folder with a symlinked manifest names the file and applies nothing', async () => {
-      const cluster = uniqueName('symplain');
-      const namespace = uniqueName('symplain');
-      const folder = `clusters/${cluster}`;
-      const synced = await sync({
-        cluster,
-        path: folder,
-        files: { [`${folder}/app.yaml`]: `${namespaceYaml(namespace)}---\n${configMapYaml('ok', namespace)}` },
-        prepare: async (dir) => {
-          await symlink('/etc', join(dir, folder, 'evil'));
-          await symlink('/etc/passwd', join(dir, folder, 'passwd.yaml'));
-        },
-      });
-      await expectRefused(synced, {
-        description: /^clusters\/[\w-]+\/passwd\.yaml points outside the repository/,
-        file: `${folder}/passwd.yaml`,
-        namespaces: [namespace],
-      });
-      expect(JSON.stringify(f.github.calls)).not.toMatch(/root:x:0:0/);
-    });
-  });
-
-  describe('2. remote bases', () => {
-    it.each([
-      'github.com/org/repo//path?ref=v1',
-      'https://example.com/x.yaml',
-      'git::https://github.com/org/repo//path?ref=v1',
-      'git@github.com:org/repo',
-    ])('resources: [%s] is refused: vendor it into the repository', async (reference) => {
-      const cluster = uniqueName('remote');
-      const namespace = uniqueName('remote');
-      const folder = `clusters/${cluster}`;
-      const synced = await sync({
-        cluster,
-        path: folder,
-        files: {
-          [`${folder}/kustomization.yaml`]: `resources:\n  - ns.yaml\n  - "${reference}"\n`,
-          [`${folder}/ns.yaml`]: namespaceYaml(namespace),
-        },
-      });
-      await expectRefused(synced, {
-        description: /^remote base .* is not allowed: vendor it into the repository/,
-        file: `${folder}/kustomization.yaml`,
-        namespaces: [namespace],
-      });
-      expect(synced.status?.description).toContain(reference.slice(0, 20));
-    });
-
-    describe('remote files other than resources (patches, generators): kustomize fetches http(s) URLs itself', () => {
-      let server: Server;
-      const fetched: string[] = [];
-      let origin = '';
-      beforeAll(async () => {
-        server = createServer((req, res) => {
-          fetched.push(req.url ?? '');
-          // `/patch/<namespace>.yaml`: a patch that matches the commit's ConfigMap; anything else, a "secret".
-          const patch = /^\/patch\/([\w-]+)\.yaml$/.exec(req.url ?? '');
-          res.end(
-            patch
-              ? `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app, namespace: ${patch[1]}}\ndata: {value: "from the internet"}\n`
-              : 'fetched-by-the-worker\n',
-          );
-        });
-        await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-        origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      });
-      afterAll(async () => {
-        await new Promise((resolve) => server.close(resolve));
-      });
-
-      // kustomize GETs http(s) URLs in any field that names a file — patches, generator files, and the
-      // fields of generator/transformer configs, inline or in files — from the worker: an SSRF whose answer
-      // would be applied to the cluster (e.g. metadata-service credentials in a ConfigMap). Each is refused
-      // by Plumbline's walk, with the file and line; kustomize itself runs without a network besides.
-      it.each([
-        ['patches[].path', 4, (url: string, ns: string) => `patches:\n  - path: ${url}/patch/${ns}.yaml\n`],
-        [
-          'configMapGenerator files',
-          5,
-          (url: string) => `configMapGenerator:\n  - name: leak\n    files: [${url}/token]\n`,
-        ],
-        [
-          'an inline generator config',
-          8,
-          (url: string) =>
-            `generators:\n  - |-\n    apiVersion: builtin\n    kind: ConfigMapGenerator\n    metadata: {name: leak}\n    files: [creds=${url}/latest/meta-data]\n`,
-        ],
-      ])('%s with an http URL is refused, and never fetched', async (_field, line, extra) => {
-        const cluster = uniqueName('remotefile');
-        const namespace = uniqueName('remotefile');
-        const folder = `clusters/${cluster}`;
-        const before = fetched.length;
-        // Should the commit be applied after all (a regression), clean up after it.
-        createdNamespaces.push(namespace);
-        appliedClusters.push(cluster);
-        const synced = await sync({
-          cluster,
-          path: folder,
-          files: {
-            [`${folder}/kustomization.yaml`]: `namespace: ${namespace}\nresources: [ns.yaml, app.yaml]\n${extra(origin, namespace)}`,
-            [`${folder}/ns.yaml`]: namespaceYaml(namespace),
-            [`${folder}/app.yaml`]: configMapYaml('app', namespace),
-          },
-        });
-        expect(fetched.slice(before)).toEqual([]);
-        await expectRefused(synced, {
-          description: /^remote .* is not allowed/,
-          file: `${folder}/kustomization.yaml`,
-          line,
-          namespaces: [namespace],
-        });
-      });
-
-      it('a transformer config file whose patch path is an http URL is refused, naming that file and line', async () => {
-        const cluster = uniqueName('remotecfg');
-        const namespace = uniqueName('remotecfg');
-        const folder = `clusters/${cluster}`;
-        const before = fetched.length;
-        createdNamespaces.push(namespace);
-        appliedClusters.push(cluster);
-        const synced = await sync({
-          cluster,
-          path: folder,
-          files: {
-            [`${folder}/kustomization.yaml`]: `namespace: ${namespace}\nresources: [ns.yaml, app.yaml]\ntransformers: [transformers/patch.yaml]\n`,
-            [`${folder}/transformers/patch.yaml`]: `apiVersion: builtin\nkind: PatchTransformer\nmetadata: {name: p}\npath: ${origin}/patch/${namespace}.yaml\n`,
-            [`${folder}/ns.yaml`]: namespaceYaml(namespace),
-            [`${folder}/app.yaml`]: configMapYaml('app', namespace),
-          },
-        });
-        expect(fetched.slice(before)).toEqual([]);
-        await expectRefused(synced, {
-          // (The description is cut at 140 characters; the annotation carries the file and line.)
-          description: /^remote file http:\/\/127\.0\.0\.1:\d+\/patch\/[\w-]+\.yaml is not allowed/,
-          file: `${folder}/transformers/patch.yaml`,
-          line: 4,
-          namespaces: [namespace],
-        });
-      });
-    });
-  });
-
-  describe('3. YAML alias bombs', () => {
-    it('a billion laughs in a plain-YAML folder is refused, not expanded', async () => {
-      const cluster = uniqueName('bomb');
-      const namespace = uniqueName('bomb');
-      const folder = `clusters/${cluster}`;
-      const synced = await sync({
-        cluster,
-        path: folder,
-        files: {
-          [`${folder}/a-namespace.yaml`]: namespaceYaml(namespace),
-          [`${folder}/bomb.yaml`]: aliasBomb('lol', namespace, 9),
-        },
-      });
-      expect(synced.seconds).toBeLessThan(30);
-      await expectRefused(synced, {
-        description: /^invalid YAML: Excessive alias count .* \(clusters\/[\w-]+\/bomb\.yaml:1\)$/,
-        file: `${folder}/bomb.yaml`,
-        line: 1,
-        namespaces: [namespace],
-      });
-    });
-
-    // kustomize expands aliases without a limit: measured with kubectl kustomize v5.5.0,
-    // 10^5 leaves take 0.2 GB and 1.6 s, 10^6 take 1.5 GB and 16 s, 10^7 passed 15 GB before the
-    // 60 s render timeout killed it (a 9-level bomb would OOM-kill a worker pod well before its timeout).
-    // This case uses 5 levels (bounded cost) — well above what the plain-YAML path refuses.
-    it('a bomb listed as a kustomize resource is refused before kustomize expands it', async () => {
-      const cluster = uniqueName('kbomb');
-      const namespace = uniqueName('kbomb');
-      const folder = `clusters/${cluster}`;
-      const synced = await sync({
-        cluster,
-        path: folder,
-        files: {
-          [`${folder}/kustomization.yaml`]: 'resources: [ns.yaml, bomb.yaml]\n',
-          [`${folder}/ns.yaml`]: namespaceYaml(namespace),
-          [`${folder}/bomb.yaml`]: aliasBomb('lol', namespace, 5),
-        },
-      });
-      await expectRefused(synced, {
-        description: /alias/i,
-        file: `${folder}/bomb.yaml`,
-        namespaces: [namespace],
-      });
-    }, 120_000);
-
-    it('a bomb in a patch file only a transformer config names (any extension) is refused before kustomize', async () => {
-      const cluster = uniqueName('tbomb');
-      const namespace = uniqueName('tbomb');
-      const folder = `clusters/${cluster}`;
-      const synced = await sync({
-        cluster,
-        path: folder,
-        files: {
-          [`${folder}/kustomization.yaml`]: 'resources: [ns.yaml, app.yaml]\ntransformers: [patch.yaml]\n',
-          [`${folder}/ns.yaml`]: namespaceYaml(namespace),
-          [`${folder}/app.yaml`]: configMapYaml('lol', namespace),
-          [`${folder}/patch.yaml`]:
-            'apiVersion: builtin\nkind: PatchTransformer\nmetadata: {name: p}\npath: lol.txt\ntarget: {kind: ConfigMap}\n',
-          [`${folder}/lol.txt`]: aliasBomb('lol', namespace, 5),
-        },
-      });
-      await expectRefused(synced, {
-        description: /alias/i,
-        file: `${folder}/lol.txt`,
-        namespaces: [namespace],
-      });
-    }, 120_000);
-  });
-
-  describe('4. and 5. sheer size', () => {
-    // 20,000 ConfigMaps in a namespace that neither exists nor is created by the commit: nothing can defer
-    // them (apply-objects only waits for a Namespace *of the same commit*), so every dry-run is rejected
-    // with "namespace … does not exist" and the commit fails before any write. That is a render Plumbline
-    // must refuse, through the real apiserver, so it is used as is (no need for 20,000 duplicates).
-    it('20,000 documents in one file: refused within a bounded time, every object named, nothing written', async () => {
-      const cluster = uniqueName('many');
-      const namespace = uniqueName('many');
-      const folder = `clusters/${cluster}`;
-      const file = `${folder}/many.yaml`;
-      const documents = Array.from({ length: 20_000 }, (_, i) => configMapYaml(`cm-${i}`, namespace, String(i)));
-      const synced = await sync({ cluster, path: folder, files: { [file]: documents.join('---\n') } });
-      // Once the apiserver says the namespace is missing, the other 19,999 objects are not sent: ~7 s.
-      expect(synced.seconds).toBeLessThan(90);
-      await expectRefused(synced, {
-        description: new RegExp(`^20000 rejected \\(${file}:1\\): namespace ${namespace} does not exist$`),
-        file,
-        line: 1,
-        namespaces: [namespace],
-      });
-      const outcome = synced.result.outcomes[0];
-      expect(outcome?.status === 'failed' && outcome.problems.length).toBe(20_000);
-      // Annotations are capped (three requests' worth), each on its own object's line (8 lines apart);
-      // the summary says how many more there are.
-      expect(synced.checkRun?.annotations).toHaveLength(150);
-      expect(synced.checkRun?.annotations[149]).toMatchObject({ path: file, start_line: 149 * 8 + 1 });
-      expect(synced.checkRun?.output.summary).toContain('19850 more problem(s) are not annotated');
-      await f.work.write({ [file]: null });
-    }, 150_000);
-
-    it('a 50 MB ConfigMap: a clear refusal from the apiserver, no crash, nothing written', async () => {
-      const cluster = uniqueName('huge');
-      const namespace = uniqueName('huge');
-      const folder = `clusters/${cluster}`;
-      const file = `${folder}/huge.yaml`;
-      const huge = `${namespaceYaml(namespace)}---\n${configMapYaml('huge', namespace, 'x'.repeat(50 * 1024 * 1024))}`;
-      expect(huge.length).toBeGreaterThan(50 * 1024 * 1024);
-      const synced = await sync({ cluster, path: folder, files: { [file]: huge } });
-      expect(synced.seconds).toBeLessThan(60);
-      await expectRefused(synced, {
-        description: new RegExp(`^1 rejected \\(${file}:\\d+\\): .*(too large|Too long|at most)`, 'i'),
-        file,
-        namespaces: [namespace],
-      });
-      await f.work.write({ [file]: null });
-    }, 120_000);
-
-    // Under the render limit (PLUMBLINE_RENDER_MAX_BYTES, 64 MiB by default) Plumbline limits no file
-    // size, only the apiserver limits objects: 50 MB of comments around a small valid object is a
-    // legitimate (if odd) commit, and is applied.
-    it('a 50 MB file of comments around one small ConfigMap is legitimate: applied', async () => {
-      const cluster = uniqueName('comments');
-      const namespace = uniqueName('comments');
-      const folder = `clusters/${cluster}`;
-      const file = `${folder}/commented.yaml`;
-      const comment = `# ${'c'.repeat(100)}\n`.repeat(250_000);
-      const text = `${comment}${namespaceYaml(namespace)}---\n${comment}${configMapYaml('small', namespace)}`;
-      expect(text.length).toBeGreaterThan(50_000_000);
-      createdNamespaces.push(namespace);
-      appliedClusters.push(cluster);
-      const synced = await sync({ cluster, path: folder, files: { [file]: text } });
-      expect(synced.seconds).toBeLessThan(60);
-      expect(synced.result.outcomes).toEqual([expect.objectContaining({ status: 'applied' })]);
-      expect(synced.status).toMatchObject({ state: 'success', description: expect.stringMatching(/^2 created in/) });
-      const live = await kube.core.readNamespacedConfigMap({ name: 'small', namespace });
-      expect(live.data).toEqual({ value: 'v' });
-      expect(f.github.violations).toEqual([]);
-      await f.work.write({ [file]: null });
-    }, 120_000);
-  });
-
-  describe('5b. a render larger than PLUMBLINE_RENDER_MAX_BYTES', () => {
-    it('kustomize output over the limit fails the cluster, naming the limit and the folder; nothing written', async () => {
-      const cluster = uniqueName('toolarge');
-      const namespace = uniqueName('toolarge');
-      const folder = `clusters/${cluster}`;
-      // Four ConfigMaps of 300 KiB from one 300 KiB file: every input is small, the output is not.
-      const generators = [1, 2, 3, 4].map((i) => `  - {name: part-${i}, files: [data.txt]}`).join('\n');
-      const synced = await sync({
-        cluster,
-        path: folder,
-        files: {
-          [`${folder}/kustomization.yaml`]: `namespace: ${namespace}\nresources: [ns.yaml]\nconfigMapGenerator:\n${generators}\n`,
-          [`${folder}/ns.yaml`]: namespaceYaml(namespace),
-          [`${folder}/data.txt`]: 'x'.repeat(300 * 1024),
-        },
-        wrap: (deps) => ({
-          ...deps,
-          render: (treeDir, path) =>
-            renderCluster(treeDir, path, {
-              kustomize: KUBECTL_KUSTOMIZE,
-              timeoutMs: 60_000,
-              maxOutputBytes: 1024 * 1024,
-            }),
-        }),
-      });
-      await expectRefused(synced, {
-        description: new RegExp(
-          `^the render of ${folder} is larger than the limit of 1 MiB \\(PLUMBLINE_RENDER_MAX_BYTES\\): nothing is applied`,
-        ),
-        file: `${folder}/kustomization.yaml`,
-        namespaces: [namespace],
-      });
-      await f.work.write({ [`${folder}/data.txt`]: null });
-    });
-  });
-
-  describe('6. shell metacharacters in names are just names', () => {
-    const weirdFiles = ['`id`.yaml', ';rm -rf x;.yaml'];
-    /** Files a shell running `rm -rf x` (in the tree or in the cluster folder) would delete. */
-    const sentinels = (folder: string) => ({ x: 'sentinel\n', [`${folder}/x`]: 'sentinel\n' });
-    /** Each render is checked right away, before its tree is removed: no `pwned`, the `x` sentinels intact. */
-    const traces: string[] = [];
-    const watchRender = (deps: SyncDependencies): SyncDependencies => ({
+  /** Files a shell running `rm -rf x` (in the tree or in the cluster folder) would delete. */
+  const sentinels = (folder: string) => ({ x: 'sentinel\n', [`${folder}/x`]: 'sentinel\n' });
+  /** Each render is checked right away, before its tree is removed: no `pwned`, the `x` sentinels intact. */
+  const watchRender =
+    (traces: string[]) =>
+    (deps: SyncDependencies): SyncDependencies => ({
       ...deps,
       render: async (treeDir, path) => {
         const result = await deps.render(treeDir, path);
@@ -593,90 +523,82 @@ describe('hostile repositories: a real sync job refuses them and writes nothing 
         return result;
       },
     });
-    const expectNothingExecuted = async () => {
-      expect(traces).toEqual([]);
-      for (const dir of [f.dir, f.work.dir]) expect(await findNamed(dir, 'pwned')).toEqual([]);
-      for (const dir of [process.cwd(), homedir()]) expect(await exists(join(dir, 'pwned'))).toBe(false);
-    };
-    const expectApplied = async (synced: Synced, namespace: string, configMaps: readonly string[]) => {
+
+  /** Removes a row's files from the work tree, so the next commits stay small. */
+  const removeFiles = (files: Readonly<Record<string, string>>) =>
+    f.work.write(Object.fromEntries(Object.keys(files).map((file) => [file, null])));
+
+  it.each(REFUSED)(
+    '$name',
+    async (row) => {
+      const c = newCase('hostile');
+      const files = row.files(c);
+      const before = fetched.length;
+      const synced = await sync(c, {
+        files,
+        prepare: row.prepare && ((dir) => row.prepare!(c, dir)),
+        wrap: row.render && ((deps) => ({ ...deps, render: row.render! })),
+      });
+      if (row.maxSeconds !== undefined) expect(synced.seconds).toBeLessThan(row.maxSeconds);
+      expect(fetched.slice(before)).toEqual([]);
+
+      // The commit failed, said why, blamed the file (at its line), and left no trace in the cluster.
+      expect(synced.result.outcomes).toEqual([expect.objectContaining({ cluster: synced.cluster, status: 'failed' })]);
+      expect(synced.status?.state).toBe('failure');
+      expect(synced.status?.description).toMatch(row.description(c));
+      if (row.descriptionIncludes) expect(synced.status?.description).toContain(row.descriptionIncludes);
+      expect(synced.status?.description?.length ?? 0).toBeLessThanOrEqual(140);
+      expect(synced.rollUp).toMatchObject({ state: 'failure', description: `1 failed — see ${synced.cluster}` });
+      expect(synced.checkRun).toMatchObject({ status: 'completed', conclusion: 'failure' });
+      expect(synced.checkRun?.annotations).toContainEqual(
+        expect.objectContaining({
+          path: row.file(c),
+          annotation_level: 'failure',
+          ...(row.line ? { start_line: row.line } : {}),
+        }),
+      );
+      await expect(kube.core.readNamespace({ name: c.namespace })).rejects.toMatchObject({ code: 404 });
+      expect(await readInventory(client, c.cluster)).toBeUndefined();
+      expect(f.github.violations).toEqual([]);
+      // Nothing read through a symlink (or otherwise) from the worker's /etc reached GitHub.
+      expect(JSON.stringify(f.github.calls)).not.toMatch(/root:x:0:0/);
+      await row.also?.(synced, c);
+      await removeFiles(files);
+    },
+    150_000,
+  );
+
+  it.each(APPLIED)(
+    '$name',
+    async (row) => {
+      const c = newCase('odd', row.folder);
+      const files = { ...sentinels(c.folder), ...row.files(c) };
+      const traces: string[] = [];
+      const synced = await sync(c, { files, branch: row.branch, wrap: watchRender(traces) });
+      if (row.maxSeconds !== undefined) expect(synced.seconds).toBeLessThan(row.maxSeconds);
+
+      // Applied as any commit: the Namespace and every ConfigMap created, the inventory at this commit.
       expect(synced.result.outcomes).toEqual([expect.objectContaining({ cluster: synced.cluster, status: 'applied' })]);
       expect(synced.status).toMatchObject({
         state: 'success',
-        description: expect.stringMatching(new RegExp(`^${configMaps.length + 1} created in [\\d.]+ s$`)),
+        description: expect.stringMatching(new RegExp(`^${row.configMaps.length + 1} created in [\\d.]+ s$`)),
       });
       expect(synced.checkRun).toMatchObject({ status: 'completed', conclusion: 'success' });
-      for (const name of configMaps) {
-        await expect(kube.core.readNamespacedConfigMap({ name, namespace })).resolves.toBeDefined();
+      for (const name of row.configMaps) {
+        const live = await kube.core.readNamespacedConfigMap({ name, namespace: c.namespace });
+        expect({ name, data: live.data }).toEqual({ name, data: { value: 'v' } });
       }
       expect((await readInventory(client, synced.cluster))?.revision).toBe(synced.sha);
       expect(f.github.violations).toEqual([]);
-    };
+      if (row.summaryIncludes) expect(synced.checkRun?.output.summary).toContain(row.summaryIncludes(c));
 
-    it('a plain-YAML cluster folder named `$(touch pwned);x` with files `id`.yaml and ;rm -rf x;.yaml', async () => {
-      const cluster = uniqueName('shell');
-      const namespace = uniqueName('shell');
-      const folder = 'clusters/$(touch pwned);x';
-      createdNamespaces.push(namespace);
-      appliedClusters.push(cluster);
-      const synced = await sync({
-        cluster,
-        path: folder,
-        files: {
-          ...sentinels(folder),
-          [`${folder}/${weirdFiles[0]}`]: `${namespaceYaml(namespace)}---\n${configMapYaml('backticks', namespace)}`,
-          [`${folder}/${weirdFiles[1]}`]: configMapYaml('semicolons', namespace),
-        },
-        wrap: watchRender,
-      });
-      await expectApplied(synced, namespace, ['backticks', 'semicolons']);
-      expect(synced.checkRun?.output.summary).toContain(`${folder}/${weirdFiles[1]}`);
-      await expectNothingExecuted();
-    });
-
-    it(`a kustomize cluster folder named a b'" listing \`id\`.yaml and ;rm -rf x;.yaml`, async () => {
-      const cluster = uniqueName('quotes');
-      const namespace = uniqueName('quotes');
-      const folder = `clusters/a b'"`;
-      createdNamespaces.push(namespace);
-      appliedClusters.push(cluster);
-      const synced = await sync({
-        cluster,
-        path: folder,
-        files: {
-          ...sentinels(folder),
-          [`${folder}/kustomization.yaml`]: `resources:\n  - ns.yaml\n${weirdFiles.map((w) => `  - '${w}'\n`).join('')}`,
-          [`${folder}/ns.yaml`]: namespaceYaml(namespace),
-          [`${folder}/${weirdFiles[0]}`]: configMapYaml('backticks', namespace),
-          [`${folder}/${weirdFiles[1]}`]: configMapYaml('semicolons', namespace),
-        },
-        wrap: watchRender,
-      });
-      await expectApplied(synced, namespace, ['backticks', 'semicolons']);
-      // kustomize's output is traced back to the oddly named files.
-      expect(synced.checkRun?.output.summary).toContain(`${folder}/${weirdFiles[0]}:1`);
-      await expectNothingExecuted();
-    });
-
-    it('a branch named feature/$(id) is registered, pushed and processed as any branch', async () => {
-      const cluster = uniqueName('branch');
-      const namespace = uniqueName('branch');
-      const folder = `clusters/${cluster}`;
-      const branch = 'feature/$(id)';
-      createdNamespaces.push(namespace);
-      appliedClusters.push(cluster);
-      const synced = await sync({
-        cluster,
-        path: folder,
-        branch,
-        files: {
-          ...sentinels(folder),
-          [`${folder}/app.yaml`]: `${namespaceYaml(namespace)}---\n${configMapYaml('on-branch', namespace)}`,
-        },
-        wrap: watchRender,
-      });
-      expect(await f.work.git('ls-remote', 'origin', `refs/heads/${branch}`)).toContain(synced.sha);
-      await expectApplied(synced, namespace, ['on-branch']);
-      await expectNothingExecuted();
-    });
-  });
+      // Nothing was executed: no `pwned` anywhere, no sentinel removed.
+      expect(traces).toEqual([]);
+      for (const dir of [f.dir, f.work.dir]) expect(await findNamed(dir, 'pwned')).toEqual([]);
+      for (const dir of [process.cwd(), homedir()]) expect(await exists(join(dir, 'pwned'))).toBe(false);
+      await row.also?.(synced, c);
+      await removeFiles(files);
+    },
+    120_000,
+  );
 });
