@@ -71,12 +71,13 @@ describe('completedCheckRun', () => {
       description: '1 created, 1 configured, 1 pruned',
     };
     const run = completedCheckRun(outcome, SHA);
-    expect(run).toBeDefined();
+    expect(run).toMatchObject({
+      status: 'completed',
+      conclusion: 'success',
+      title: '1 created, 1 configured, 1 pruned',
+      annotations: [],
+    });
     if (!run) return;
-    expect(run.status).toBe('completed');
-    expect(run.conclusion).toBe('success');
-    expect(run.title).toBe('1 created, 1 configured, 1 pruned');
-    expect(run.annotations).toEqual([]);
     expect(run.summary).toContain('`0123456`');
     expect(run.summary).not.toContain(SHA);
     expect(run.summary).toContain('`prod`');
@@ -90,13 +91,11 @@ describe('completedCheckRun', () => {
     expect(run.summary).toContain('2 object(s) unchanged.');
     expect(run.summary).not.toContain('Service/web/api');
 
-    expect(run.text).toBeDefined();
-    const text = run.text ?? '';
-    expect(text).toContain('#### `Deployment/web/api`');
-    expect(text).toContain('```diff');
-    for (const line of formatDiff(diff)) expect(text).toContain(line);
-    expect(text).toContain('~ spec.replicas: 2 → 3');
-    expect(text).toContain('… 4 more field(s)');
+    // One section per change with a diff, in the change set's order: only the configured Deployment has one.
+    expect(run.text).toBe(
+      ['#### `Deployment/web/api`', '```diff', ...formatDiff(diff), '  … 4 more field(s)', '```'].join('\n'),
+    );
+    expect(run.text).toContain('~ spec.replicas: 2 → 3');
   });
 
   it('leaves out the text when no change has a diff', () => {
@@ -281,10 +280,15 @@ describe('completedCheckRun', () => {
       { cluster: 'prod', status: 'applied', changeSet: { changes: many }, unhealthy: [], description: 'many' },
       SHA,
     );
-    expect(run).toBeDefined();
+    expect(run).toMatchObject({ status: 'completed', conclusion: 'success', title: 'many' });
     expect(run?.summary.length).toBeLessThanOrEqual(65_535);
     expect(run?.text?.length).toBeLessThanOrEqual(65_535);
+    // Truncated at the end: what is kept starts with the first change, in the summary and in the text.
+    expect(run?.summary).toContain('| created | `ConfigMap/namespace-with-a-long-name/config-map-number-0` |');
     expect(run?.summary.endsWith('…(truncated)')).toBe(true);
+    expect(run?.text?.startsWith('#### `ConfigMap/namespace-with-a-long-name/config-map-number-0`\n```diff\n')).toBe(
+      true,
+    );
   });
 
   it('keeps the summary within the limit for thousands of long problems', () => {
