@@ -3,7 +3,7 @@ import { UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type ClusterEntry, type ClusterRegistry, clustersForRepository } from '../src/clusters/cluster-registry.ts';
 import type { ClusterClient } from '../src/engine/cluster-client.ts';
-import { type Fence, withClusterLock } from '../src/engine/cluster-lock.ts';
+import { type ClusterLock, type Fence, withClusterLock } from '../src/engine/cluster-lock.ts';
 import type { ClusterOutcome } from '../src/engine/cluster-outcome.ts';
 import { waitForHealth } from '../src/engine/health.ts';
 import { readRecordedState } from '../src/engine/reconcile-cluster.ts';
@@ -174,18 +174,22 @@ async function recordState(
   job: SyncJob,
   repository: ResolvedRepository,
   outcome: ClusterOutcome,
-  _fence?: Fence,
+  lock?: ClusterLock,
 ) {
   if (outcome.status === 'unchanged') return;
   const at = new Date().toISOString();
   const sha = job.after;
   const repoUrl = webUrlOf(repository.cloneUrl);
-  await state.update(clusterBase(cluster), {
-    lastSync: { sha, status: outcome.status, description: outcome.description, at },
-    reconciled: { sha, status: outcome.status, description: outcome.description, at },
-    ...(repoUrl ? { repoUrl } : {}),
-    ...(outcome.status === 'applied' ? { appliedRevision: sha, appliedAt: at } : {}),
-  });
+  await state.update(
+    clusterBase(cluster),
+    {
+      lastSync: { sha, status: outcome.status, description: outcome.description, at },
+      reconciled: { sha, status: outcome.status, description: outcome.description, at },
+      ...(repoUrl ? { repoUrl } : {}),
+      ...(outcome.status === 'applied' ? { appliedRevision: sha, appliedAt: at } : {}),
+    },
+    lock ? { fence: lock } : {},
+  );
 }
 
 /** `https://github.com/acme/gitops.git` → `https://github.com/acme/gitops`; no credentials ever kept. Pure. */
