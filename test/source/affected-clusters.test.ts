@@ -51,7 +51,9 @@ describe('affected clusters', () => {
   );
 
   it('a change no render reads affects no cluster', async () => {
-    const { affected } = await select('clusters/gen/README.md');
+    const { affected, unaffected } = await select('clusters/gen/README.md');
     expect(affected).toEqual([]);
+    // Both clusters were judged (and found unaffected), not dropped: an empty answer would pass the line above.
+    expect(unaffected.map((c) => c.name)).toEqual(['gen', 'other']);
   });
 });
