@@ -18,7 +18,9 @@ describe('readEnvOptions', () => {
     const read = () => readEnvOptions({ PORT: 'eighty', REDIS_URL: 'http://hunter2@x', GITHUB_WEBHOOK_SECRET: 's' });
     expect(read).toThrow(ConfigError);
     expect(read).toThrow(/PORT: must be a whole number; REDIS_URL: must start with redis:\/\//);
+    // Neither wrong value is echoed, the password in the URL nor the port.
     expect(read).not.toThrow(/hunter2/);
+    expect(read).not.toThrow(/eighty/);
   });
 
   it('holds 4 full-size webhook bodies at once by default, configurable with PLUMBLINE_MAX_INFLIGHT_BODIES', () => {
