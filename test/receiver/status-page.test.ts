@@ -103,8 +103,13 @@ describe('the status page and /api/clusters', () => {
     expect(html).toContain(`href="https://github.com/acme/platform-gitops/commit/${'b'.repeat(40)}"`);
     expect(html).toContain('1 rejected (apps/x.yaml:3): bad');
     expect((await get('/clusters/nope')).status).toBe(404);
-    // Auto-refresh can be paused.
-    expect(await (await get('/?refresh=off')).text()).not.toContain('http-equiv="refresh"');
+    // The page refreshes itself every 30 s, and the refresh can be paused (the page is otherwise the same).
+    expect(await (await get('/')).text()).toContain('<meta http-equiv="refresh" content="30">');
+    const paused = await get('/?refresh=off');
+    expect(paused.status).toBe(200);
+    const pausedHtml = await paused.text();
+    expect(pausedHtml).toContain('id="cluster-gcp-production"');
+    expect(pausedHtml).not.toContain('http-equiv="refresh"');
   });
 
   it('exports the counters workers keep in Redis', async () => {
