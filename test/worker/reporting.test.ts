@@ -182,7 +182,7 @@ clusters:
 
     // Nothing applied: the live objects and the inventory are as the base commit left them.
     const core = kubeClients(env.kubeconfig).core;
-    await expect(core.readNamespacedConfigMap({ name: 'fourth', namespace })).resolves.toBeDefined();
+    expect((await core.readNamespacedConfigMap({ name: 'fourth', namespace })).data).toEqual({ value: 'd' });
     await expect(core.readNamespacedConfigMap({ name: 'fifth', namespace })).rejects.toMatchObject({ code: 404 });
     expect((await core.readNamespacedConfigMap({ name: 'first', namespace })).data).toEqual({ value: 'a' });
     const inventory = await readInventory(createClusterClient(loadKubeConfig({ kubeconfig: env.kubeconfig })), cluster);
@@ -308,12 +308,20 @@ clusters:
   it('a context GitHub declares full (1,000 statuses) is given up, not retried forever', async () => {
     const sha = await commitAndPush({ first: 'a', second: 'b', seventh: 'g' });
     f.github.statusLimitPerContext = 1;
+    let first: SyncResult;
+    let rerun: SyncResult;
     try {
-      await expect(processSyncJob(syncJob(sha), deps)).resolves.toBeDefined();
-      await expect(processSyncJob(syncJob(sha, { trigger: 'rerun' }), deps)).resolves.toBeDefined();
+      first = await processSyncJob(syncJob(sha), deps);
+      rerun = await processSyncJob(syncJob(sha, { trigger: 'rerun' }), deps);
     } finally {
       f.github.statusLimitPerContext = 1000;
     }
+    // A full context is not the job's failure: the commit is applied, and the re-run finds it so.
+    expect(first.outcomes).toEqual([expect.objectContaining({ cluster, status: 'applied' })]);
+    expect(rerun.outcomes).toEqual([expect.objectContaining({ cluster, status: 'applied', repeated: true })]);
+    // GitHub shows what it accepted before the context was full: the first status of each context.
+    expect(states(sha, context)).toEqual(['pending']);
+    expect(states(sha, 'plumbline')).toEqual(['pending']);
     const perContext = f.github.callsTo(STATUSES).filter((c) => c.path.endsWith(sha));
     const forCluster = perContext.filter((c) => (c.body as { context: string }).context === context);
     // One accepted (pending), one refused with 422; the re-run does not try again.
