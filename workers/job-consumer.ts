@@ -1,7 +1,9 @@
 import { type Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { latestJobKey } from '../src/queue/job-producer.ts';
+import type { Logger } from '../src/logging/create-logger.ts';
 import { type PlumblineJob, QUEUE_NAMES } from '../src/queue/jobs.ts';
+import { readLatestJob } from '../src/queue/latest-jobs.ts';
+import { redisKeys } from '../src/redis/redis-keys.ts';
 
 export interface JobConsumerOptions<Result> {
   /** Must be created with `maxRetriesPerRequest: null`, as BullMQ requires for workers. */
@@ -20,6 +22,8 @@ export interface JobConsumerOptions<Result> {
     context: { readonly jobId: string; readonly attempt: number; readonly maxAttempts: number },
   ) => Promise<Result>;
   readonly onError: (error: Error) => void;
+  /** Where a latest-job record that does not parse is reported (the job then runs as queued). */
+  readonly logger?: Pick<Logger, 'warn'>;
 }
 
 /**
@@ -35,11 +39,15 @@ export const MAX_STALLED_COUNT = 3;
 
 /** Consumer side of the job protocol: a BullMQ worker that always runs the newest job for its key. */
 export function createJobConsumer<Result>(options: JobConsumerOptions<Result>): Worker<PlumblineJob, Result> {
+  const latestJobs = {
+    redis: options.connection,
+    keys: redisKeys(options.prefix),
+    ...(options.logger ? { logger: options.logger } : {}),
+  };
   const worker = new Worker<PlumblineJob, Result>(
     QUEUE_NAMES[options.queue],
     async (job: Job<PlumblineJob, Result>) => {
-      const raw = await options.connection.get(latestJobKey(options.prefix, job.data));
-      const effective = newestJob(job.data, raw ? (JSON.parse(raw) as PlumblineJob) : undefined);
+      const effective = newestJob(job.data, await readLatestJob(latestJobs, job.data));
       return options.process(effective, {
         jobId: job.id ?? '',
         attempt: job.attemptsMade + 1,

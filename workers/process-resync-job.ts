@@ -1,20 +1,24 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type ClusterEntry, matchesRepository } from '../src/clusters/cluster-registry.ts';
-import { readBaselines } from '../src/engine/baseline-store.ts';
+import { type Baselines, readBaselines } from '../src/engine/baseline-store.ts';
+import type { ChangeSet } from '../src/engine/change-set.ts';
 import type { ClusterClient } from '../src/engine/cluster-client.ts';
-import { type Fence, withClusterLock } from '../src/engine/cluster-lock.ts';
+import { type ClusterLock, withClusterLock } from '../src/engine/cluster-lock.ts';
 import { correctDrift } from '../src/engine/correct-drift.ts';
-import { type DriftedObject, describeDrift, scanDrift } from '../src/engine/drift.ts';
+import { type DriftedObject, scanDrift } from '../src/engine/drift.ts';
 import { type Inventory, readInventory } from '../src/engine/inventory.ts';
 import type { KnownRepository } from '../src/github/repository-directory.ts';
 import { RepositoryNotFoundError, type ResolvedRepository } from '../src/github/repository-resolver.ts';
 import type { Logger } from '../src/logging/create-logger.ts';
-import { latestJobKey } from '../src/queue/job-producer.ts';
-import type { PlumblineJob, ResyncJob, SyncJob } from '../src/queue/jobs.ts';
-import { clusterContext, fitDescription } from '../src/reporting/status-text.ts';
+import type { ResyncJob, SyncJob } from '../src/queue/jobs.ts';
+import { readLatestJob, recordLatestJob } from '../src/queue/latest-jobs.ts';
+import { planMissedPush, resyncSyncJob, unappliedHead } from '../src/queue/missed-push.ts';
+import { type RedisKeys, redisKeys } from '../src/redis/redis-keys.ts';
+import { clusterContext } from '../src/reporting/status-text.ts';
 import type { Remote } from '../src/source/git-mirror.ts';
-import { type ClusterBase, clusterBase, type DriftSummary } from '../src/status/cluster-state.ts';
+import { type ClusterBase, clusterBase } from '../src/status/cluster-state.ts';
+import { decideDriftEpisode, resyncResultText } from '../src/status/drift-episode.ts';
 import type { SyncDependencies } from './process-sync-job.ts';
 import { statusPageLink } from './report-outcome.ts';
 
@@ -35,59 +39,67 @@ export interface ResyncResult {
   readonly requests: number;
 }
 
+/** What every step of one cluster's resync works with. */
+interface ResyncContext {
+  readonly cluster: ClusterEntry;
+  readonly base: ClusterBase;
+  readonly deps: ResyncDependencies;
+  readonly keys: RedisKeys;
+  readonly log: Logger;
+  /** The cluster's lock: the fence of the cluster writes and of the status-page state. */
+  readonly lock: ClusterLock;
+}
+
 /**
  * The periodic full resync of one cluster, under its lock: (1) the deploy branch's head, from
  * `git ls-remote` — a commit that moved without a webhook is queued as a sync and counted; (2) drift of
  * the applied commit, one LIST per kind, compared with what Plumbline set; (3) with `selfHeal`, only the
  * drifted objects re-applied. A drift episode is reported once (log, metric, status page, and a status
  * on the applied commit when it changes whether the cluster matches it); a clean resync writes nothing.
+ * The decisions are pure (`planMissedPush`, `decideDriftEpisode`); this file carries them out.
  */
 export async function processResyncJob(job: ResyncJob, deps: ResyncDependencies): Promise<ResyncResult | undefined> {
   const cluster = deps.registry.clusters.find((c) => c.name === job.cluster);
   if (!cluster) return undefined;
   const log = deps.logger.child({ cluster: cluster.name, resync: true });
-  const base = clusterBase(cluster);
   return withClusterLock(
     deps.redis,
     { prefix: deps.prefix, cluster: cluster.name, leaseMs: deps.engine.lockLeaseMs, waitMs: deps.engine.lockWaitMs },
     async (lock) => {
+      const context: ResyncContext = {
+        cluster,
+        base: clusterBase(cluster),
+        deps,
+        keys: redisKeys(deps.prefix),
+        log,
+        lock,
+      };
       const client = deps.clusterClient(cluster);
       const inventory = await readInventory(client, cluster.name);
-      const known = await resolveRegistered(cluster, deps, log);
-      const missedPush = known ? await findMissedPush(cluster, inventory, known, deps, log) : undefined;
-
-      let drift: readonly DriftedObject[] = [];
-      let corrected = 0;
-      let requests = 0;
-      if (inventory?.revision) {
-        const baselines = await readBaselines(client, cluster.name);
-        const scan = await scanDrift(client, cluster.name, inventory, baselines, deps.engine.applyConcurrency);
-        drift = scan.drifted;
-        requests = scan.requests;
-        if (drift.length > 0 && cluster.selfHeal && !cluster.suspend && known) {
-          const changes = await correct(cluster, client, inventory, baselines, drift, known, deps, lock);
-          corrected = changes.filter((c) => c.action === 'created' || c.action === 'configured').length;
-        }
-      }
-      await reportDrift(cluster, base, inventory, drift, corrected, known, deps, log);
-      await deps.state.update(base, {
-        lastResyncAt: new Date().toISOString(),
-        lastResyncResult:
-          drift.length === 0
-            ? 'in sync'
-            : corrected === drift.length
-              ? `corrected ${corrected}`
-              : `${drift.length} drifted`,
-        ...(inventory?.revision ? { appliedRevision: inventory.revision } : {}),
-        ...(await deps.nextResyncAt(cluster.name).then((at) => (at ? { nextResyncAt: at } : {}))),
-      });
+      const known = await resolveRegistered(context);
+      const missedPush = known ? await syncMissedPush(context, { inventory, known }) : undefined;
+      const scan = inventory?.revision
+        ? await scanAndCorrect(context, { client, inventory, known })
+        : { drifted: [], corrected: 0, requests: 0 };
+      await reportDrift(context, { inventory, known, drifted: scan.drifted, corrected: scan.corrected });
+      const nextResyncAt = await deps.nextResyncAt(cluster.name);
+      await deps.state.update(
+        context.base,
+        {
+          lastResyncAt: new Date().toISOString(),
+          lastResyncResult: resyncResultText({ drifted: scan.drifted.length, corrected: scan.corrected }),
+          ...(inventory?.revision ? { appliedRevision: inventory.revision } : {}),
+          ...(nextResyncAt ? { nextResyncAt } : {}),
+        },
+        { fence: lock },
+      );
       await deps.state.count('plumbline_resyncs_total', { cluster: cluster.name });
       return {
         cluster: cluster.name,
         ...(missedPush ? { missedPush } : {}),
-        drifted: drift.length,
-        corrected,
-        requests,
+        drifted: scan.drifted.length,
+        corrected: scan.corrected,
+        requests: scan.requests,
       };
     },
   );
@@ -98,11 +110,7 @@ interface RegisteredRepository extends KnownRepository {
   readonly cloneUrl: string;
 }
 
-async function resolveRegistered(
-  cluster: ClusterEntry,
-  deps: ResyncDependencies,
-  log: Logger,
-): Promise<RegisteredRepository | undefined> {
+async function resolveRegistered({ cluster, deps, log }: ResyncContext): Promise<RegisteredRepository | undefined> {
   const known = await deps.directory.lookup(cluster.repo);
   if (!known) return undefined;
   let resolved: ResolvedRepository;
@@ -125,82 +133,91 @@ async function resolveRegistered(
   };
 }
 
-/** The branch head when it moved and no webhook announced it; the sync is queued (once) and counted (once). */
-async function findMissedPush(
-  cluster: ClusterEntry,
-  inventory: Inventory | undefined,
-  known: RegisteredRepository,
-  deps: ResyncDependencies,
-  log: Logger,
+/**
+ * The branch head when it moved and no job is left for it: a sync is queued (at most once per three
+ * intervals) and, when no webhook announced the head, the missed push is counted (once).
+ */
+async function syncMissedPush(
+  context: ResyncContext,
+  { inventory, known }: { readonly inventory: Inventory | undefined; readonly known: RegisteredRepository },
 ): Promise<string | undefined> {
+  const { cluster, deps, keys, log } = context;
+  const applied = inventory?.revision;
   const token = await deps.tokenFor(known.installationId);
-  const head = await deps.mirror.headOf({ cloneUrl: known.cloneUrl, token }, cluster.branch);
-  if (!head || head === inventory?.revision) return undefined;
-  // `before` records what was applied, for logs; the worker proves ancestry from Git for a resync's job.
-  const job: SyncJob = {
-    type: 'sync',
-    trigger: 'resync',
-    // Unique per resync: a head re-queued later (its earlier job gave up) must get a job of its own.
-    deliveryId: `resync-${cluster.name}-${head.slice(0, 12)}-${Date.now().toString(36)}`,
+  const head = unappliedHead({
+    head: await deps.mirror.headOf({ cloneUrl: known.cloneUrl, token }, cluster.branch),
+    applied,
+  });
+  if (!head) return undefined;
+  const job = resyncSyncJob({
+    cluster,
     repository: known.repository,
     installationId: known.installationId,
-    branch: cluster.branch,
-    before: inventory?.revision || undefined,
-    after: head,
-    forced: false,
-    receivedAt: new Date().toISOString(),
-  };
-  // A job for the branch still waiting or running will handle it: nothing to do yet.
-  if (await deps.syncInFlight(job)) return undefined;
-  const recorded = await deps.redis.get(latestJobKey(deps.prefix, job));
-  const latest = recorded ? (JSON.parse(recorded) as PlumblineJob) : undefined;
-  const announced = latest?.type === 'sync' && latest.after === head;
-  const base = clusterBase(cluster);
-  if (!announced) {
+    head,
+    applied,
+    now: new Date(),
+  });
+  const latestJobs = { redis: deps.redis, keys, logger: log };
+  // The in-flight check first: while a job for the branch waits or runs, the record is not needed.
+  const inFlight = await deps.syncInFlight(job);
+  const plan = planMissedPush({ head, inFlight, latest: inFlight ? undefined : await readLatestJob(latestJobs, job) });
+  if (plan.action === 'wait') return undefined;
+  if (!plan.announced) {
     const first = await deps.redis.set(
-      `${deps.prefix}:missed:${known.repository.id}:${cluster.branch}:${head}`,
+      keys.missedPush(known.repository.id, cluster.branch, head),
       '1',
       'EX',
       86_400,
       'NX',
     );
     if (first === 'OK') {
-      log.warn({ head, applied: inventory?.revision }, 'the branch moved without a webhook: syncing it now');
+      log.warn({ head, applied }, 'the branch moved without a webhook: syncing it now');
       await deps.state.count('plumbline_webhook_missed_total', {});
-      await deps.state.update(base, { add: { missedPushes: 1 } });
+      await deps.state.update(context.base, { add: { missedPushes: 1 } }, { fence: context.lock });
     }
   }
-  // Announced but not applied, and no job left for it: its job gave up (a cluster unreachable for longer
-  // than the retries). Try again — at most once per three intervals, so a commit the history guard
-  // refuses is not re-run on every resync.
-  const again = await deps.redis.set(
-    `${deps.prefix}:requeued:${cluster.name}:${head}`,
-    '1',
-    'PX',
-    3 * cluster.intervalMs,
-    'NX',
-  );
+  // Its job gave up, or none was ever queued: try again — at most once per three intervals, so a commit the
+  // history guard refuses is not re-run on every resync.
+  const again = await deps.redis.set(keys.requeuedHead(cluster.name, head), '1', 'PX', 3 * cluster.intervalMs, 'NX');
   if (again !== 'OK') return head;
-  if (announced)
-    log.info(
-      { head, applied: inventory?.revision },
-      'the branch head is not applied and no job is left for it: syncing it again',
-    );
-  await deps.redis.set(latestJobKey(deps.prefix, job), JSON.stringify(job), 'EX', 7 * 86_400);
+  if (plan.announced)
+    log.info({ head, applied }, 'the branch head is not applied and no job is left for it: syncing it again');
+  await recordLatestJob(latestJobs, job);
   await deps.enqueueSync(job);
   return head;
 }
 
+/** Drift of the applied commit and, with selfHeal, the drifted objects put back. */
+async function scanAndCorrect(
+  context: ResyncContext,
+  input: {
+    readonly client: ClusterClient;
+    readonly inventory: Inventory;
+    readonly known: RegisteredRepository | undefined;
+  },
+): Promise<{ readonly drifted: readonly DriftedObject[]; readonly corrected: number; readonly requests: number }> {
+  const { cluster, deps } = context;
+  const baselines = await readBaselines(input.client, cluster.name);
+  const scan = await scanDrift(input.client, cluster.name, input.inventory, baselines, deps.engine.applyConcurrency);
+  if (scan.drifted.length === 0 || !cluster.selfHeal || cluster.suspend || !input.known)
+    return { drifted: scan.drifted, corrected: 0, requests: scan.requests };
+  const changes = await correct(context, { ...input, known: input.known, baselines, drifted: scan.drifted });
+  const corrected = changes.filter((c) => c.action === 'created' || c.action === 'configured').length;
+  return { drifted: scan.drifted, corrected, requests: scan.requests };
+}
+
+/** The drifted objects re-applied from the applied commit's render. */
 async function correct(
-  cluster: ClusterEntry,
-  client: ClusterClient,
-  inventory: Inventory,
-  baselines: Awaited<ReturnType<typeof readBaselines>>,
-  drifted: readonly DriftedObject[],
-  known: RegisteredRepository,
-  deps: ResyncDependencies,
-  fence: Fence,
-) {
+  { cluster, deps, lock }: ResyncContext,
+  input: {
+    readonly client: ClusterClient;
+    readonly inventory: Inventory;
+    readonly baselines: Baselines;
+    readonly drifted: readonly DriftedObject[];
+    readonly known: RegisteredRepository;
+  },
+): Promise<ChangeSet['changes']> {
+  const { inventory, known } = input;
   const remote: Remote = {
     repositoryId: known.repository.id,
     cloneUrl: known.cloneUrl,
@@ -214,14 +231,14 @@ async function correct(
     const rendered = await deps.render(treeDir, cluster.path);
     if (!rendered.ok) return [];
     const changeSet = await correctDrift({
-      client,
+      client: input.client,
       clusterName: cluster.name,
       inventory,
-      baselines,
-      drifted,
+      baselines: input.baselines,
+      drifted: input.drifted,
       desired: rendered.objects,
       concurrency: deps.engine.applyConcurrency,
-      fence,
+      fence: lock,
       limits: cluster.limits,
     });
     return changeSet.changes;
@@ -230,66 +247,60 @@ async function correct(
   }
 }
 
-/**
- * Reports a drift episode once: when the set of drifted fields differs from the last one seen. A status
- * on the applied commit is written only when whether the cluster matches it changes (selfHeal off).
- */
+/** Carries out `decideDriftEpisode`: the episode to the log, metrics and status page; the commit status. */
 async function reportDrift(
-  cluster: ClusterEntry,
-  base: ClusterBase,
-  inventory: Inventory | undefined,
-  drifted: readonly DriftedObject[],
-  corrected: number,
-  known: KnownRepository | undefined,
-  deps: ResyncDependencies,
-  log: Logger,
+  context: ResyncContext,
+  input: {
+    readonly inventory: Inventory | undefined;
+    readonly known: KnownRepository | undefined;
+    readonly drifted: readonly DriftedObject[];
+    readonly corrected: number;
+  },
 ): Promise<void> {
-  const episodeKey = `${deps.prefix}:drift:${cluster.name}`;
-  const signature = JSON.stringify(drifted.map((d) => [d.object, d.kind, d.fields.map((f) => f.path)]));
-  const previous = await deps.redis.get(episodeKey);
-  const settled = drifted.length === 0 || corrected === drifted.length;
-  const now = new Date().toISOString();
-  if (drifted.length > 0 && signature !== previous) {
-    const summary: DriftSummary[] = drifted.map((d) => ({
-      object: d.object,
-      kind: d.kind,
-      fields: d.fields.map((f) => ({ path: f.path, changedBy: f.changedBy })),
-    }));
+  const { cluster, deps, keys, log } = context;
+  const revision = input.inventory?.revision;
+  const decision = decideDriftEpisode({
+    drifted: input.drifted,
+    corrected: input.corrected,
+    previousSignature: (await deps.redis.get(keys.driftEpisode(cluster.name))) ?? undefined,
+    wasMatching: (await deps.redis.get(keys.driftStatus(cluster.name))) !== 'drifted',
+    selfHeal: cluster.selfHeal,
+    commitKnown: Boolean(revision && input.known),
+  });
+  const { episode, commitStatus } = decision;
+  if (episode) {
     log.warn(
-      { drifted: drifted.map((d) => ({ object: d.object, kind: d.kind, fields: d.fields })), corrected },
-      corrected === drifted.length ? 'drift detected and corrected' : 'drift detected',
+      {
+        drifted: input.drifted.map((d) => ({ object: d.object, kind: d.kind, fields: d.fields })),
+        corrected: input.corrected,
+      },
+      episode.settled ? 'drift detected and corrected' : 'drift detected',
     );
-    await deps.state.count('plumbline_drift_objects_detected_total', { cluster: cluster.name }, drifted.length);
-    if (corrected > 0)
-      await deps.state.count('plumbline_drift_objects_corrected_total', { cluster: cluster.name }, corrected);
-    await deps.state.update(base, {
-      drift: { objects: summary, detectedAt: now, ...(settled ? { correctedAt: now } : {}) },
-      add: { driftDetected: drifted.length, driftCorrected: corrected },
-    });
+    await deps.state.count('plumbline_drift_objects_detected_total', { cluster: cluster.name }, episode.detected);
+    if (episode.corrected > 0)
+      await deps.state.count('plumbline_drift_objects_corrected_total', { cluster: cluster.name }, episode.corrected);
+    const now = new Date().toISOString();
+    await deps.state.update(
+      context.base,
+      {
+        drift: { objects: episode.objects, detectedAt: now, ...(episode.settled ? { correctedAt: now } : {}) },
+        add: { driftDetected: episode.detected, driftCorrected: episode.corrected },
+      },
+      { fence: context.lock },
+    );
   }
-  // Corrected drift ends the episode: the same drift again later is a new one.
-  await deps.redis.set(episodeKey, settled ? '' : signature);
-
-  // A commit status changes only with whether the cluster matches the applied commit.
-  const matching = settled;
-  const stateKey = `${deps.prefix}:drift-status:${cluster.name}`;
-  const wasMatching = (await deps.redis.get(stateKey)) !== 'drifted';
-  if (matching === wasMatching || !inventory?.revision || !known) return;
-  await deps.redis.set(stateKey, matching ? 'matching' : 'drifted');
+  await deps.redis.set(keys.driftEpisode(cluster.name), decision.signature);
+  if (!commitStatus || !revision || !input.known) return;
+  await deps.redis.set(keys.driftStatus(cluster.name), commitStatus.matching ? 'matching' : 'drifted');
   const report = deps.reporter.forCommit({
-    repository: known.repository,
-    installationId: known.installationId,
-    sha: inventory.revision,
+    repository: input.known.repository,
+    installationId: input.known.installationId,
+    sha: revision,
   });
   report.status({
     context: clusterContext(cluster.name),
-    state: matching ? 'success' : 'error',
-    description: fitDescription(
-      matching
-        ? 'applied; the cluster matches this commit again'
-        : // Who changed it is read from the cluster: the status page says, GitHub does not (invariant 9's spirit).
-          `not what this commit says: ${describeDrift(drifted, { managers: false })}${cluster.selfHeal ? '' : ' (selfHeal off)'}`,
-    ),
+    state: commitStatus.state,
+    description: commitStatus.description,
     targetUrl: statusPageLink(deps.statusPageUrl, cluster.name),
   });
   const failed = await report.flush();

@@ -1,6 +1,8 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { coalescingKey, type PlumblineJob, QUEUE_NAMES } from './jobs.ts';
+import { redisKeys } from '../redis/redis-keys.ts';
+import { coalescingKey, type PlumblineJob, previewCoalescingKey, QUEUE_NAMES } from './jobs.ts';
+import { latestJobRecord } from './latest-jobs.ts';
 
 export interface JobProducer {
   /**
@@ -44,16 +46,12 @@ export function jobIdOf(job: PlumblineJob): string {
   return `delivery-${job.deliveryId.replace(/:/g, '-')}${job.type === 'preview' ? `-${job.number}` : ''}`;
 }
 
-/** Key of the newest job seen for a branch or pull request (see `latestJobKey` in docs/adr/0002). */
-export function latestJobKey(prefix: string, job: PlumblineJob): string {
-  return `${prefix}:latest:${coalescingKey(job)}`;
-}
-
 /**
  * Producer side of the job protocol (docs/adr/0002-coalescing-pushes.md). The connection must be created
  * with `enableOfflineQueue: false` so that a Redis outage rejects at once instead of queueing in memory.
  */
 export function createJobProducer(connection: Redis, options: JobProducerOptions): JobProducer {
+  const keys = redisKeys(options.prefix);
   const defaults = options.retry
     ? {
         ...JOB_DEFAULTS,
@@ -71,7 +69,7 @@ export function createJobProducer(connection: Redis, options: JobProducerOptions
     // A job that BullMQ deduplicates against one that already left its delay is not lost: the waiting
     // job reads this record when it starts.
     latestRecord(job) {
-      return { key: latestJobKey(options.prefix, job), value: JSON.stringify(job), ttlSeconds: 7 * DAY_SECONDS };
+      return latestJobRecord(keys, job);
     },
     async add(job) {
       await queues[job.type].add(job.type, job, {
@@ -83,7 +81,7 @@ export function createJobProducer(connection: Redis, options: JobProducerOptions
       });
     },
     async cancelPreviews(repositoryId, number) {
-      const id = `preview:${repositoryId}:${number}`;
+      const id = previewCoalescingKey(repositoryId, number);
       const jobId = await queues.preview.getDeduplicationJobId(id);
       if (!jobId) return 0;
       const job = await queues.preview.getJob(jobId);

@@ -1,4 +1,5 @@
 /** Job payloads: only what a worker needs to pull and apply the commit. Never a token or a secret. */
+import { z } from 'zod';
 
 /**
  * A repository as a job names it. No clone URL: a worker resolves that itself from the id (see
@@ -61,5 +62,48 @@ export const QUEUE_NAMES = { sync: 'sync', preview: 'preview', resync: 'resync' 
 
 /** One pending job per branch (or pull request): a burst collapses onto this id. */
 export function coalescingKey(job: PlumblineJob): string {
-  return job.type === 'sync' ? `sync:${job.repository.id}:${job.branch}` : `preview:${job.repository.id}:${job.number}`;
+  return job.type === 'sync'
+    ? `sync:${job.repository.id}:${job.branch}`
+    : previewCoalescingKey(job.repository.id, job.number);
 }
+
+/** The coalescing key of a pull request's previews. */
+export function previewCoalescingKey(repositoryId: number, number: number): string {
+  return `preview:${repositoryId}:${number}`;
+}
+
+const text = z.string().min(1);
+/** A key JSON drops when its value is undefined: absent reads back as undefined, still a key of the type. */
+const orUndefined = <T extends z.ZodType>(schema: T) => schema.optional().transform((value) => value);
+const repositoryRefSchema = z.looseObject({ id: z.number().int(), fullName: text });
+
+/**
+ * A job as read back from Redis (the latest-job record, ADR 2): every field a worker uses is checked, any
+ * other kept. The record is run in place of the job that read it, so it must be a whole job.
+ */
+export const plumblineJobSchema = z.discriminatedUnion('type', [
+  z.looseObject({
+    type: z.literal('sync'),
+    trigger: z.enum(['push', 'rerun', 'resync']),
+    deliveryId: text,
+    repository: repositoryRefSchema,
+    installationId: orUndefined(z.number().int()),
+    branch: text,
+    before: orUndefined(z.string()),
+    after: text,
+    forced: z.boolean(),
+    receivedAt: text,
+  }),
+  z.looseObject({
+    type: z.literal('preview'),
+    trigger: z.enum(['pull_request', 'rerun']),
+    deliveryId: text,
+    repository: repositoryRefSchema,
+    headRepositoryId: z.number().int().nullable(),
+    installationId: orUndefined(z.number().int()),
+    number: z.number().int(),
+    headSha: text,
+    baseBranch: text,
+    receivedAt: text,
+  }),
+]) satisfies z.ZodType<PlumblineJob>;

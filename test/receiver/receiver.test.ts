@@ -2,8 +2,9 @@ import { request } from 'node:http';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Webhooks } from '@octokit/webhooks';
-import { latestJobKey } from '../../src/queue/job-producer.ts';
 import type { PreviewJob, SyncJob } from '../../src/queue/jobs.ts';
+import { readLatestJob } from '../../src/queue/latest-jobs.ts';
+import { redisKeys } from '../../src/redis/redis-keys.ts';
 import { testEnvironment } from '../support/environment.ts';
 import { fakeSha, githubDelivery, pushPayload, send, signature } from '../support/github-delivery.ts';
 import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../support/receiver-harness.ts';
@@ -172,7 +173,7 @@ describe('the webhook receiver', () => {
       const payload = pushPayload({ after: fakeSha(401), repositoryId: 400, branch: 'prod' });
       await send(harness.baseUrl, githubDelivery('push', payload, WEBHOOK_SECRET));
       const [job] = (await syncJobs()).filter((j) => j.repository.id === 400);
-      const latest = JSON.parse((await harness.redis.get(latestJobKey(harness.prefix, job!))) ?? 'null') as SyncJob;
+      const latest = await readLatestJob({ redis: harness.redis, keys: redisKeys(harness.prefix) }, job!);
       expect(latest).toMatchObject({ after: fakeSha(401), branch: 'prod' });
     });
 
@@ -187,8 +188,8 @@ describe('the webhook receiver', () => {
       };
       expect((await send(harness.baseUrl, githubDelivery('check_run', rerun, WEBHOOK_SECRET))).status).toBe(202);
       const [job] = (await syncJobs()).filter((j) => j.repository.id === 800);
-      const latest = JSON.parse((await harness.redis.get(latestJobKey(harness.prefix, job!))) ?? 'null') as SyncJob;
-      expect(latest.after).toBe(fakeSha(801));
+      const latest = await readLatestJob({ redis: harness.redis, keys: redisKeys(harness.prefix) }, job!);
+      expect(latest).toMatchObject({ type: 'sync', after: fakeSha(801) });
     });
 
     it('keeps pushes to different branches apart', async () => {

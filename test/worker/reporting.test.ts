@@ -7,6 +7,8 @@ import { createClusterClient, loadKubeConfig } from '../../src/engine/cluster-cl
 import { readInventory } from '../../src/engine/inventory.ts';
 import { createLogger } from '../../src/logging/create-logger.ts';
 import type { SyncJob } from '../../src/queue/jobs.ts';
+import { recordLatestJob } from '../../src/queue/latest-jobs.ts';
+import { redisKeys } from '../../src/redis/redis-keys.ts';
 import { createJobConsumer } from '../../workers/job-consumer.ts';
 import { processPreviewJob } from '../../workers/process-preview-job.ts';
 import { processSyncJob, type SyncDependencies, type SyncResult } from '../../workers/process-sync-job.ts';
@@ -199,9 +201,8 @@ clusters:
     await f.work.resetHard(base);
     const preview = (headSha: string, receivedAt: string) => previewJob(f, headSha, { number: 8, receivedAt });
     // The receiver records the newest job per pull request before queueing it.
-    const { latestJobKey } = await import('../../src/queue/job-producer.ts');
     const newest = preview(newer, new Date(Date.now() + 1000).toISOString());
-    await redis.set(latestJobKey(prefix, newest), JSON.stringify(newest));
+    await recordLatestJob({ redis, keys: redisKeys(prefix) }, newest);
     const result = await processPreviewJob(preview(older, new Date().toISOString()), deps);
     expect(result.outcomes).toEqual([expect.objectContaining({ status: 'superseded' })]);
     expect(latest(older, context)).toMatchObject({
