@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -101,6 +103,21 @@ describe('fetching exactly the pushed commit', () => {
     expect(tokens.length).toBeGreaterThan(0);
     const paths = f.github.calls.map((call) => call.path).join('\n');
     for (const token of tokens) expect(paths).not.toContain(token);
+
+    // The stand-in's scan does see a process whose command line carries a token, so the empty list above
+    // means something: a node process started with the token as an argument, present while git fetches.
+    const canary = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)', tokens[0]!], { stdio: 'ignore' });
+    try {
+      await once(canary, 'spawn');
+      const another = await f.work.commit('watched again', { 'apps/watched.yaml': 'w: 2\n' });
+      await f.work.push();
+      await f.mirror.fetch(await f.remote(), another);
+      const leaks = f.github.leakedInProcessList;
+      expect(leaks.length).toBeGreaterThan(0);
+      expect(leaks.filter((leak) => !leak.startsWith(`pid ${canary.pid}: `))).toEqual([]);
+    } finally {
+      canary.kill();
+    }
   });
 
   it('proves ancestry by deepening the shallow history only as needed', async () => {
