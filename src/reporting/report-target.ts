@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseStored } from '../redis/parse-stored.ts';
 
 /** The commit a report is about, as a job names it; kept in Redis while the commit has open statuses. */
 export const reportTargetSchema = z.object({
@@ -15,16 +16,8 @@ export interface ReportTarget {
 
 /** A target read back from Redis; undefined when it is not one (corrupt, or written by another version). Pure. */
 export function parseReportTarget(raw: string): ReportTarget | undefined {
-  const parsed = reportTargetSchema.safeParse(parseJson(raw));
-  if (!parsed.success) return undefined;
-  const { repository, installationId, sha } = parsed.data;
+  const stored = parseStored(reportTargetSchema, raw);
+  if (stored.state !== 'valid') return undefined;
+  const { repository, installationId, sha } = stored.value;
   return { repository, installationId, sha };
-}
-
-function parseJson(raw: string): unknown {
-  try {
-    return JSON.parse(raw);
-  } catch {
-    return undefined;
-  }
 }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Logger } from '../logging/create-logger.ts';
+import { parseStored } from '../redis/parse-stored.ts';
 import { redisKeys } from '../redis/redis-keys.ts';
 import type { StatusState } from './status-text.ts';
 
@@ -103,11 +104,12 @@ export function createStatusLedger(redis: Redis, prefix: string, logger: Logger)
       const statusKey = keys.commitStatuses(repositoryId, sha);
       const checkKey = keys.commitChecks(repositoryId, sha);
       const readCheck = (name: string, raw: string | null): CheckRecord | undefined => {
-        if (raw === null) return undefined;
-        const record = parseCheckRecord(raw);
-        if (!record)
-          logger.warn({ repositoryId, sha, name }, 'unreadable check-run record in Redis: treated as absent');
-        return record;
+        const stored = parseStored(checkRecordSchema, raw);
+        if (stored.state === 'invalid') {
+          const issue = stored.issue;
+          logger.warn({ repositoryId, sha, name, issue }, 'unreadable check-run record in Redis: treated as absent');
+        }
+        return stored.state === 'valid' ? stored.value : undefined;
       };
       return {
         async claimStatus(context, status, replaceFinal) {
@@ -167,16 +169,4 @@ export function createStatusLedger(redis: Redis, prefix: string, logger: Logger)
       await redis.set(keys.checksOff(installationId), '1', 'EX', CHECKS_OFF_SECONDS);
     },
   };
-}
-
-/** A check-run record as Redis holds it; undefined when it is not one. Pure. */
-export function parseCheckRecord(raw: string): CheckRecord | undefined {
-  let json: unknown;
-  try {
-    json = JSON.parse(raw);
-  } catch {
-    return undefined;
-  }
-  const parsed = checkRecordSchema.safeParse(json);
-  return parsed.success ? parsed.data : undefined;
 }
