@@ -1,6 +1,8 @@
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { RepositoryRef } from '../queue/jobs.ts';
+import { parseStored } from '../redis/parse-stored.ts';
+import { redisKeys } from '../redis/redis-keys.ts';
 import type { GitHubApp } from './github-app.ts';
 
 export interface KnownRepository {
@@ -20,19 +22,11 @@ export interface RepositoryDirectory {
 
 const TTL_SECONDS = 24 * 60 * 60;
 
-const knownSchema = z.object({
-  repository: z.object({ id: z.number().int(), fullName: z.string().min(1) }),
+/** A cached entry; one that does not parse is looked up again (and replaced). */
+const knownSchema = z.looseObject({
+  repository: z.looseObject({ id: z.number().int(), fullName: z.string().min(1) }),
   installationId: z.number().int(),
 });
-
-function parseJson(text: string | null): unknown {
-  if (!text) return undefined;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * Repositories by full name: from webhooks when one arrived, else from GitHub (the App's
@@ -43,14 +37,14 @@ export function createRepositoryDirectory(
   prefix: string,
   app: Pick<GitHubApp, 'octokit' | 'installationOctokit'>,
 ): RepositoryDirectory {
-  const keyOf = (fullName: string) => `${prefix}:repository:${fullName.toLowerCase()}`;
+  const keyOf = redisKeys(prefix).repository;
   const directory: RepositoryDirectory = {
     async remember(known) {
       await redis.set(keyOf(known.repository.fullName), JSON.stringify(known), 'EX', TTL_SECONDS);
     },
     async lookup(fullName) {
-      const cached = knownSchema.safeParse(parseJson(await redis.get(keyOf(fullName))));
-      if (cached.success) return cached.data;
+      const cached = parseStored(knownSchema, await redis.get(keyOf(fullName)));
+      if (cached.state === 'valid') return knownRepository(cached.value);
       const [owner, repo] = fullName.split('/') as [string, string];
       let installationId: number;
       try {
@@ -70,4 +64,12 @@ export function createRepositoryDirectory(
     },
   };
   return directory;
+}
+
+/** Only the fields a job carries: a cached entry's other fields stay in Redis. */
+function knownRepository(cached: z.infer<typeof knownSchema>): KnownRepository {
+  return {
+    repository: { id: cached.repository.id, fullName: cached.repository.fullName },
+    installationId: cached.installationId,
+  };
 }

@@ -1,7 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { Redis } from 'ioredis';
 import { type EnvOptions, requireWebhookSecret } from '../config/read-env-options.ts';
-import { createInstallationStore } from '../github/installation-store.ts';
 import type { Logger } from '../logging/create-logger.ts';
 import { createJobProducer } from '../queue/job-producer.ts';
 import { logConnectionChanges } from '../queue/log-connection-changes.ts';
@@ -46,7 +45,6 @@ export async function startReceiver(options: EnvOptions, logger: Logger): Promis
     bodyBudget,
     producer,
     ledger: createDeliveryLedger(redis, options.queuePrefix),
-    installations: createInstallationStore(redis, options.queuePrefix),
     metrics,
     logger,
     enqueueTimeoutMs: 5_000,

@@ -1,5 +1,4 @@
 import type { Request, Response } from 'express';
-import type { InstallationStore } from '../github/installation-store.ts';
 import { PayloadError, type Route, routeDelivery } from '../github/route-delivery.ts';
 import type { Logger } from '../logging/create-logger.ts';
 import type { JobProducer } from '../queue/job-producer.ts';
@@ -10,7 +9,6 @@ import { eventLabel, type ReceiverMetrics } from './receiver-metrics.ts';
 export interface WebhookDependencies {
   readonly producer: JobProducer;
   readonly ledger: DeliveryLedger;
-  readonly installations: InstallationStore;
   readonly metrics: ReceiverMetrics;
   readonly logger: Logger;
   /** GitHub fails a delivery after 10 s; answering 503 before that lets it show as failed and be redelivered. */
@@ -102,7 +100,8 @@ async function perform(route: Exclude<Route, { kind: 'ignore' }>, deps: WebhookD
       await deps.producer.cancelPreviews(route.repository.id, route.number);
       return;
     case 'installation':
-      await deps.installations.apply(route.change);
+      // Nothing is kept: the resync looks a registered repository up by name (repository-directory.ts), and
+      // a job's repository is resolved by id from GitHub (repository-resolver.ts). The change is only logged.
       return;
   }
 }

@@ -220,32 +220,6 @@ describe('the webhook receiver', () => {
       );
       expect(await previews()).toEqual([]);
     });
-
-    it('keeps the set of installed repositories from installation events', async () => {
-      const installation = { id: 9001 };
-      const deliver = (event: string, payload: unknown) =>
-        send(harness.baseUrl, githubDelivery(event, payload, WEBHOOK_SECRET));
-      await deliver('installation', {
-        action: 'created',
-        installation,
-        repositories: [
-          { id: 1, full_name: 'acme/one' },
-          { id: 2, full_name: 'acme/two' },
-        ],
-      });
-      await deliver('installation_repositories', {
-        action: 'removed',
-        installation,
-        repositories_added: [],
-        repositories_removed: [{ id: 1, full_name: 'acme/one' }],
-      });
-      const repositories = Object.values(await harness.redis.hgetall(`${harness.prefix}:repositories`));
-      expect(repositories.map((value) => JSON.parse(value))).toEqual([
-        { id: 2, fullName: 'acme/two', installationId: 9001 },
-      ]);
-      await deliver('installation', { action: 'deleted', installation });
-      expect(await harness.redis.hlen(`${harness.prefix}:repositories`)).toBe(0);
-    });
   });
 
   describe('operations', () => {
