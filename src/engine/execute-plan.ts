@@ -7,7 +7,17 @@ import { baselineOf } from './field-set.ts';
 import { manifestOf, type ObjectId } from './inventory.ts';
 import { objectKey, objectRef } from './manifest.ts';
 import { dryRunAll } from './observe-cluster.ts';
-import type { ApplyTask, Phase, Plan, PlanPolicy, PruneTask, Rejection, ReportTask, WaitTask } from './plan/plan.ts';
+import type {
+  AppliedRecord,
+  ApplyTask,
+  Phase,
+  Plan,
+  PlanPolicy,
+  PruneTask,
+  Rejection,
+  ReportTask,
+  WaitTask,
+} from './plan/plan.ts';
 import { decideApply, manifestDigest, pruneTask, resourceVersionOf } from './plan/plan-cluster.ts';
 
 export interface ExecuteOptions {
@@ -25,16 +35,6 @@ export interface ExecuteOptions {
    * single write (free while the lease is known to be ours). A lost lock throws LockLostError: retried.
    */
   readonly fence?: Fence | undefined;
-}
-
-/**
- * The manifest Plumbline last sent for an object, and the resourceVersion the object had right after.
- * While both still match, nobody changed the object and Git did not either: it is unchanged.
- */
-export interface AppliedRecord {
-  readonly digest: string;
-  readonly resourceVersion: string;
-  readonly baseline?: ApplyTask['baseline'];
 }
 
 export interface Execution {

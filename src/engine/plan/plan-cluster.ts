@@ -12,6 +12,7 @@ import { OWNER_LABEL } from '../ownership.ts';
 import { STAGES, type Stage, stageOf } from '../stages.ts';
 import { checkTenancy, type Scopes } from '../tenancy.ts';
 import type {
+  AppliedRecord,
   ApplyTask,
   ClusterView,
   DryRunAnswer,
@@ -275,12 +276,6 @@ function prunePhases(stale: readonly ObjectId[], view: ClusterView, policy: Plan
 
 function report(change: ObjectChange, retain = false): ReportTask {
   return { kind: 'report', change, retain };
-}
-
-interface AppliedRecord {
-  readonly digest: string;
-  readonly resourceVersion: string;
-  readonly baseline: ApplyTask['baseline'];
 }
 
 function appliedRecords(recorded: RecordedState): Map<string, AppliedRecord> {

@@ -114,6 +114,17 @@ export type DryRunAnswer =
   | { readonly ok: true; readonly result: LiveObject; readonly force: boolean; readonly takenFrom: readonly string[] }
   | { readonly ok: false; readonly error: KubeError };
 
+/**
+ * The manifest Plumbline last sent for an object, and the resourceVersion the object had right after.
+ * While both still match, nobody changed the object and Git did not either: it is unchanged.
+ */
+export interface AppliedRecord {
+  readonly digest: string;
+  readonly resourceVersion: string;
+  /** Plumbline's fields right after that apply (drift is measured against it). */
+  readonly baseline?: Baseline | undefined;
+}
+
 /** What the last apply left in the cluster's records. */
 export interface RecordedState {
   readonly inventory: Inventory | undefined;
