@@ -1,8 +1,18 @@
-import { Queue, QueueEvents } from 'bullmq';
+import { type Job, Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../src/logging/create-logger.ts';
 import { type PlumblineJob, QUEUE_NAMES } from '../src/queue/jobs.ts';
 import type { Reporter } from '../src/reporting/github-reporter.ts';
+import { MAX_STALLED_COUNT } from './job-consumer.ts';
+
+/**
+ * Whether BullMQ failed a job because its workers kept dying: each time it finds a job's lock expired it
+ * counts the stall on the job (`stalledCounter`), and past `maxStalledCount` it fails the job without
+ * running its processor again. From the job's own count, not from the text of its failure. Pure.
+ */
+export function abandonedByWorkers(job: Pick<Job, 'stalledCounter'>): boolean {
+  return job.stalledCounter > MAX_STALLED_COUNT;
+}
 
 /**
  * The last line of "no status is left pending": a job whose workers kept dying fails inside BullMQ
@@ -25,11 +35,11 @@ export function finalizeFailedJobs(options: {
     });
     events.on('error', (error) => options.logger.warn({ error: error.message }, 'queue events error'));
     queue.on('error', (error) => options.logger.warn({ error: error.message }, 'queue error'));
-    events.on('failed', ({ jobId, failedReason }) => {
-      if (!/stalled more than allowable limit/.test(failedReason)) return;
+    events.on('failed', ({ jobId }) => {
       void (async () => {
         const job = await queue.getJob(jobId);
-        if (!job) return;
+        // A job that failed in its processor reported itself; only one its workers abandoned is left here.
+        if (!job || !abandonedByWorkers(job)) return;
         const data = job.data;
         const sha = data.type === 'sync' ? data.after : data.headSha;
         const report = options.reporter.forCommit({
@@ -37,7 +47,7 @@ export function finalizeFailedJobs(options: {
           installationId: data.installationId,
           sha,
         });
-        await report.abandon(`not finished: the worker running it stopped ${job.stalledCounter ?? 'several'} times`);
+        await report.abandon(`not finished: the worker running it stopped ${job.stalledCounter} times`);
         const failed = await report.flush();
         options.logger.error({ jobId, sha, failedWrites: failed }, 'a job was abandoned by its workers');
       })().catch((error: unknown) =>

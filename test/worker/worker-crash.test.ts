@@ -2,13 +2,14 @@ import type { ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { Queue, UnrecoverableError, Worker } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { withClusterLock } from '../../src/engine/cluster-lock.ts';
 import { createLogger } from '../../src/logging/create-logger.ts';
 import type { SyncJob } from '../../src/queue/jobs.ts';
 import { finalizeFailedJobs } from '../../workers/finalize-failed-jobs.ts';
+import { createJobConsumer, MAX_STALLED_COUNT } from '../../workers/job-consumer.ts';
 import { testEnvironment, uniqueName } from '../support/environment.ts';
 import {
   createSourceFixture,
@@ -27,6 +28,17 @@ async function until(condition: () => boolean, what: string, timeoutMs = 30_000)
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Polls until `attempt` yields something (BullMQ's state moves on its own timers). */
+async function eventually<T>(attempt: () => Promise<T | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await attempt();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
 
@@ -121,22 +133,49 @@ describe('a worker that dies mid-job', () => {
     report.status({ context: `plumbline/${cluster}`, state: 'pending', description: 'applying this commit' });
     await report.flush();
 
-    // BullMQ fails a job with this reason, without running it again, once it stalled too often.
+    // A worker that takes the job and dies before renewing its lock, more often than the stall limit allows:
+    // a manual BullMQ worker that takes the job and never renews nor finishes it, with the stall checks a
+    // consumer runs (the same limit, a short lock so that the lease runs out quickly).
     const queue = new Queue('sync', { connection: redis, prefix });
-    const failing = new Worker(
-      'sync',
-      async () => {
-        throw new UnrecoverableError('job stalled more than allowable limit');
-      },
-      { connection: redis, prefix },
-    );
+    const dying = new Worker('sync', null, {
+      connection: redis,
+      prefix,
+      lockDuration: 300,
+      stalledInterval: 300,
+      maxStalledCount: MAX_STALLED_COUNT,
+    });
+    let ran = false;
+    let survivor: Worker | undefined;
     try {
       await new Promise((resolve) => setTimeout(resolve, 500)); // QueueEvents is listening
-      await queue.add('sync', job(sha));
+      const added = await queue.add('sync', job(sha));
+      await dying.startStalledCheckTimer();
+      for (let stall = 1; stall <= MAX_STALLED_COUNT + 1; stall++) {
+        await eventually(() => dying.getNextJob(`dying-${stall}`, { block: false }), `take ${stall} of the job`);
+        await eventually(
+          async () => ((await queue.getJob(added.id ?? ''))?.stalledCounter ?? 0) >= stall || undefined,
+          `stall ${stall} of the job`,
+        );
+      }
+      await dying.close();
+      // BullMQ fails it when a worker next takes it, without running it again.
+      survivor = createJobConsumer({
+        connection: redis,
+        prefix,
+        queue: 'sync',
+        concurrency: 1,
+        process: async () => {
+          ran = true;
+        },
+        onError: () => {},
+      });
       await until(() => states(sha, 'plumbline').includes('error'), 'the abandoned job to be finalized');
       await until(() => states(sha, `plumbline/${cluster}`).includes('error'), 'the cluster status to be finalized');
+      expect(await (await queue.getJob(added.id ?? ''))?.getState()).toBe('failed');
+      expect(ran).toBe(false);
     } finally {
-      await failing.close();
+      await dying.close();
+      await survivor?.close();
       await queue.close();
       await finalizer.close();
     }
