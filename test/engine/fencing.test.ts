@@ -220,7 +220,7 @@ describe('the fence of the cluster lock', () => {
       await lock.check();
       freezeProcess(1_000);
       // Another worker takes over while this one is still frozen (simulated by taking the key now).
-      await redis.set(`${options.prefix}:lock:c`, 'another-worker', 'PX', 10_000);
+      await redis.set(lock.lease.key, 'another-worker', 'PX', 10_000);
       await expect(lock.check()).rejects.toThrow(LockLostError);
     });
   });

@@ -185,7 +185,7 @@ describe('the cluster lock', () => {
   it('fails the fencing check once the lease was lost to another worker', async () => {
     const options = { prefix: uniqueName('lock'), cluster: 'c', leaseMs: 5_000, waitMs: 300 };
     await withClusterLock(redis, options, async (lock) => {
-      await redis.set(`${options.prefix}:lock:c`, 'someone-else');
+      await redis.set(lock.lease.key, 'someone-else');
       await expect(lock.assertHeld()).rejects.toThrow(LockLostError);
     });
   });
