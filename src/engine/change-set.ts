@@ -35,28 +35,3 @@ export function countActions(changeSet: ChangeSet): Record<ObjectAction, number>
   for (const change of changeSet.changes) counts[change.action] += 1;
   return counts;
 }
-
-/** "3 created, 5 configured, 1 pruned" — only the non-zero parts, in a fixed order. */
-export function describeChangeSet(changeSet: ChangeSet): string {
-  const c = countActions(changeSet);
-  const parts = [
-    c.created && `${c.created} created`,
-    c.configured && `${c.configured} configured`,
-    c.deleted && `${c.deleted} pruned`,
-    c.failed && `${c.failed} failed`,
-  ].filter(Boolean);
-  return parts.length > 0 ? parts.join(', ') : 'no changes';
-}
-
-/** "would create 2, configure 1, prune 1" — a dry-run's change set, for pull-request previews. */
-export function describePreview(changeSet: ChangeSet): string {
-  const c = countActions(changeSet);
-  const parts = [
-    c.created && `create ${c.created}`,
-    c.configured && `configure ${c.configured}`,
-    c.deleted && `prune ${c.deleted}`,
-  ].filter(Boolean);
-  const rejected = c.failed > 0 ? `${c.failed} would be rejected` : '';
-  if (parts.length === 0) return rejected || 'would change nothing';
-  return [`would ${parts.join(', ')}`, rejected].filter(Boolean).join('; ');
-}

@@ -1,4 +1,4 @@
-import { describeChangeSet, describePreview } from '../engine/change-set.ts';
+import { type ChangeSet, countActions } from '../engine/change-set.ts';
 import type { HealthReport } from '../engine/health.ts';
 import type { ManifestProblem } from '../engine/manifest.ts';
 import type { ReconcileFailure } from '../engine/reconcile-cluster.ts';
@@ -65,7 +65,7 @@ export function describeFailedReconcile(
 }
 
 export interface AppliedSummary {
-  readonly changeSet: Parameters<typeof describeChangeSet>[0];
+  readonly changeSet: ChangeSet;
   readonly unhealthy: readonly HealthReport[];
   readonly seconds: number;
   /** The commit was already applied (a re-run, a retried job). */
@@ -85,7 +85,7 @@ export function describeApplied(summary: AppliedSummary): string {
 }
 
 /** "would create 2, prune 1 (cluster suspended: …)". Pure. */
-export function describePreviewed(changeSet: Parameters<typeof describePreview>[0], suspended: boolean): string {
+export function describePreviewed(changeSet: ChangeSet, suspended: boolean): string {
   const note = suspended ? ' (cluster suspended: merging applies nothing until resumed)' : '';
   return `${describePreview(changeSet)}${note}`;
 }
@@ -93,4 +93,29 @@ export function describePreviewed(changeSet: Parameters<typeof describePreview>[
 function where(problem: ManifestProblem): string {
   if (!problem.source) return '';
   return ` (${problem.source.file}${problem.source.line ? `:${problem.source.line}` : ''})`;
+}
+
+/** "3 created, 5 configured, 1 pruned" — only the non-zero parts, in a fixed order. */
+export function describeChangeSet(changeSet: ChangeSet): string {
+  const c = countActions(changeSet);
+  const parts = [
+    c.created && `${c.created} created`,
+    c.configured && `${c.configured} configured`,
+    c.deleted && `${c.deleted} pruned`,
+    c.failed && `${c.failed} failed`,
+  ].filter(Boolean);
+  return parts.length > 0 ? parts.join(', ') : 'no changes';
+}
+
+/** "would create 2, configure 1, prune 1" — a dry-run's change set, for pull-request previews. */
+export function describePreview(changeSet: ChangeSet): string {
+  const c = countActions(changeSet);
+  const parts = [
+    c.created && `create ${c.created}`,
+    c.configured && `configure ${c.configured}`,
+    c.deleted && `prune ${c.deleted}`,
+  ].filter(Boolean);
+  const rejected = c.failed > 0 ? `${c.failed} would be rejected` : '';
+  if (parts.length === 0) return rejected || 'would change nothing';
+  return [`would ${parts.join(', ')}`, rejected].filter(Boolean).join('; ');
 }
