@@ -21,7 +21,7 @@ const changeSet: ChangeSet = {
   ],
 };
 const rejected = {
-  object: { manifest: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } } },
+  object: { manifest: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } }, source: undefined },
   error: new KubeError('rejected', 'ConfigMap/x: invalid', 422),
 };
 
