@@ -66,7 +66,7 @@ describe('the text of outcomes, derived from their values', () => {
         message: 'ConfigMap/a/Bad_Name: is invalid',
         source: { file: 'a.yaml', line: 3 },
       },
-      { object: 'ConfigMap/a/other', message: 'ConfigMap/a/other: is invalid' },
+      { object: 'ConfigMap/a/other', message: 'ConfigMap/a/other: is invalid', source: undefined },
     ];
     expect(describeRejection(problems)).toBe('2 rejected (a.yaml:3): is invalid');
     expect(describeFailedReconcile({ reason: 'write-refused', failed: 2 }, problems, 'prod', true)).toBe(
