@@ -13,6 +13,7 @@ const COMMANDS = {
   plumblineClaimDelivery: { file: 'claim-delivery.lua' },
   plumblineTakeWriteToken: { file: 'take-write-token.lua', numberOfKeys: 1 },
   plumblineSetFieldIfUnchanged: { file: 'set-field-if-unchanged.lua' },
+  plumblineClaimStatus: { file: 'claim-status.lua', numberOfKeys: 1 },
 } as const satisfies Record<string, { readonly file: string; readonly numberOfKeys?: number }>;
 
 type CommandName = keyof typeof COMMANDS;
@@ -25,6 +26,15 @@ export interface PlumblineCommands {
   plumblineClaimDelivery(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Promise<string>;
   plumblineTakeWriteToken(bucket: string, perMinute: number, burst: number): Promise<number>;
   plumblineSetFieldIfUnchanged(numberOfKeys: number, ...keysThenArgs: string[]): Promise<number>;
+  plumblineClaimStatus(
+    status: string,
+    context: string,
+    value: string,
+    replaceFinal: string,
+    claimMs: number,
+    claimField: string,
+    ttlSeconds: number,
+  ): Promise<number>;
 }
 
 export type CommandRedis = Redis & PlumblineCommands;

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Logger } from '../logging/create-logger.ts';
+import { defineCommands } from '../redis/define-commands.ts';
 import { parseStored } from '../redis/parse-stored.ts';
 import { redisKeys } from '../redis/redis-keys.ts';
 import type { StatusState } from './status-text.ts';
@@ -59,33 +60,10 @@ export interface StatusLedger {
 const RECORD_TTL_SECONDS = 30 * 24 * 60 * 60;
 const CHECKS_OFF_SECONDS = 60 * 60;
 const CLAIM_MS = 60_000;
-/** The recorded value of a context GitHub declared full. */
+/** The recorded value of a context GitHub declared full (claim-status.lua knows it too). */
 const EXHAUSTED = 'exhausted';
 /** Claims live in the commit's status hash beside the values they guard; no context starts with a newline. */
 const CLAIM_FIELD = '\nclaim:';
-
-/**
- * KEYS[1] the commit's status hash; ARGV: context, value, replaceFinal ('0'/'1'), claim ms, claim field,
- * record ttl s. Returns 0 when the value must not be written, otherwise 1 after claiming it: the claim
- * field holds the Redis time it lapses at. The value is recorded only once GitHub accepted it, so a
- * crash mid-write leaves the record as it was.
- */
-const CLAIM_STATUS = `
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current == ARGV[2] or current == '${EXHAUSTED}' then return 0 end
-if ARGV[3] == '0' and current and string.sub(current, 1, 8) ~= 'pending\\n' then return 0 end
-local now = redis.call('TIME')
-local nowMs = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local claimedUntil = tonumber(redis.call('HGET', KEYS[1], ARGV[5]))
-if claimedUntil and claimedUntil > nowMs then return 0 end
-redis.call('HSET', KEYS[1], ARGV[5], tostring(nowMs + tonumber(ARGV[4])))
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-return 1
-`;
-
-type LedgerRedis = Redis & {
-  plumblineClaimStatus(numberOfKeys: number, ...args: (string | number)[]): Promise<number>;
-};
 
 const checkRecordSchema = z.object({
   id: z.number().int(),
@@ -96,8 +74,7 @@ const checkRecordSchema = z.object({
 
 export function createStatusLedger(redis: Redis, prefix: string, logger: Logger): StatusLedger {
   const keys = redisKeys(prefix);
-  if (!('plumblineClaimStatus' in redis)) redis.defineCommand('plumblineClaimStatus', { lua: CLAIM_STATUS });
-  const scripted = redis as LedgerRedis;
+  const scripted = defineCommands(redis);
 
   return {
     forCommit(repositoryId, sha) {
@@ -116,7 +93,6 @@ export function createStatusLedger(redis: Redis, prefix: string, logger: Logger)
           const value = `${status.state}\n${status.description}`;
           const claimField = `${CLAIM_FIELD}${createHash('sha256').update(context).update(value).digest('hex').slice(0, 16)}`;
           const claimed = await scripted.plumblineClaimStatus(
-            1,
             statusKey,
             context,
             value,
