@@ -105,7 +105,7 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
     reporter,
     // No link to a page that is not served.
     statusPageUrl: options.statusPage === 'off' ? undefined : options.publicUrl,
-    state: createClusterStateStore(redis, options.queuePrefix),
+    state: createClusterStateStore(redis, options.queuePrefix, { logger }),
     directory: createRepositoryDirectory(redis, options.queuePrefix, app),
     repositories: createRepositoryResolver({ app, webUrl: options.githubWebUrl }),
   };
@@ -129,6 +129,7 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
       queue,
       concurrency: options.workerConcurrency,
       lockDurationMs: options.jobLockMs,
+      logger,
       process: async (job, run) =>
         job.type === 'sync' ? processSyncJob(job, deps, run) : processPreviewJob(job, deps, run),
       onError: (error) => logger.warn({ error: error.message, queue }, 'worker error'),

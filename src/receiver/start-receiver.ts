@@ -38,7 +38,7 @@ export async function startReceiver(options: EnvOptions, logger: Logger): Promis
     coalesceMs: options.pushCoalesceMs,
     onError: (error) => logger.debug({ error: error.message }, 'queue connection error'),
   });
-  const clusters = createClusterStateStore(redis, options.queuePrefix);
+  const clusters = createClusterStateStore(redis, options.queuePrefix, { logger });
   const metrics = createReceiverMetrics(producer, clusters, bodyBudget);
   const app = createReceiverApp({
     secrets,
