@@ -15,8 +15,8 @@ export default {
   // Only our own folders: `.local/` holds etcd's data, whose `.snap` files jest would take for snapshots.
   roots: ['<rootDir>/test', '<rootDir>/src', '<rootDir>/workers', '<rootDir>/dev'],
   testMatch: ['<rootDir>/test/**/*.test.ts'],
-  globalSetup: '<rootDir>/test/support/global-setup.ts',
-  globalTeardown: '<rootDir>/test/support/global-teardown.ts',
+  globalSetup: '<rootDir>/test/helpers/global-setup.ts',
+  globalTeardown: '<rootDir>/test/helpers/global-teardown.ts',
   // Tests share one apiserver and one Redis on a 2-core machine: two workers keep them busy without timeouts.
   maxWorkers: 2,
   testTimeout: 60_000,

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentialEnv, GitMirror } from '../src/source/git-mirror.ts';
 import { runCommand } from '../src/support/run-command.ts';
-import { createSourceFixture } from '../test/support/source-fixture.ts';
+import { createSourceFixture } from '../test/helpers/source-fixture.ts';
 import { median, spread } from './stats.ts';
 
 export interface B10Result {

@@ -15,7 +15,7 @@ import { createLogger } from '../src/logging/create-logger.ts';
 import { startReceiver } from '../src/receiver/start-receiver.ts';
 import { credentialEnv } from '../src/source/git-mirror.ts';
 import { runCommand } from '../src/support/run-command.ts';
-import { WorkingRepo } from '../test/support/working-repo.ts';
+import { WorkingRepo } from '../test/helpers/working-repo.ts';
 import { startWorker } from '../workers/start-worker.ts';
 import { median, spread } from './stats.ts';
 

@@ -7,8 +7,8 @@ import { Redis } from 'ioredis';
 import type { RecordedCall } from '../dev/github-stand-in/github-stand-in.ts';
 import { parseClusterRegistry } from '../src/clusters/cluster-registry.ts';
 import type { SyncJob } from '../src/queue/jobs.ts';
-import { createSourceFixture, pushJob } from '../test/support/source-fixture.ts';
-import { workerDependencies } from '../test/support/worker-deps.ts';
+import { createSourceFixture, pushJob } from '../test/helpers/source-fixture.ts';
+import { workerDependencies } from '../test/helpers/worker-deps.ts';
 import { processSyncJob } from '../workers/process-sync-job.ts';
 
 export interface B9Scenario {

@@ -7,8 +7,8 @@ import { createClusterClient, loadKubeConfig } from '../../src/engine/cluster-cl
 import { readInventory } from '../../src/engine/inventory.ts';
 import { createJobProducer, type JobProducer, jobIdOf } from '../../src/queue/job-producer.ts';
 import type { ResyncJob } from '../../src/queue/jobs.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
-import { deadClusterKubeconfig } from '../support/kube.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
+import { deadClusterKubeconfig } from '../helpers/kube.ts';
 import {
   createSourceFixture,
   githubWrites,
@@ -17,7 +17,7 @@ import {
   type SourceFixture,
   spawnWorkerProcess,
   statusStates,
-} from '../support/source-fixture.ts';
+} from '../helpers/source-fixture.ts';
 
 const env = testEnvironment();
 const FOLDER = 'clusters/dead-drill';

@@ -16,10 +16,10 @@ import { createWriteBudget } from '../../src/reporting/write-budget.ts';
 import { createJobConsumer } from '../../workers/job-consumer.ts';
 import { processResyncJob } from '../../workers/process-resync-job.ts';
 import { processSyncJob, type SyncDependencies, type SyncResult } from '../../workers/process-sync-job.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
-import { kubeClients } from '../support/kube.ts';
-import { createSourceFixture, pushJob, type SourceFixture, statusStates } from '../support/source-fixture.ts';
-import { workerDependencies } from '../support/worker-deps.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
+import { kubeClients } from '../helpers/kube.ts';
+import { createSourceFixture, pushJob, type SourceFixture, statusStates } from '../helpers/source-fixture.ts';
+import { workerDependencies } from '../helpers/worker-deps.ts';
 
 const env = testEnvironment();
 const STATUSES = 'POST /repos/{owner}/{repo}/statuses/{sha}';

@@ -8,8 +8,8 @@ import { freePort } from '../../dev/local-stack/free-port.ts';
 import { stopProcess } from '../../dev/local-stack/processes.ts';
 import { type RedisRecord, startRedisServer } from '../../dev/local-stack/redis-server.ts';
 import { createJobConsumer } from '../../workers/job-consumer.ts';
-import { fakeSha, githubDelivery, pushPayload, send } from '../support/github-delivery.ts';
-import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../support/receiver-harness.ts';
+import { fakeSha, githubDelivery, pushPayload, send } from '../helpers/github-delivery.ts';
+import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../helpers/receiver-harness.ts';
 
 const DELIVERIES = 150;
 

@@ -8,10 +8,10 @@ import { parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { createClusterClient, loadKubeConfig } from '../../src/engine/cluster-client.ts';
 import { readInventory } from '../../src/engine/inventory.ts';
 import type { SyncJob } from '../../src/queue/jobs.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
-import { kubeClients } from '../support/kube.ts';
-import { createSourceFixture, pushJob, type SourceFixture, spawnWorkerProcess } from '../support/source-fixture.ts';
-import { manyConfigMaps, startSyncConsumer, workerDependencies } from '../support/worker-deps.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
+import { kubeClients } from '../helpers/kube.ts';
+import { createSourceFixture, pushJob, type SourceFixture, spawnWorkerProcess } from '../helpers/source-fixture.ts';
+import { manyConfigMaps, startSyncConsumer, workerDependencies } from '../helpers/worker-deps.ts';
 
 const env = testEnvironment();
 const OBJECTS = 600;

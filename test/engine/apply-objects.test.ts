@@ -4,9 +4,9 @@ import { countActions } from '../../src/engine/change-set.ts';
 import { createClusterClient } from '../../src/engine/cluster-client.ts';
 import { customResourceDefinition } from '../../src/engine/custom-resource-definition.ts';
 import type { Manifest, RenderedObject } from '../../src/engine/manifest.ts';
-import { applyObjects } from '../support/apply-objects.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
-import { applyAsManager, createTestNamespace, kubeClients } from '../support/kube.ts';
+import { applyObjects } from '../helpers/apply-objects.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
+import { applyAsManager, createTestNamespace, kubeClients } from '../helpers/kube.ts';
 
 const env = testEnvironment();
 const kube = kubeClients(env.kubeconfig);

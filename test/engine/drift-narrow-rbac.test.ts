@@ -6,8 +6,8 @@ import { scanDrift } from '../../src/engine/drift.ts';
 import { readInventory } from '../../src/engine/inventory.ts';
 import type { RenderedObject } from '../../src/engine/manifest.ts';
 import { reconcileCluster } from '../../src/engine/reconcile-cluster.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
-import { createTestNamespace, kubeClients } from '../support/kube.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
+import { createTestNamespace, kubeClients } from '../helpers/kube.ts';
 
 const env = testEnvironment();
 const kube = kubeClients(env.kubeconfig);

@@ -5,9 +5,9 @@ import { type Fence, LockLostError, withClusterLock } from '../../src/engine/clu
 import { inventoryWriter, readInventory, writeInventory } from '../../src/engine/inventory.ts';
 import type { RenderedObject } from '../../src/engine/manifest.ts';
 import { reconcileCluster } from '../../src/engine/reconcile-cluster.ts';
-import { applyObjects } from '../support/apply-objects.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
-import { createTestNamespace, kubeClients } from '../support/kube.ts';
+import { applyObjects } from '../helpers/apply-objects.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
+import { createTestNamespace, kubeClients } from '../helpers/kube.ts';
 
 const env = testEnvironment();
 const kube = kubeClients(env.kubeconfig);

@@ -5,8 +5,8 @@ import { createClusterClient } from '../../src/engine/cluster-client.ts';
 import { LockBusyError, LockLostError, withClusterLock } from '../../src/engine/cluster-lock.ts';
 import { assessHealth, waitForHealth } from '../../src/engine/health.ts';
 import type { Manifest } from '../../src/engine/manifest.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
-import { createTestNamespace, kubeClients } from '../support/kube.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
+import { createTestNamespace, kubeClients } from '../helpers/kube.ts';
 
 const env = testEnvironment();
 const kube = kubeClients(env.kubeconfig);

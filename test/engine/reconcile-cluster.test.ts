@@ -8,8 +8,8 @@ import { readInventory } from '../../src/engine/inventory.ts';
 import type { RenderedObject } from '../../src/engine/manifest.ts';
 import { reconcileCluster } from '../../src/engine/reconcile-cluster.ts';
 import { KUBECTL_KUSTOMIZE, renderCluster } from '../../src/engine/render-cluster.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
-import { applyAsManager, createTestNamespace, kubeClients } from '../support/kube.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
+import { applyAsManager, createTestNamespace, kubeClients } from '../helpers/kube.ts';
 
 const env = testEnvironment();
 const kube = kubeClients(env.kubeconfig);

@@ -8,8 +8,8 @@ import { inventoryName, readInventory, writeInventory } from '../../src/engine/i
 import type { RenderedObject } from '../../src/engine/manifest.ts';
 import { type ReconcileFailure, reconcileCluster } from '../../src/engine/reconcile-cluster.ts';
 import { describeFailure } from '../../src/reporting/describe-outcome.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
-import { createTestNamespace, kubeClients } from '../support/kube.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
+import { createTestNamespace, kubeClients } from '../helpers/kube.ts';
 
 const env = testEnvironment();
 const kube = kubeClients(env.kubeconfig);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { PayloadError, routeDelivery } from '../../src/github/route-delivery.ts';
-import { fakeSha, pushPayload } from '../support/github-delivery.ts';
+import { fakeSha, pushPayload } from '../helpers/github-delivery.ts';
 
 const context = { deliveryId: 'd-1', receivedAt: '2026-11-28T10:00:00.000Z' };
 

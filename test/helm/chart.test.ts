@@ -8,8 +8,8 @@ import { customResourceDefinition } from '../../src/engine/custom-resource-defin
 import type { Manifest } from '../../src/engine/manifest.ts';
 import { packageRoot } from '../../src/support/package-root.ts';
 import { runCommand } from '../../src/support/run-command.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
-import { createTestNamespace, kubeClients } from '../support/kube.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
+import { createTestNamespace, kubeClients } from '../helpers/kube.ts';
 
 const env = testEnvironment();
 const kube = kubeClients(env.kubeconfig);

@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import type { SyncJob } from '../../src/queue/jobs.ts';
 import { latestJobRecord, readLatestJob, recordLatestJob } from '../../src/queue/latest-jobs.ts';
 import { redisKeys } from '../../src/redis/redis-keys.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
 
 const env = testEnvironment();
 

@@ -1,9 +1,9 @@
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { MAX_WEBHOOK_BYTES } from '../../src/receiver/create-receiver-app.ts';
-import { testEnvironment } from '../support/environment.ts';
-import { fakeSha, githubDelivery, pushPayload, send, signature } from '../support/github-delivery.ts';
-import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../support/receiver-harness.ts';
+import { testEnvironment } from '../helpers/environment.ts';
+import { fakeSha, githubDelivery, pushPayload, send, signature } from '../helpers/github-delivery.ts';
+import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../helpers/receiver-harness.ts';
 
 const env = testEnvironment();
 const MB = 1024 * 1024;

@@ -3,9 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
 import type { SyncJob } from '../../src/queue/jobs.ts';
 import { createJobConsumer, newestJob } from '../../workers/job-consumer.ts';
-import { testEnvironment } from '../support/environment.ts';
-import { fakeSha, githubDelivery, pushPayload, send } from '../support/github-delivery.ts';
-import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../support/receiver-harness.ts';
+import { testEnvironment } from '../helpers/environment.ts';
+import { fakeSha, githubDelivery, pushPayload, send } from '../helpers/github-delivery.ts';
+import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../helpers/receiver-harness.ts';
 
 const env = testEnvironment();
 

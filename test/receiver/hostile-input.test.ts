@@ -17,9 +17,9 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
 import type { Redis } from 'ioredis';
 import type { PlumblineJob } from '../../src/queue/jobs.ts';
-import { testEnvironment } from '../support/environment.ts';
-import { fakeSha, githubDelivery, pushPayload, send, signature } from '../support/github-delivery.ts';
-import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../support/receiver-harness.ts';
+import { testEnvironment } from '../helpers/environment.ts';
+import { fakeSha, githubDelivery, pushPayload, send, signature } from '../helpers/github-delivery.ts';
+import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../helpers/receiver-harness.ts';
 
 const env = testEnvironment();
 

@@ -5,9 +5,9 @@ import { Webhooks } from '@octokit/webhooks';
 import type { PreviewJob, SyncJob } from '../../src/queue/jobs.ts';
 import { readLatestJob } from '../../src/queue/latest-jobs.ts';
 import { redisKeys } from '../../src/redis/redis-keys.ts';
-import { testEnvironment } from '../support/environment.ts';
-import { fakeSha, githubDelivery, pushPayload, send, signature } from '../support/github-delivery.ts';
-import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../support/receiver-harness.ts';
+import { testEnvironment } from '../helpers/environment.ts';
+import { fakeSha, githubDelivery, pushPayload, send, signature } from '../helpers/github-delivery.ts';
+import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../helpers/receiver-harness.ts';
 
 const env = testEnvironment();
 

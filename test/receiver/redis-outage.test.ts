@@ -7,8 +7,8 @@ import { freePort } from '../../dev/local-stack/free-port.ts';
 import { stopProcess } from '../../dev/local-stack/processes.ts';
 import { type RedisRecord, startRedisServer } from '../../dev/local-stack/redis-server.ts';
 import type { SyncJob } from '../../src/queue/jobs.ts';
-import { fakeSha, githubDelivery, pushPayload, send } from '../support/github-delivery.ts';
-import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../support/receiver-harness.ts';
+import { fakeSha, githubDelivery, pushPayload, send } from '../helpers/github-delivery.ts';
+import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../helpers/receiver-harness.ts';
 
 /** This test stops and restarts Redis, so it runs its own durable one instead of the shared stack's. */
 describe('the receiver while Redis goes away and comes back', () => {

@@ -1,8 +1,8 @@
 import { request } from 'node:http';
 import { describe, expect, it } from '@jest/globals';
-import { testEnvironment } from '../support/environment.ts';
-import { fakeSha, githubDelivery, pushPayload } from '../support/github-delivery.ts';
-import { startReceiverHarness, WEBHOOK_SECRET } from '../support/receiver-harness.ts';
+import { testEnvironment } from '../helpers/environment.ts';
+import { fakeSha, githubDelivery, pushPayload } from '../helpers/github-delivery.ts';
+import { startReceiverHarness, WEBHOOK_SECRET } from '../helpers/receiver-harness.ts';
 
 describe('receiver shutdown', () => {
   it('finishes a delivery that is in flight, then stops accepting', async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { Webhooks } from '@octokit/webhooks';
 import { parseSignatureHeader, startSignatureCheck } from '../../src/receiver/signature-check.ts';
-import { signature } from '../support/github-delivery.ts';
+import { signature } from '../helpers/github-delivery.ts';
 
 /** Feeds `body` in chunks of `size` bytes, as the socket would deliver it. */
 function check(secrets: { current: string; previous?: string }, header: string, body: Buffer, size: number) {

@@ -8,10 +8,10 @@ import { type Browser, chromium } from 'playwright-core';
 import { parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { packageRoot } from '../../src/support/package-root.ts';
 import { processSyncJob } from '../../workers/process-sync-job.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
-import { type ReceiverHarness, startReceiverHarness } from '../support/receiver-harness.ts';
-import { createSourceFixture, pushJob, type SourceFixture } from '../support/source-fixture.ts';
-import { workerDependencies } from '../support/worker-deps.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
+import { type ReceiverHarness, startReceiverHarness } from '../helpers/receiver-harness.ts';
+import { createSourceFixture, pushJob, type SourceFixture } from '../helpers/source-fixture.ts';
+import { workerDependencies } from '../helpers/worker-deps.ts';
 
 const env = testEnvironment();
 const CHROMIUM = '/usr/bin/chromium';

@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
 import { renderStatusPage } from '../../src/receiver/status-page.ts';
 import { type ClusterStateStore, createClusterStateStore } from '../../src/status/cluster-state.ts';
-import { testEnvironment } from '../support/environment.ts';
-import { type ReceiverHarness, startReceiverHarness } from '../support/receiver-harness.ts';
+import { testEnvironment } from '../helpers/environment.ts';
+import { type ReceiverHarness, startReceiverHarness } from '../helpers/receiver-harness.ts';
 
 const env = testEnvironment();
 /** Everything a reader with the token sees (the public view is in status-page-modes.test.ts). */

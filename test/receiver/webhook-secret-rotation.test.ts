@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { testEnvironment } from '../support/environment.ts';
-import { fakeSha, githubDelivery, pushPayload, send } from '../support/github-delivery.ts';
-import { type ReceiverHarness, startReceiverHarness } from '../support/receiver-harness.ts';
+import { testEnvironment } from '../helpers/environment.ts';
+import { fakeSha, githubDelivery, pushPayload, send } from '../helpers/github-delivery.ts';
+import { type ReceiverHarness, startReceiverHarness } from '../helpers/receiver-harness.ts';
 
 const env = testEnvironment();
 const OLD_SECRET = 'rotation-old-secret-51c2';

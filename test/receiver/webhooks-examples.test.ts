@@ -1,9 +1,9 @@
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { PlumblineJob } from '../../src/queue/jobs.ts';
-import { testEnvironment } from '../support/environment.ts';
-import { githubDelivery, send } from '../support/github-delivery.ts';
-import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../support/receiver-harness.ts';
+import { testEnvironment } from '../helpers/environment.ts';
+import { githubDelivery, send } from '../helpers/github-delivery.ts';
+import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../helpers/receiver-harness.ts';
 
 interface ExampleGroup {
   name: string;

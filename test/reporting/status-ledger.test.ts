@@ -5,7 +5,7 @@ import { createLogger } from '../../src/logging/create-logger.ts';
 import { redisKeys } from '../../src/redis/redis-keys.ts';
 import { createOpenCommits } from '../../src/reporting/open-commits.ts';
 import { createStatusLedger, type StatusLedger } from '../../src/reporting/status-ledger.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
 
 const env = testEnvironment();
 const REPOSITORY_ID = 42;

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
 import { redisKeys } from '../../src/redis/redis-keys.ts';
 import { createWriteBudget, type WriteBudgetOptions } from '../../src/reporting/write-budget.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
 
 const env = testEnvironment();
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { CommitNotFoundError, ForeignRemoteError, GitError, GitMirror } from '../../src/source/git-mirror.ts';
 import { runCommand } from '../../src/support/run-command.ts';
-import { createSourceFixture, type SourceFixture } from '../support/source-fixture.ts';
+import { createSourceFixture, type SourceFixture } from '../helpers/source-fixture.ts';
 
 /** Objects stored in a bare repository (loose and packed). */
 async function objectCount(gitDir: string): Promise<number> {

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { type ClusterEntry, parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import type { SyncJob } from '../../src/queue/jobs.ts';
 import { type ClusterPlan, planSync } from '../../src/source/plan-sync.ts';
-import { copyRepositoryFixture, createSourceFixture, type SourceFixture } from '../support/source-fixture.ts';
+import { copyRepositoryFixture, createSourceFixture, type SourceFixture } from '../helpers/source-fixture.ts';
 
 const registry = parseClusterRegistry(`
 clusters:

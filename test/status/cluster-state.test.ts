@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { LockLostError, withClusterLock } from '../../src/engine/cluster-lock.ts';
 import { redisKeys } from '../../src/redis/redis-keys.ts';
 import { type ClusterStateStore, createClusterStateStore } from '../../src/status/cluster-state.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
 
 const env = testEnvironment();
 

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import type { CheckRunAnnotation } from '../../../dev/github-stand-in/github-stand-in.ts';
-import { createSourceFixture, INSTALLATION_ID, type SourceFixture } from '../../support/source-fixture.ts';
+import { createSourceFixture, INSTALLATION_ID, type SourceFixture } from '../../helpers/source-fixture.ts';
 
 const REPO = 'acme/x';
 const CREATE_STATUS = 'POST /repos/{owner}/{repo}/statuses/{sha}';

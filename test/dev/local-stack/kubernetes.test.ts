@@ -2,8 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { ApiextensionsV1Api, type KubernetesObject, VersionApi } from '@kubernetes/client-node';
 import { customResourceDefinition } from '../../../src/engine/custom-resource-definition.ts';
-import { testEnvironment, uniqueName } from '../../support/environment.ts';
-import { applyAsManager, createTestNamespace, type KubeClients, kubeClients } from '../../support/kube.ts';
+import { testEnvironment, uniqueName } from '../../helpers/environment.ts';
+import { applyAsManager, createTestNamespace, type KubeClients, kubeClients } from '../../helpers/kube.ts';
 
 const env = testEnvironment();
 const clusterA = kubeClients(env.kubeconfig);

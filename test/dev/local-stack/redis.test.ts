@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { Queue, QueueEvents, Worker } from 'bullmq';
-import { testEnvironment, uniqueName } from '../../support/environment.ts';
+import { testEnvironment, uniqueName } from '../../helpers/environment.ts';
 
 const env = testEnvironment();
 const connection = { url: env.redisUrl };

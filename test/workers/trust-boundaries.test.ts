@@ -12,18 +12,18 @@ import { createJobConsumer } from '../../workers/job-consumer.ts';
 import { processPreviewJob } from '../../workers/process-preview-job.ts';
 import { processResyncJob, type ResyncDependencies } from '../../workers/process-resync-job.ts';
 import { processSyncJob, type SyncResult } from '../../workers/process-sync-job.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
-import { githubDelivery, pushPayload, send } from '../support/github-delivery.ts';
-import { kubeClients } from '../support/kube.ts';
-import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../support/receiver-harness.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
+import { githubDelivery, pushPayload, send } from '../helpers/github-delivery.ts';
+import { kubeClients } from '../helpers/kube.ts';
+import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../helpers/receiver-harness.ts';
 import {
   createSourceFixture,
   githubWrites,
   INSTALLATION_ID,
   previewJob,
   type SourceFixture,
-} from '../support/source-fixture.ts';
-import { workerDependencies } from '../support/worker-deps.ts';
+} from '../helpers/source-fixture.ts';
+import { workerDependencies } from '../helpers/worker-deps.ts';
 
 const env = testEnvironment();
 const FOLDER = 'clusters/trust';

@@ -10,7 +10,7 @@ import { createLogger } from '../../src/logging/create-logger.ts';
 import type { SyncJob } from '../../src/queue/jobs.ts';
 import { finalizeFailedJobs } from '../../workers/finalize-failed-jobs.ts';
 import { createJobConsumer, MAX_STALLED_COUNT } from '../../workers/job-consumer.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
 import {
   createSourceFixture,
   INSTALLATION_ID,
@@ -18,8 +18,8 @@ import {
   type SourceFixture,
   spawnWorkerProcess,
   statusStates,
-} from '../support/source-fixture.ts';
-import { startSyncConsumer, workerDependencies } from '../support/worker-deps.ts';
+} from '../helpers/source-fixture.ts';
+import { startSyncConsumer, workerDependencies } from '../helpers/worker-deps.ts';
 
 const env = testEnvironment();
 

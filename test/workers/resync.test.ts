@@ -9,10 +9,10 @@ import { QUEUE_NAMES, type ResyncJob, type SyncJob } from '../../src/queue/jobs.
 import { processResyncJob, type ResyncDependencies } from '../../workers/process-resync-job.ts';
 import { processSyncJob } from '../../workers/process-sync-job.ts';
 import { scheduleResyncs } from '../../workers/schedule-resyncs.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
-import { kubeClients } from '../support/kube.ts';
-import { createSourceFixture, pushJob, type SourceFixture } from '../support/source-fixture.ts';
-import { workerDependencies } from '../support/worker-deps.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
+import { kubeClients } from '../helpers/kube.ts';
+import { createSourceFixture, pushJob, type SourceFixture } from '../helpers/source-fixture.ts';
+import { workerDependencies } from '../helpers/worker-deps.ts';
 
 const env = testEnvironment();
 const kube = kubeClients(env.kubeconfig);

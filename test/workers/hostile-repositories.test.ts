@@ -12,10 +12,10 @@ import { INVENTORY_NAMESPACE, readInventory } from '../../src/engine/inventory.t
 import { KUBECTL_KUSTOMIZE, renderCluster } from '../../src/engine/render-cluster.ts';
 import type { SyncJob } from '../../src/queue/jobs.ts';
 import { processSyncJob, type SyncDependencies, type SyncResult } from '../../workers/process-sync-job.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
-import { kubeClients } from '../support/kube.ts';
-import { createSourceFixture, INSTALLATION_ID, type SourceFixture } from '../support/source-fixture.ts';
-import { workerDependencies } from '../support/worker-deps.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
+import { kubeClients } from '../helpers/kube.ts';
+import { createSourceFixture, INSTALLATION_ID, type SourceFixture } from '../helpers/source-fixture.ts';
+import { workerDependencies } from '../helpers/worker-deps.ts';
 
 /**
  * The end-to-end drill for repositories written to hurt: each one is pushed to the GitHub stand-in and

@@ -12,16 +12,16 @@ import { redisKeys } from '../../src/redis/redis-keys.ts';
 import { createJobConsumer } from '../../workers/job-consumer.ts';
 import { processPreviewJob } from '../../workers/process-preview-job.ts';
 import { processSyncJob, type SyncDependencies, type SyncResult } from '../../workers/process-sync-job.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
-import { kubeClients } from '../support/kube.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
+import { kubeClients } from '../helpers/kube.ts';
 import {
   createSourceFixture,
   previewJob,
   pushJob,
   type SourceFixture,
   statusStates,
-} from '../support/source-fixture.ts';
-import { workerDependencies } from '../support/worker-deps.ts';
+} from '../helpers/source-fixture.ts';
+import { workerDependencies } from '../helpers/worker-deps.ts';
 
 const env = testEnvironment();
 const STATUSES = 'POST /repos/{owner}/{repo}/statuses/{sha}';

@@ -9,17 +9,17 @@ import { readInventory } from '../../src/engine/inventory.ts';
 import type { PlumblineJob } from '../../src/queue/jobs.ts';
 import { createJobConsumer } from '../../workers/job-consumer.ts';
 import { processSyncJob, type SyncResult } from '../../workers/process-sync-job.ts';
-import { testEnvironment, uniqueName } from '../support/environment.ts';
-import { githubDelivery, pushPayload, send } from '../support/github-delivery.ts';
-import { kubeClients } from '../support/kube.ts';
-import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../support/receiver-harness.ts';
+import { testEnvironment, uniqueName } from '../helpers/environment.ts';
+import { githubDelivery, pushPayload, send } from '../helpers/github-delivery.ts';
+import { kubeClients } from '../helpers/kube.ts';
+import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../helpers/receiver-harness.ts';
 import {
   copyRepositoryFixture,
   createSourceFixture,
   INSTALLATION_ID,
   type SourceFixture,
-} from '../support/source-fixture.ts';
-import { STATUS_PAGE_URL, workerDependencies } from '../support/worker-deps.ts';
+} from '../helpers/source-fixture.ts';
+import { STATUS_PAGE_URL, workerDependencies } from '../helpers/worker-deps.ts';
 
 const env = testEnvironment();
 
