@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { type ClusterClient, KubeError } from './cluster-client.ts';
 import { type Fence, LockLostError } from './cluster-lock.ts';
 import type { Manifest } from './manifest.ts';
@@ -123,7 +124,7 @@ async function readInventoryRecord(client: ClusterClient, clusterName: string): 
   return {
     inventory: {
       revision: data.revision ?? '',
-      objects: JSON.parse(data.objects) as InventoryEntry[],
+      objects: parseEntries(clusterName, data.objects),
       ...(data.baselineDigest ? { baselineDigest: data.baselineDigest } : {}),
       resourceVersion,
       ...(fencing ? { fencingToken: fencing.token } : {}),
@@ -131,6 +132,48 @@ async function readInventoryRecord(client: ClusterClient, clusterName: string): 
     resourceVersion,
     fencing,
   };
+}
+
+/** The inventory drives prune: an entry must name an object exactly, or nothing is trusted. */
+const inventoryEntries = z.array(
+  z.object({
+    apiVersion: z.string().min(1),
+    kind: z.string().min(1),
+    namespace: z.string().min(1).optional(),
+    name: z.string().min(1),
+    digest: z.string().optional(),
+    resourceVersion: z.string().optional(),
+  }),
+);
+
+/**
+ * The inventory ConfigMap holds something Plumbline did not write (hand-edited, truncated, another
+ * tool's): nothing is applied or pruned from it until an operator repairs or deletes it.
+ */
+export class InventoryUnreadableError extends Error {
+  override readonly name = 'InventoryUnreadableError';
+}
+
+function parseEntries(clusterName: string, text: string): InventoryEntry[] {
+  const where = `${INVENTORY_NAMESPACE}/${inventoryName(clusterName)}`;
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new InventoryUnreadableError(`the inventory ${where} is not JSON: repair or delete it`);
+  }
+  const parsed = inventoryEntries.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const at = issue ? `objects[${issue.path.join('.')}]: ${issue.message}` : 'invalid';
+    throw new InventoryUnreadableError(`the inventory ${where} is invalid (${at}): repair or delete it`);
+  }
+  return parsed.data.map(({ namespace, digest, resourceVersion, ...id }) => ({
+    ...id,
+    ...(namespace ? { namespace } : {}),
+    ...(digest ? { digest } : {}),
+    ...(resourceVersion ? { resourceVersion } : {}),
+  }));
 }
 
 /** What an inventory says, without how it was read: equal content means nothing to write. */

@@ -1,5 +1,6 @@
 import { KubeError } from '../engine/cluster-client.ts';
 import { LockBusyError, LockLostError } from '../engine/cluster-lock.ts';
+import { InventoryUnreadableError } from '../engine/inventory.ts';
 import { CommitNotFoundError, GitError } from '../source/git-mirror.ts';
 import { CommandTimeoutError } from '../support/run-command.ts';
 
@@ -15,6 +16,7 @@ export function describeInfrastructureError(error: unknown): string {
     return 'the cluster answered with an error';
   }
   if (error instanceof LockLostError) return 'another worker took the cluster over';
+  if (error instanceof InventoryUnreadableError) return "the cluster's inventory is unreadable: repair or delete it";
   if (error instanceof LockBusyError) return 'the cluster was busy with another job';
   if (error instanceof CommitNotFoundError) return 'the commit no longer exists';
   if (error instanceof GitError) return 'could not fetch the commit';

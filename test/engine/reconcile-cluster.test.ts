@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { countActions } from '../../src/engine/change-set.ts';
 import { createClusterClient } from '../../src/engine/cluster-client.ts';
-import { readInventory } from '../../src/engine/inventory.ts';
+import { InventoryUnreadableError, readInventory } from '../../src/engine/inventory.ts';
 import type { RenderedObject } from '../../src/engine/manifest.ts';
 import { reconcileCluster } from '../../src/engine/reconcile-cluster.ts';
 import { KUBECTL_KUSTOMIZE, renderCluster } from '../../src/engine/render-cluster.ts';
@@ -102,6 +102,28 @@ describe('reconciling a cluster: inventory and prune', () => {
     expect(present).toContain(name2);
     expect(present).not.toContain(name1);
   });
+
+  it.each([
+    ['not JSON', '[{"apiVersion": "v1",'],
+    ['an entry without a name', JSON.stringify([{ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'x' }])],
+    ['an entry of the wrong shape', JSON.stringify([{ apiVersion: 'v1', kind: 'ConfigMap', name: 7 }])],
+  ])(
+    'applies and prunes nothing over an inventory holding %s, and says which ConfigMap to repair',
+    async (_, objects) => {
+      const cluster = uniqueName('unreadable');
+      await reconcile(cluster, 'a'.repeat(40), [configMap(namespace, 'stays'), configMap(namespace, 'dropped')]);
+      const record = { name: `plumbline-inventory-${cluster}`, namespace: 'plumbline-system' };
+      await client.apply(
+        { apiVersion: 'v1', kind: 'ConfigMap', metadata: record, data: { revision: 'a'.repeat(40), objects } },
+        { dryRun: false, force: true },
+      );
+      const next = reconcile(cluster, 'b'.repeat(40), [configMap(namespace, 'stays', { a: '2' })]);
+      await expect(next).rejects.toBeInstanceOf(InventoryUnreadableError);
+      await expect(next).rejects.toThrow(`the inventory plumbline-system/plumbline-inventory-${cluster} is `);
+      expect(await names()).toEqual(expect.arrayContaining(['dropped', 'stays']));
+      expect((await kube.core.readNamespacedConfigMap({ name: 'stays', namespace })).data).toEqual({ a: '1' });
+    },
+  );
 
   it('refuses an empty render instead of deleting everything', async () => {
     const cluster = uniqueName('empty');
