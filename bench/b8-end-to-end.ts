@@ -119,10 +119,12 @@ export async function runB8(
     await response.arrayBuffer();
     if (response.status !== 202) throw new Error(`webhook answered ${response.status}`);
   };
-  const finalRollUp = (sha: string) => {
-    const status = github.latestStatus(REPOSITORY, sha, 'plumbline');
-    return status !== undefined && status.state !== 'pending';
-  };
+  // The roll-up and the cluster's status are written concurrently (lanes per context): both must be final.
+  const finalRollUp = (sha: string) =>
+    ['plumbline', `plumbline/${cluster}`].every((context) => {
+      const status = github.latestStatus(REPOSITORY, sha, context);
+      return status !== undefined && status.state !== 'pending';
+    });
 
   const ours = async (n: number, version: number): Promise<number> => {
     const sha = await work.commit(`ours ${n} v${version}`, {
