@@ -83,6 +83,11 @@ export interface ClusterClient {
     namespace: string | undefined,
     options?: { readonly labelSelector?: string; readonly allNamespaces?: boolean },
   ): Promise<LiveObject[]>;
+  /**
+   * What Helm's `.Capabilities` says of the cluster: its version and every API it serves, as `group/version`
+   * and `group/version/Kind` (what `helm template --api-versions` takes). Reads discovery only.
+   */
+  capabilities?(): Promise<ClusterCapabilities>;
   /** Whether a kind is namespaced, from discovery; undefined when the cluster does not serve it. */
   scopeOf?(apiVersion: string, kind: string): Promise<'namespaced' | 'cluster' | undefined>;
   /**
@@ -197,10 +202,25 @@ function clientAs(
     body?: { readonly text: string; readonly type: string },
     collection: false | 'namespace' | 'all-namespaces' = false,
     guard?: () => void,
+  ): Promise<LiveObject> => request(manifest, await pathOf(manifest, collection), { method, query, body, guard });
+
+  /** One request to the apiserver; `what` names the subject in errors. */
+  const request = async (
+    what: Pick<Manifest, 'kind' | 'metadata'>,
+    path: string,
+    call: {
+      readonly method: string;
+      readonly query?: Record<string, string>;
+      readonly body?: { readonly text: string; readonly type: string } | undefined;
+      readonly guard?: (() => void) | undefined;
+      readonly accept?: string;
+    },
   ): Promise<LiveObject> => {
-    const url = new URL(`${server}${await pathOf(manifest, collection)}`);
-    for (const [key, value] of Object.entries(query)) url.searchParams.set(key, value);
-    const options: RequestOptions = { method, headers: { accept: 'application/json' } };
+    const { method, body, guard } = call;
+    const manifest = what;
+    const url = new URL(`${server}${path}`);
+    for (const [key, value] of Object.entries(call.query ?? {})) url.searchParams.set(key, value);
+    const options: RequestOptions = { method, headers: { accept: call.accept ?? 'application/json' } };
     await config.applyToHTTPSOptions(options);
     options.agent = url.protocol === 'https:' ? agent : undefined;
     // An explicit length: Node frames a DELETE's body neither by length nor chunked on its own.
@@ -247,6 +267,21 @@ function clientAs(
     throw classify(Object.assign(new Error(`HTTP ${status}`), { code: status, body: text }), manifest, user);
   };
 
+  let capabilities: { readonly at: number; readonly value: Promise<ClusterCapabilities> } | undefined;
+  const readCapabilities = async (): Promise<ClusterCapabilities> => {
+    const what = { kind: 'Discovery', metadata: { name: 'apiserver' } };
+    const version = (await request(what, '/version', { method: 'GET' })) as { gitVersion?: unknown };
+    const core = (await request(what, '/api', { method: 'GET' })) as { versions?: unknown };
+    const groups = (await request(what, '/apis', { method: 'GET', accept: AGGREGATED_DISCOVERY })) as unknown;
+    const coreResources = await Promise.all(
+      (Array.isArray(core.versions) ? core.versions : []).map(async (v) => ({
+        version: String(v),
+        list: (await request(what, `/api/${String(v)}`, { method: 'GET' })) as unknown,
+      })),
+    );
+    return capabilitiesOf(version.gitVersion, coreResources, groups);
+  };
+
   return {
     apply: (manifest, options) =>
       send(
@@ -289,6 +324,17 @@ function clientAs(
         options.guard,
       );
     },
+    capabilities: () => {
+      // Discovery changes with CRDs and upgrades, not per render: one read per client every few minutes.
+      if (!capabilities || Date.now() - capabilities.at > CAPABILITIES_TTL_MS) {
+        const value = readCapabilities();
+        capabilities = { at: Date.now(), value };
+        value.catch(() => {
+          if (capabilities?.value === value) capabilities = undefined;
+        });
+      }
+      return capabilities.value;
+    },
     scopeOf: async (apiVersion, kind) => {
       const what = { apiVersion, kind, metadata: { name: '' } };
       try {
@@ -301,6 +347,72 @@ function clientAs(
       }
     },
   };
+}
+
+export interface ClusterCapabilities {
+  /** `v1.36.3`. */
+  readonly kubeVersion: string;
+  /** `v1`, `v1/ConfigMap`, `apps/v1`, `apps/v1/Deployment`, …, sorted. */
+  readonly apiVersions: readonly string[];
+}
+
+/** Aggregated discovery (GA in Kubernetes 1.30): every group, version and resource in one answer. */
+const CAPABILITIES_TTL_MS = 5 * 60_000;
+
+const AGGREGATED_DISCOVERY =
+  'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList';
+
+const CoreResourceList = z.object({
+  resources: z.array(z.object({ name: z.string(), kind: z.string() })).catch([]),
+});
+const GroupDiscoveryList = z.object({
+  items: z
+    .array(
+      z.object({
+        metadata: z.object({ name: z.string().catch('') }),
+        versions: z
+          .array(
+            z.object({
+              version: z.string(),
+              resources: z.array(z.object({ responseKind: z.object({ kind: z.string() }).optional() })).catch([]),
+            }),
+          )
+          .catch([]),
+      }),
+    )
+    .catch([]),
+});
+
+const LegacyGroupList = z.object({
+  groups: z.array(z.object({ versions: z.array(z.object({ groupVersion: z.string() })).catch([]) })).catch([]),
+});
+
+/** The capabilities from `/version`, the core resource lists and the aggregated `/apis` discovery. Pure. */
+export function capabilitiesOf(
+  gitVersion: unknown,
+  core: readonly { readonly version: string; readonly list: unknown }[],
+  groups: unknown,
+): ClusterCapabilities {
+  if (typeof gitVersion !== 'string' || !/^v\d+\.\d+/.test(gitVersion))
+    throw new KubeError('unavailable', 'discovery: the apiserver did not report its version', undefined);
+  const apiVersions = new Set<string>();
+  for (const { version, list } of core) {
+    apiVersions.add(version);
+    for (const resource of CoreResourceList.parse(list).resources)
+      if (!resource.name.includes('/')) apiVersions.add(`${version}/${resource.kind}`);
+  }
+  // A server without aggregated discovery answers with a plain APIGroupList: versions, no kinds.
+  for (const group of LegacyGroupList.parse(groups).groups)
+    for (const version of group.versions) apiVersions.add(version.groupVersion);
+  for (const group of GroupDiscoveryList.parse(groups).items) {
+    for (const version of group.versions) {
+      const groupVersion = `${group.metadata.name}/${version.version}`;
+      apiVersions.add(groupVersion);
+      for (const resource of version.resources)
+        if (resource.responseKind?.kind) apiVersions.add(`${groupVersion}/${resource.responseKind.kind}`);
+    }
+  }
+  return { kubeVersion: gitVersion.replace(/[-+].*$/, ''), apiVersions: [...apiVersions].sort() };
 }
 
 /** client-node's discovery (cached per group version, refetched when a kind is missing) made callable. */
