@@ -168,9 +168,12 @@ function parseEntries(clusterName: string, text: string): InventoryEntry[] {
     const at = issue ? `objects[${issue.path.join('.')}]: ${issue.message}` : 'invalid';
     throw new InventoryUnreadableError(`the inventory ${where} is invalid (${at}): repair or delete it`);
   }
-  return parsed.data.map(({ namespace, digest, resourceVersion, ...id }) => ({
-    ...id,
+  // In the order `objectIdOf` and the records write them: equal content must compare equal (`contentOf`).
+  return parsed.data.map(({ apiVersion, kind, namespace, name, digest, resourceVersion }) => ({
+    apiVersion,
+    kind,
     ...(namespace ? { namespace } : {}),
+    name,
     ...(digest ? { digest } : {}),
     ...(resourceVersion ? { resourceVersion } : {}),
   }));

@@ -254,6 +254,11 @@ describe('a reconcile of a commit that changes nothing', () => {
       expect(calls.dryRuns).toBe(0);
       expect(calls.writes).toBe(1); // the inventory's new revision, nothing else
 
+      // The same commit again (a re-run, a resync's retry): the records read back equal what would be written.
+      Object.assign(calls, { dryRuns: 0, writes: 0 });
+      await reconcileSame('b'.repeat(40), objects);
+      expect(calls).toEqual({ dryRuns: 0, writes: 0 });
+
       await applyAsManager(kube, 'kubectl-edit', {
         apiVersion: 'v1',
         kind: 'ConfigMap',

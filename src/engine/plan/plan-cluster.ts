@@ -125,8 +125,16 @@ export function objectsToDryRun(
 
 /** The digest of a manifest as sent: equal digests, equal requests. */
 export function manifestDigest(manifest: Manifest): string {
-  return createHash('sha256').update(JSON.stringify(manifest)).digest('hex').slice(0, 20);
+  // Asked for by the dry-run selection, the plan and the records: computed once per manifest object.
+  let digest = digests.get(manifest);
+  if (digest === undefined) {
+    digest = createHash('sha256').update(JSON.stringify(manifest)).digest('hex').slice(0, 20);
+    digests.set(manifest, digest);
+  }
+  return digest;
 }
+
+const digests = new WeakMap<Manifest, string>();
 
 /**
  * What to do with one object given its dry-run: create it, configure it (the fields that change), or
