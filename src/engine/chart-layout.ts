@@ -123,20 +123,23 @@ function withinCrds(parts: readonly string[]): boolean {
  * Helm follows symbolic links when it loads a chart folder, and `.Files.Get` prints what it reads: a link
  * out of the repository (to the worker's service-account token, say) would put the worker's own files in
  * the rendered objects. Every link below the chart must resolve inside the repository, and no file may
- * be larger than the render limit (helm reads all of them into memory).
+ * be larger than the render limit (helm reads all of them into memory). `trustedDirs` are folders of the
+ * machine links may lead into as well (a cache of fetched charts linked into `charts/`).
  */
 export async function checkChartFiles(
   treeDir: string,
   chartPath: string,
   maxBytes: number,
+  trustedDirs: readonly string[] = [],
 ): Promise<ManifestProblem[]> {
-  const root = await realpath(treeDir);
+  const roots = await Promise.all([treeDir, ...trustedDirs].map((dir) => realpath(dir).catch(() => undefined)));
   const problems: ManifestProblem[] = [];
   const visited = new Set<string>();
-  const inside = (real: string) => {
+  const within = (root: string, real: string) => {
     const rel = relative(root, real);
     return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !rel.startsWith(sep));
   };
+  const inside = (real: string) => roots.some((root) => root !== undefined && within(root, real));
   const walk = async (path: string): Promise<void> => {
     const real = await realpath(join(treeDir, path)).catch(() => undefined);
     if (real === undefined || !inside(real)) {

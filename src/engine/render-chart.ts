@@ -34,6 +34,11 @@ export interface ChartRenderInput {
   readonly maxBytes: number;
   /** Default 120 s. */
   readonly timeoutMs?: number | undefined;
+  /**
+   * Folders outside the tree that links below the chart may lead into (say, a machine-wide cache of fetched
+   * dependencies linked into `charts/`). Any other link out of the repository is refused. Default: none.
+   */
+  readonly trustedDirs?: readonly string[] | undefined;
   /** Default: what resolveNetworkSandbox finds. */
   readonly sandbox?: NetworkSandbox | undefined;
 }
@@ -73,7 +78,7 @@ export async function renderChart(input: ChartRenderInput): Promise<ChartRender>
   const checked = await checkInput(input);
   if (!checked.ok) return checked;
   const layout = await readChartLayout(input.treeDir, checked.chartPath);
-  const fileProblems = await checkChartFiles(input.treeDir, checked.chartPath, input.maxBytes);
+  const fileProblems = await checkChartFiles(input.treeDir, checked.chartPath, input.maxBytes, input.trustedDirs);
   if (fileProblems.length > 0) return { ok: false, problems: fileProblems };
   const scratch = await mkdtemp(join(tmpdir(), 'plumbline-values-'));
   try {

@@ -4,6 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type { ChartLayout } from '../../src/engine/chart-layout.ts';
+import { helmErrorProblem } from '../../src/engine/helm-error.ts';
 import { type ChartObject, type ChartRenderInput, renderChart } from '../../src/engine/render-chart.ts';
 import { runHelm } from '../../src/engine/run-helm.ts';
 import { type NetworkSandbox, PROXY_ONLY_SANDBOX, resolveNetworkSandbox } from '../../src/engine/sandboxed-command.ts';
@@ -272,6 +274,52 @@ describe('renderChart reports what is wrong with a chart as problems with file a
   });
 });
 
+describe("helm's error messages, as Helm 3 and Helm 4 print them", () => {
+  const layout: ChartLayout = {
+    name: 'needs-lib',
+    root: {
+      folder: 'charts/subchart-error',
+      archive: false,
+      subcharts: new Map([
+        ['helpers', { folder: 'charts/subchart-error/charts/lib', archive: false, subcharts: new Map() }],
+      ]),
+    },
+  };
+  const context = { chartPath: 'charts/subchart-error', layout, paths: [{ path: '/tmp/tree-1', as: '' }] };
+  const helm3 =
+    'Error: template: needs-lib/templates/service.yaml:7:15: executing "needs-lib/templates/service.yaml" at <include "lib.port" .>: error calling include: template: needs-lib/charts/helpers/templates/_port.tpl:3:10: executing "lib.port" at <.Values.service.ports.http>: nil pointer evaluating interface {}.http\n\nUse --debug flag to render out invalid YAML\n';
+  const helm4 =
+    'Error: needs-lib/templates/service.yaml:7:15\n  executing "needs-lib/templates/service.yaml" at <include "lib.port" .>:\n    error calling include:\nneeds-lib/charts/helpers/templates/_port.tpl:3:10\n  executing "lib.port" at <.Values.service.ports.http>:\n    nil pointer evaluating interface {}.http\n\nUse --debug flag to render out invalid YAML\n';
+
+  it.each([
+    ['Helm 3', helm3],
+    ['Helm 4', helm4],
+  ])('%s: the innermost template location is the source, every chart path a repository path', (_helm, stderr) => {
+    const problem = helmErrorProblem(stderr, context);
+    expect(problem.source).toEqual({ file: 'charts/subchart-error/charts/lib/templates/_port.tpl', line: 3 });
+    expect(problem.message).toMatch(/^helm template failed: /);
+    expect(problem.message).toContain('charts/subchart-error/templates/service.yaml:7:15');
+    expect(problem.message).toContain('charts/subchart-error/charts/lib/templates/_port.tpl:3:10');
+    expect(problem.message).not.toMatch(/(^|[\s"(])needs-lib\//);
+    expect(problem.message).not.toContain('\n');
+  });
+
+  it.each([
+    [
+      'Helm 3',
+      'Error: failed to parse /tmp/tree-1/values/a.yaml: error converting YAML to JSON: yaml: line 4: did not find expected key\n',
+    ],
+    [
+      'Helm 4',
+      'Error: failed to parse /tmp/tree-1/values/a.yaml: cannot unmarshal yaml document: error converting YAML to JSON: yaml: line 4: did not find expected key\n',
+    ],
+  ])('%s: a values file that is not YAML is named with its line, without the machine path', (_helm, stderr) => {
+    const problem = helmErrorProblem(stderr, context);
+    expect(problem.source).toEqual({ file: 'values/a.yaml', line: 4 });
+    expect(problem.message).not.toContain('/tmp/tree-1');
+  });
+});
+
 describe('helm reads nothing of the machine and reaches no network', () => {
   let tree: string;
   beforeAll(async () => {
@@ -282,15 +330,12 @@ describe('helm reads nothing of the machine and reaches no network', () => {
   });
 
   it('a link in the chart to a file outside the repository is refused before helm reads it', async () => {
-    await cp(join(TREE, 'charts', 'files'), join(tree, 'files'), { recursive: true });
-    await writeFile(join(tree, '..', `${tree.split('/').at(-1)}-outside.conf`), 'token = secret-of-the-worker\n');
-    await symlink(
-      join(tree, '..', `${tree.split('/').at(-1)}-outside.conf`),
-      join(tree, 'files', 'config', 'token.conf'),
-    );
+    const outside = await mkdtemp(join(tmpdir(), 'plumbline-outside-'));
     try {
-      const result = await renderChart(input('', { treeDir: tree, chartPath: 'files' }));
-      expect(result).toEqual({
+      await writeFile(join(outside, 'token.conf'), 'token = secret-of-the-worker\n');
+      await cp(join(TREE, 'charts', 'files'), join(tree, 'files'), { recursive: true });
+      await symlink(join(outside, 'token.conf'), join(tree, 'files', 'config', 'token.conf'));
+      expect(await renderChart(input('', { treeDir: tree, chartPath: 'files' }))).toEqual({
         ok: false,
         problems: [
           {
@@ -299,8 +344,11 @@ describe('helm reads nothing of the machine and reaches no network', () => {
           },
         ],
       });
+      // The same link into a folder the caller trusts (a cache of fetched charts) is followed.
+      const objects = await render('', { treeDir: tree, chartPath: 'files', trustedDirs: [outside] });
+      expect(named(objects, 'globbed').manifest.data).toMatchObject({ 'token.conf': 'token = secret-of-the-worker\n' });
     } finally {
-      await rm(join(tree, '..', `${tree.split('/').at(-1)}-outside.conf`), { force: true });
+      await rm(outside, { recursive: true, force: true });
     }
   });
 
