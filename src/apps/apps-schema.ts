@@ -125,6 +125,9 @@ export const APPS_FILE_FIELDS = {
   remoteChart: Object.keys(remoteChart.shape),
 } as const;
 
+/** Where the JSON Schema is published, relative to the package root (written by dev/scripts/write-apps-schema.ts). */
+export const APPS_JSON_SCHEMA_FILE = 'docs/schema/plumbline-apps.schema.json';
+
 /**
  * The file's JSON Schema, for editors (`# yaml-language-server: $schema=…`). It adds what the zod schema
  * checks in code: an app is exactly one of `path` or `chart`.
