@@ -1,5 +1,6 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type ChartRepositoryRecord, startChartRepository } from './chart-repository.ts';
 import {
   type ClusterRecord,
   type EtcdRecord,
@@ -8,9 +9,17 @@ import {
   writeSharedCredentials,
 } from './control-plane.ts';
 import { freePort } from './free-port.ts';
+import { type OciRegistryRecord, startOciRegistry } from './oci-registry.ts';
 import { isRunning, stopProcess } from './processes.ts';
 import { pingRedis, type RedisRecord, startRedisServer } from './redis-server.ts';
-import { type ControlPlaneBinaries, ensureControlPlaneBinaries } from './toolchain.ts';
+import { withProcessLock } from './stack-lock.ts';
+import {
+  type ControlPlaneBinaries,
+  ensureControlPlaneBinaries,
+  ensureHelm4,
+  ensureRegistry,
+  type PinnedBinary,
+} from './toolchain.ts';
 
 /** What `local:up` started, kept in `<stackDir>/state.json` so `local:down` and a second `local:up` find it. */
 export interface StackState {
@@ -18,6 +27,15 @@ export interface StackState {
   readonly redis: RedisRecord;
   readonly etcd: EtcdRecord;
   readonly clusters: readonly ClusterRecord[];
+  /** Started after the control plane, and restarted on their own when down (Redis and the apiservers stay up). */
+  readonly charts?: ChartServicesRecord;
+}
+
+/** What the Helm tests use: the pinned Helm 4, an OCI registry and a chart repository, both with credentials. */
+export interface ChartServicesRecord {
+  readonly helm: PinnedBinary;
+  readonly registry: OciRegistryRecord;
+  readonly repository: ChartRepositoryRecord;
 }
 
 export interface StackOptions {
@@ -31,12 +49,28 @@ export interface StackOptions {
 /** The two clusters every stack has; the second makes multi-cluster behaviour testable. */
 export const CLUSTER_NAMES = ['local-a', 'local-b'] as const;
 
-/** Starts Redis, etcd and two apiservers (each with a controller manager); reuses a healthy running stack. */
+/**
+ * Starts Redis, etcd and two apiservers (each with a controller manager), then the chart services (OCI
+ * registry, chart repository); reuses whatever part of a running stack is healthy.
+ */
 export async function stackUp(options: StackOptions): Promise<StackState> {
+  await mkdir(options.stackDir, { recursive: true });
+  // Several test runs may start at once (one per agent or terminal): one of them starts what is missing,
+  // the others wait and then reuse it, instead of building twice and leaking a second set of servers.
+  const lock = { timeoutMs: 45 * 60_000, onWait: () => options.log('another local:up is running; waiting for it') };
+  return withProcessLock(join(options.stackDir, 'up.lock'), lock, async () => {
+    const core = await controlPlaneUp(options);
+    const state = await chartServicesUp(core, options);
+    if (state !== core) await writeStateFiles(options.stackDir, state);
+    else await writeEnvFile(options.stackDir, state);
+    return state;
+  });
+}
+
+async function controlPlaneUp(options: StackOptions): Promise<StackState> {
   const existing = await readState(options.stackDir);
   if (existing && (await isHealthy(existing))) {
     options.log(`local stack already running (Kubernetes ${existing.kubernetesVersion})`);
-    await writeEnvFile(options.stackDir, existing);
     return existing;
   }
   if (existing) {
@@ -84,10 +118,48 @@ async function startAll(
   const failure = starting.find((result) => result.status === 'rejected');
   if (failure) throw failure.reason;
   const state: StackState = { kubernetesVersion: binaries.kubernetesVersion, redis, etcd, clusters };
-  await writeFile(join(options.stackDir, 'state.json'), `${JSON.stringify(state, null, 2)}\n`);
-  await writeEnvFile(options.stackDir, state);
+  await writeStateFiles(options.stackDir, state);
   options.log(`local stack ready; load it with: . ${join(options.stackDir, 'env')}`);
   return state;
+}
+
+/** Keeps healthy chart services; otherwise builds what is missing and (re)starts both, in `run/charts/`. */
+async function chartServicesUp(state: StackState, options: StackOptions): Promise<StackState> {
+  if (state.charts && (await chartServicesHealthy(state.charts))) return state;
+  if (state.charts) {
+    options.log('chart services are down; restarting them');
+    await stopChartServices(state.charts);
+  }
+  const helm = await ensureHelm4(options);
+  const registryBinary = await ensureRegistry(options);
+  const dir = join(options.stackDir, 'run', 'charts');
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(join(dir, 'registry'), { recursive: true });
+  await mkdir(join(dir, 'repository'), { recursive: true });
+  options.log(`starting the OCI registry ${registryBinary.version} and the chart repository`);
+  const [registry, repository] = await Promise.allSettled([
+    freePort().then((port) => startOciRegistry(registryBinary, join(dir, 'registry'), port)),
+    freePort().then((port) => startChartRepository(join(dir, 'repository'), port)),
+  ]);
+  if (registry.status === 'rejected' || repository.status === 'rejected') {
+    await Promise.all(
+      [registry, repository].flatMap((r) =>
+        r.status === 'fulfilled' ? [stopProcess(r.value.pid, r.value.command)] : [],
+      ),
+    );
+    throw registry.status === 'rejected' ? registry.reason : (repository as PromiseRejectedResult).reason;
+  }
+  options.log(`chart services ready: oci://${registry.value.host}, ${repository.value.url}, helm ${helm.version}`);
+  return { ...state, charts: { helm, registry: registry.value, repository: repository.value } };
+}
+
+async function chartServicesHealthy(charts: ChartServicesRecord): Promise<boolean> {
+  const alive = await Promise.all([charts.registry, charts.repository].map((p) => isRunning(p.pid, p.command)));
+  return alive.every(Boolean);
+}
+
+async function stopChartServices(charts: ChartServicesRecord): Promise<void> {
+  await Promise.all([charts.registry, charts.repository].map((p) => stopProcess(p.pid, p.command)));
 }
 
 /** Stops every process the stack started and removes its runtime data. Safe to call when nothing runs. */
@@ -114,8 +186,9 @@ async function isHealthy(state: StackState): Promise<boolean> {
   return alive.every(Boolean) && (await pingRedis(state.redis.url));
 }
 
-/** Stops in reverse order of dependency: controllers and apiservers before etcd. */
+/** Stops in reverse order of dependency: chart services, then controllers and apiservers before etcd. */
 async function stopAll(pieces: StackPieces | StackState): Promise<void> {
+  if ('charts' in pieces && pieces.charts) await stopChartServices(pieces.charts);
   await Promise.all(
     (pieces.clusters ?? []).flatMap((cluster) => [
       stopProcess(cluster.controllerManager.pid, cluster.controllerManager.command),
@@ -132,9 +205,33 @@ export function renderEnvFile(state: StackState): string {
   const lines = [`export REDIS_URL=${state.redis.url}`];
   if (a) lines.push(`export KUBECONFIG=${a.kubeconfig}`);
   if (b) lines.push(`export KUBECONFIG_B=${b.kubeconfig}`);
+  if (state.charts) lines.push(...chartServicesEnv(state.charts).map(([name, value]) => `export ${name}=${value}`));
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * The chart services as variables (names without `_TEST_`; global-setup passes the same values to the
+ * tests as `PLUMBLINE_TEST_<name without PLUMBLINE_>`). Every value is hex, a path or a URL: no quoting needed.
+ */
+export function chartServicesEnv(charts: ChartServicesRecord): ReadonlyArray<readonly [string, string]> {
+  return [
+    ['PLUMBLINE_HELM', charts.helm.path],
+    ['PLUMBLINE_OCI_REGISTRY', charts.registry.host],
+    ['PLUMBLINE_OCI_USERNAME', charts.registry.credentials.username],
+    ['PLUMBLINE_OCI_PASSWORD', charts.registry.credentials.password],
+    ['PLUMBLINE_CHART_REPOSITORY_URL', charts.repository.url],
+    ['PLUMBLINE_CHART_REPOSITORY_USERNAME', charts.repository.credentials.username],
+    ['PLUMBLINE_CHART_REPOSITORY_PASSWORD', charts.repository.credentials.password],
+    ['PLUMBLINE_CHART_REPOSITORY_DIR', charts.repository.dir],
+  ];
+}
+
+async function writeStateFiles(stackDir: string, state: StackState): Promise<void> {
+  // Mode 0600: the state names the test registries' passwords.
+  await writeFile(join(stackDir, 'state.json'), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+  await writeEnvFile(stackDir, state);
+}
+
 async function writeEnvFile(stackDir: string, state: StackState): Promise<void> {
-  await writeFile(join(stackDir, 'env'), renderEnvFile(state));
+  await writeFile(join(stackDir, 'env'), renderEnvFile(state), { mode: 0o600 });
 }

@@ -4,7 +4,16 @@ import { access, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { kubernetesVersionLdflags, readControlPlanePins, readHelmPin } from './versions.ts';
+import {
+  HELM4_MODULE,
+  helm4VersionLdflags,
+  kubernetesVersionLdflags,
+  REGISTRY_MODULE,
+  readControlPlanePins,
+  readHelm4Pin,
+  readRegistryPin,
+  registryVersionLdflags,
+} from './versions.ts';
 
 export interface ControlPlaneBinaries {
   readonly kubernetesVersion: string;
@@ -15,7 +24,7 @@ export interface ControlPlaneBinaries {
 }
 
 export interface ToolchainOptions {
-  /** Folder with the pinning Go modules (`kubernetes/`, `etcd/`). */
+  /** Folder with the pinning Go modules (`kubernetes/`, `etcd/`, `helm4/`, `registry/`). */
   readonly goDir: string;
   /** Binaries are cached here, one folder per pinned version, so they build once per machine. */
   readonly cacheDir: string;
@@ -66,24 +75,49 @@ export async function ensureControlPlaneBinaries(options: ToolchainOptions): Pro
   return binaries;
 }
 
-/** The pinned `helm` (chart tests), built from its Go module the first time like the control plane. */
-export async function ensureHelm(options: ToolchainOptions): Promise<string> {
-  const version = await readHelmPin(options.goDir);
+export interface PinnedBinary {
+  readonly version: string;
+  readonly path: string;
+}
+
+/** Helm 4 (`go/helm4`), which renders charts and pushes them to the test registry; built once per machine. */
+export async function ensureHelm4(options: ToolchainOptions): Promise<PinnedBinary> {
+  const version = await readHelm4Pin(options.goDir);
   const dir = join(options.cacheDir, `helm-${version}`);
-  const helm = join(dir, 'helm');
-  if (!(await isExecutable(helm))) {
+  const path = join(dir, 'helm');
+  if (!(await isExecutable(path))) {
     await goBuild({
       ...options,
       label: `helm ${version}`,
-      moduleDir: join(options.goDir, 'helm'),
-      packages: ['helm.sh/helm/v3/cmd/helm'],
+      moduleDir: join(options.goDir, 'helm4'),
+      packages: [`${HELM4_MODULE}/cmd/helm`],
       outputs: ['helm'],
       renames: {},
       targetDir: dir,
-      ldflags: `-s -w -X helm.sh/helm/v3/internal/version.version=${version}`,
+      ldflags: `-s -w ${helm4VersionLdflags(version)}`,
     });
   }
-  return helm;
+  return { version, path };
+}
+
+/** The OCI registry (CNCF Distribution, `go/registry`) the chart tests push to; built once per machine. */
+export async function ensureRegistry(options: ToolchainOptions): Promise<PinnedBinary> {
+  const version = await readRegistryPin(options.goDir);
+  const dir = join(options.cacheDir, `registry-${version}`);
+  const path = join(dir, 'registry');
+  if (!(await isExecutable(path))) {
+    await goBuild({
+      ...options,
+      label: `registry ${version}`,
+      moduleDir: join(options.goDir, 'registry'),
+      packages: [`${REGISTRY_MODULE}/cmd/registry`],
+      outputs: ['registry'],
+      renames: {},
+      targetDir: dir,
+      ldflags: `-s -w ${registryVersionLdflags(version)}`,
+    });
+  }
+  return { version, path };
 }
 
 interface GoBuild extends ToolchainOptions {
@@ -115,9 +149,14 @@ async function goBuild(build: GoBuild): Promise<void> {
   }
 }
 
+const GO_MISSING =
+  'the `go` command was not found: install Go ≥ 1.26 to build the local control plane, ' +
+  'or point PLUMBLINE_TEST_KUBECONFIG at an existing cluster';
+
 function runGo(build: GoBuild, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn('go', args, {
+    // At low priority: the machines have 2 cores, shared with the tests that may be running meanwhile.
+    const child = spawn('nice', ['-n', '10', 'go', ...args], {
       cwd: build.moduleDir,
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, CGO_ENABLED: '0', GOFLAGS: '-mod=readonly' },
@@ -134,18 +173,11 @@ function runGo(build: GoBuild, args: string[]): Promise<void> {
         build.log(`  … ${build.label}: ${compiled} packages compiled so far`);
       }
     });
-    child.once('error', (error: NodeJS.ErrnoException) => {
-      reject(
-        error.code === 'ENOENT'
-          ? new Error(
-              'the `go` command was not found: install Go ≥ 1.26 to build the local control plane, ' +
-                'or point PLUMBLINE_TEST_KUBECONFIG at an existing cluster',
-            )
-          : error,
-      );
-    });
+    child.once('error', reject);
     child.once('close', (code) => {
       if (code === 0) resolve();
+      // 127: `nice` found no `go` to run.
+      else if (code === 127) reject(new Error(GO_MISSING));
       else reject(new Error(`go ${args[0]} of ${build.label} failed (exit ${code}):\n${errors.slice(-30).join('\n')}`));
     });
   });

@@ -26,9 +26,30 @@ export async function readControlPlanePins(goDir: string): Promise<ControlPlaneP
   };
 }
 
-/** The helm version the chart tests use (`go/helm/go.mod`). */
-export async function readHelmPin(goDir: string): Promise<string> {
-  return parseRequiredVersion(await readFile(join(goDir, 'helm', 'go.mod'), 'utf8'), 'helm.sh/helm/v3');
+/** The Helm 4 version that renders charts (`go/helm4/go.mod`). */
+export async function readHelm4Pin(goDir: string): Promise<string> {
+  return parseRequiredVersion(await readFile(join(goDir, 'helm4', 'go.mod'), 'utf8'), HELM4_MODULE);
+}
+
+/** The OCI registry (CNCF Distribution) version the chart tests push to (`go/registry/go.mod`). */
+export async function readRegistryPin(goDir: string): Promise<string> {
+  return parseRequiredVersion(await readFile(join(goDir, 'registry', 'go.mod'), 'utf8'), REGISTRY_MODULE);
+}
+
+export const HELM4_MODULE = 'helm.sh/helm/v4';
+export const REGISTRY_MODULE = 'github.com/distribution/distribution/v3';
+
+/** `-X` flag that makes `helm version` report the pinned version, as Helm's own Makefile does. */
+export function helm4VersionLdflags(version: string): string {
+  return `-X ${HELM4_MODULE}/internal/version.version=${version}`;
+}
+
+/** `-X` flags that make `registry --version` report the pinned version, as Distribution's Makefile does. */
+export function registryVersionLdflags(version: string): string {
+  return [
+    `-X ${REGISTRY_MODULE}/version.version=${version}`,
+    `-X ${REGISTRY_MODULE}/version.mainpkg=${REGISTRY_MODULE}`,
+  ].join(' ');
 }
 
 /** `-X` flags that make the binaries report the pinned version, as Kubernetes' own release build does. */

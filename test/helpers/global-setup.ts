@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { readState, stackUp } from '../../dev/local-stack/stack.ts';
-import { defaultCacheDir, ensureHelm } from '../../dev/local-stack/toolchain.ts';
+import { chartServicesEnv, readState, stackUp } from '../../dev/local-stack/stack.ts';
+import { defaultCacheDir, ensureHelm4 } from '../../dev/local-stack/toolchain.ts';
 import { packageRoot } from '../../src/support/package-root.ts';
 
 /**
@@ -11,12 +11,15 @@ import { packageRoot } from '../../src/support/package-root.ts';
 export default async function globalSetup(): Promise<void> {
   const env = process.env;
   const root = packageRoot();
-  // The chart tests render with the real helm, built from its pinned Go module once per machine.
-  env.PLUMBLINE_TEST_HELM ??= await ensureHelm({
-    goDir: join(root, 'dev', 'local-stack', 'go'),
-    cacheDir: defaultCacheDir(env),
-    log: (line) => process.stderr.write(`\nlocal-stack: ${line}`),
-  });
+  // Charts render with the real Helm 4, built from its pinned Go module once per machine (an external
+  // stack too: it is a local tool).
+  env.PLUMBLINE_TEST_HELM ??= (
+    await ensureHelm4({
+      goDir: join(root, 'dev', 'local-stack', 'go'),
+      cacheDir: defaultCacheDir(env),
+      log: (line) => process.stderr.write(`\nlocal-stack: ${line}`),
+    })
+  ).path;
   if (env.PLUMBLINE_TEST_KUBECONFIG && env.PLUMBLINE_TEST_REDIS_URL) {
     if (!env.PLUMBLINE_TEST_KUBECONFIG_B) {
       throw new Error('PLUMBLINE_TEST_KUBECONFIG_B must name a second cluster for the multi-cluster tests');
@@ -40,5 +43,10 @@ export default async function globalSetup(): Promise<void> {
   env.PLUMBLINE_TEST_KUBECONFIG ??= a.kubeconfig;
   env.PLUMBLINE_TEST_KUBECONFIG_B ??= b.kubeconfig;
   env.PLUMBLINE_TEST_STACK_DIR = stackDir;
+  // Helm 4, the OCI registry and the chart repository (with their credentials) as PLUMBLINE_TEST_HELM,
+  // PLUMBLINE_TEST_OCI_*, PLUMBLINE_TEST_CHART_REPOSITORY_* (read by dev/local-stack/charts.ts).
+  for (const [name, value] of state.charts ? chartServicesEnv(state.charts) : []) {
+    env[name.replace(/^PLUMBLINE_/, 'PLUMBLINE_TEST_')] ??= value;
+  }
   if (!wasRunning) env.PLUMBLINE_TEST_STOP_STACK = '1';
 }
