@@ -95,6 +95,30 @@ describe('orderApps', () => {
     ]);
   });
 
+  it('orders a chain of 20,000 apps, one per wave, and names the cycle when the chain is closed', () => {
+    const chain = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`a${i}`, i === 0 ? [] : [`a${i - 1}`]]));
+
+    expect(waveNames(chain).map((wave) => wave.join())).toEqual(Object.keys(chain));
+    const closed = problemsOf({ ...chain, a0: ['a19999'] });
+    expect(closed).toHaveLength(1);
+    // Each depends on the next: a0 on a19999, a19999 on a19998, … a1 on a0.
+    const first = ['a0', 'a19999', 'a19998', 'a19997', 'a19996', 'a19995', 'a19994', 'a19993', 'a19992', 'a19991'];
+    const last = ['a9', 'a8', 'a7', 'a6', 'a5', 'a4', 'a3', 'a2', 'a1', 'a0'];
+    expect(closed[0]?.message).toBe(`dependsOn makes a cycle: ${[...first, '…', ...last].join(' → ')} (20000 apps)`);
+  });
+
+  it('puts 20,000 apps that depend on one app in one wave', () => {
+    const star = { hub: [], ...Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`s${i}`, ['hub']])) };
+
+    expect(waveNames(star).map((wave) => wave.length)).toEqual([1, 20_000]);
+  });
+
+  it('names every app of a cycle of up to twenty apps', () => {
+    const ring = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`r${i}`, [`r${(i + 1) % 20}`]]));
+
+    expect(problemsOf(ring)[0]?.message).toBe(`dependsOn makes a cycle: ${[...Object.keys(ring), 'r0'].join(' → ')}`);
+  });
+
   it('names a cycle reached through an app that waits on it', () => {
     expect(problemsOf({ top: ['x'], x: ['y'], y: ['z'], z: ['x'] }).map((problem) => problem.message)).toEqual([
       'dependsOn makes a cycle: x → y → z → x',
