@@ -24,24 +24,9 @@ import type { GitMirror, Remote } from '../src/source/git-mirror.ts';
 import { type PreparedCommit, planClusters, prepareCommit } from '../src/source/plan-sync.ts';
 import { type ClusterStateStore, clusterBase } from '../src/status/cluster-state.ts';
 import { failClusterJob, runClusterJob, type SyncResult } from './cluster-job.ts';
+import type { EngineSettings } from './engine-settings.ts';
 import { reconcileCommit } from './reconcile-commit.ts';
 import { CommitReporting, type JobRun, SINGLE_RUN } from './report-outcome.ts';
-
-export interface EngineSettings {
-  readonly applyConcurrency: number;
-  readonly establishTimeoutMs: number;
-  readonly healthTimeoutMs: number;
-  readonly lockLeaseMs: number;
-  readonly lockWaitMs: number;
-}
-
-export const DEFAULT_ENGINE_SETTINGS: EngineSettings = {
-  applyConcurrency: 32,
-  establishTimeoutMs: 60_000,
-  healthTimeoutMs: 120_000,
-  lockLeaseMs: 30_000,
-  lockWaitMs: 60_000,
-};
 
 export interface SyncDependencies {
   readonly registry: ClusterRegistry;

@@ -10,7 +10,7 @@ import type { RenderResult } from '../src/engine/render-cluster.ts';
 import { checkSecrets } from '../src/engine/secrets-gate.ts';
 import { describeFailedReconcile, describeProblems } from '../src/reporting/describe-outcome.ts';
 import { publishableChangeSet } from '../src/reporting/mask-live-text.ts';
-import type { EngineSettings } from './process-sync-job.ts';
+import type { EngineSettings } from './engine-settings.ts';
 
 export interface CommitReconcile {
   readonly cluster: ClusterEntry;

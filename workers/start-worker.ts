@@ -19,11 +19,12 @@ import { createGitHubReporter } from '../src/reporting/github-reporter.ts';
 import { createWriteBudget } from '../src/reporting/write-budget.ts';
 import { GitMirror } from '../src/source/git-mirror.ts';
 import { createClusterStateStore } from '../src/status/cluster-state.ts';
+import { DEFAULT_ENGINE_SETTINGS } from './engine-settings.ts';
 import { finalizeFailedJobs } from './finalize-failed-jobs.ts';
 import { createJobConsumer } from './job-consumer.ts';
 import { processPreviewJob } from './process-preview-job.ts';
 import { processResyncJob, type ResyncDependencies, type ResyncResult } from './process-resync-job.ts';
-import { DEFAULT_ENGINE_SETTINGS, processSyncJob, type SyncDependencies, type SyncResult } from './process-sync-job.ts';
+import { processSyncJob, type SyncDependencies, type SyncResult } from './process-sync-job.ts';
 import { nextResyncAt, scheduleResyncs } from './schedule-resyncs.ts';
 
 export interface RunningWorker {

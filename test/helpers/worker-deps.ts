@@ -11,13 +11,9 @@ import type { PlumblineJob } from '../../src/queue/jobs.ts';
 import { createGitHubReporter } from '../../src/reporting/github-reporter.ts';
 import { createWriteBudget } from '../../src/reporting/write-budget.ts';
 import { createClusterStateStore } from '../../src/status/cluster-state.ts';
+import { DEFAULT_ENGINE_SETTINGS } from '../../workers/engine-settings.ts';
 import { createJobConsumer } from '../../workers/job-consumer.ts';
-import {
-  DEFAULT_ENGINE_SETTINGS,
-  processSyncJob,
-  type SyncDependencies,
-  type SyncResult,
-} from '../../workers/process-sync-job.ts';
+import { processSyncJob, type SyncDependencies, type SyncResult } from '../../workers/process-sync-job.ts';
 import type { SourceFixture } from './source-fixture.ts';
 
 export const STATUS_PAGE_URL = 'https://plumbline.example.test';
