@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { isNode, LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
+import { type ChartSources, parseChartSources } from '../charts/chart-sources.ts';
 import { normalizeFolder } from '../source/render-inputs.ts';
 
 /** One cluster as the operator registered it (`PLUMBLINE_CLUSTERS`); credentials never come from Git. */
@@ -51,6 +52,8 @@ export interface TenancyLimits {
 
 export interface ClusterRegistry {
   readonly clusters: readonly ClusterEntry[];
+  /** Where charts may come from, with what credentials and mirrors (product.md, "Chart sources"). */
+  readonly charts: ChartSources;
 }
 
 export class RegistryError extends Error {
@@ -117,7 +120,13 @@ const clusterSchema = z
     path: ['kubeconfig'],
   });
 
-const registrySchema = z.object({ clusters: z.array(clusterSchema).min(1, 'must list at least one cluster') }).strict();
+const registrySchema = z
+  .object({
+    clusters: z.array(clusterSchema).min(1, 'must list at least one cluster'),
+    /** Chart sources (operator-owned: credentials, mirrors, private addresses); checked by `parseChartSources`. */
+    charts: z.unknown().optional(),
+  })
+  .strict();
 
 /**
  * Parses the registry. Errors name the field and its line (`clusters[1].path (line 9): …`) so an operator
@@ -142,6 +151,8 @@ export function parseClusterRegistry(text: string, source = 'cluster registry'):
     });
     throw new RegistryError(`${source}: ${problems.join('; ')}`);
   }
+  const charts = parseChartSources(parsed.data.charts);
+  if (!charts.ok) throw new RegistryError(`${source}: ${charts.problems.join('; ')}`);
   const clusters = parsed.data.clusters.map(
     (c): ClusterEntry => ({
       name: c.name,
@@ -174,7 +185,7 @@ export function parseClusterRegistry(text: string, source = 'cluster registry'):
     }
     seen.add(cluster.name);
   }
-  return Object.freeze({ clusters: Object.freeze(clusters) });
+  return Object.freeze({ clusters: Object.freeze(clusters), charts: charts.sources });
 }
 
 function formatPath(path: readonly (string | number)[]): string {

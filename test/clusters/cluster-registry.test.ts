@@ -42,6 +42,26 @@ describe('the cluster registry', () => {
     ]);
   });
 
+  it('reads the operator-owned chart sources beside the clusters, and refuses a wrong one', () => {
+    expect(parseClusterRegistry(valid).charts).toEqual({ repositories: [], allowPrivateAddresses: false });
+    const withCharts = `${valid}charts:
+  repositories:
+    - url: oci://ghcr.io/external-secrets/charts
+      mirror: oci://registry.internal:5000/ghcr/external-secrets/charts
+      credentials: /etc/plumbline/charts/ghcr.json
+`;
+    expect(parseClusterRegistry(withCharts).charts.repositories).toEqual([
+      expect.objectContaining({
+        url: 'oci://ghcr.io/external-secrets/charts',
+        mirror: 'oci://registry.internal:5000/ghcr/external-secrets/charts',
+        credentials: '/etc/plumbline/charts/ghcr.json',
+      }),
+    ]);
+    expect(() => parseClusterRegistry(`${valid}charts:\n  repositories:\n    - url: ftp://charts.example\n`)).toThrow(
+      /charts\.repositories\[0\]\.url/,
+    );
+  });
+
   it('parses tenancy limits, fork previews and a pinned repository id', () => {
     const registry = parseClusterRegistry(`
 clusters:

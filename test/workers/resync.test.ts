@@ -194,6 +194,7 @@ describe('continuous reconciliation: the scheduled resync', () => {
   it('two workers produce one resync per interval', async () => {
     const schedulerPrefix = uniqueName('schedules');
     const short: ClusterRegistry = {
+      ...registry(true),
       clusters: [{ ...registry(true).clusters[0]!, name: 'every-second', intervalMs: 1_000 }],
     };
     const runs: number[] = [];
