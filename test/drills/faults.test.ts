@@ -220,7 +220,12 @@ describe('fault drills', () => {
         headers: { 'retry-after': '1' },
       });
       await enqueue(producer, syncJob(sha));
-      await until(() => states(sha, 'plumbline').at(-1) === 'success', 'the roll-up to arrive', 90_000);
+      // The roll-up and the cluster's status are written concurrently (a lane per context), each retried on its own.
+      await until(
+        () => states(sha, 'plumbline').at(-1) === 'success' && states(sha, `plumbline/${cluster}`).at(-1) === 'success',
+        'the roll-up and the cluster status to arrive',
+        90_000,
+      );
       const refused = f.github.callsTo(STATUSES).filter((c) => c.path.endsWith(sha) && c.status >= 400);
       expect(refused.length).toBe(8);
       expect(f.github.latestStatus(f.repository.fullName, sha, `plumbline/${cluster}`)).toMatchObject({
