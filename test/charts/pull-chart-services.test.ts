@@ -1,15 +1,13 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from '@jest/globals';
 import { stringify } from 'yaml';
 import { chartServicesFromEnv, publishToChartRepository, pushChartToRegistry } from '../../dev/local-stack/charts.ts';
 import { readChartArchive } from '../../src/charts/chart-archive.ts';
 import { ChartCache } from '../../src/charts/chart-cache.ts';
-import { type ChartSources, parseChartSources } from '../../src/charts/chart-sources.ts';
-import { ChartFetchError } from '../../src/charts/fetch-chart-file.ts';
 import { pullChart } from '../../src/charts/pull-chart.ts';
 import { resolveChartDependencies } from '../../src/charts/resolve-dependencies.ts';
+import { chartFetchError, chartSources, credentialsFile, scratch } from '../helpers/chart-test-server.ts';
 import { uniqueName } from '../helpers/environment.ts';
 
 /**
@@ -22,16 +20,8 @@ const describeServices = configured ? describe : describe.skip;
 if (!configured)
   process.stderr.write('pull-chart-services: skipped: no OCI registry / chart repository in the test environment\n');
 
-const temp = (prefix: string) => mkdtempSync(join(tmpdir(), prefix));
-
-function policy(value: unknown): ChartSources {
-  const parsed = parseChartSources(value);
-  if (!parsed.ok) throw new Error(parsed.problems.join('; '));
-  return parsed.sources;
-}
-
 function chartFolder(name: string, version: string, dependencies?: readonly Record<string, unknown>[]): string {
-  const dir = join(temp('plumbline-charts-src-'), name);
+  const dir = join(scratch('plumbline-charts-src-'), name);
   mkdirSync(join(dir, 'templates'), { recursive: true });
   writeFileSync(
     join(dir, 'Chart.yaml'),
@@ -41,27 +31,12 @@ function chartFolder(name: string, version: string, dependencies?: readonly Reco
   return dir;
 }
 
-function credentialsFile(username: string, password: string): string {
-  const file = join(temp('plumbline-charts-creds-'), 'creds.json');
-  writeFileSync(file, JSON.stringify({ username, password }));
-  return file;
-}
-
-async function pullError(promise: Promise<unknown>): Promise<ChartFetchError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(error instanceof ChartFetchError)) throw new Error(`expected a ChartFetchError, got ${String(error)}`);
-  return error;
-}
-
 describeServices('pullChart from the real OCI registry and Helm repository', () => {
   it('pulls a chart helm pushed to the OCI registry, with credentials from a file, and verifies the layer digest', async () => {
     const services = chartServicesFromEnv();
     const version = '1.2.3+build.7'; // a tag with `+`, which Helm pushes as `_`
     const pushed = await pushChartToRegistry(chartFolder('oci-app', version), `tests/${uniqueName('pull')}`, services);
-    const sources = policy({
+    const sources = chartSources({
       repositories: [
         {
           url: `oci://${services.registry.host}`,
@@ -73,7 +48,7 @@ describeServices('pullChart from the real OCI registry and Helm repository', () 
 
     const chart = await pullChart(
       { repository: pushed.repository, name: 'oci-app', version },
-      { sources, cache: new ChartCache(temp('plumbline-charts-cache-')) },
+      { sources, cache: new ChartCache(scratch('plumbline-charts-cache-')) },
     );
 
     const chartYaml = readChartArchive(chart.archive).find((file) => file.path === 'Chart.yaml');
@@ -89,7 +64,7 @@ describeServices('pullChart from the real OCI registry and Helm repository', () 
       services,
     );
     const wrong = 'Wr0ng-registry-passw0rd';
-    const sources = policy({
+    const sources = chartSources({
       repositories: [
         {
           url: `oci://${services.registry.host}`,
@@ -99,10 +74,10 @@ describeServices('pullChart from the real OCI registry and Helm repository', () 
       ],
     });
 
-    const error = await pullError(
+    const error = await chartFetchError(
       pullChart(
         { repository: pushed.repository, name: 'oci-locked', version: '0.1.0' },
-        { sources, cache: new ChartCache(temp('plumbline-charts-cache-')) },
+        { sources, cache: new ChartCache(scratch('plumbline-charts-cache-')) },
       ),
     );
 
@@ -115,12 +90,12 @@ describeServices('pullChart from the real OCI registry and Helm repository', () 
     const services = chartServicesFromEnv();
     const requests: string[] = [];
 
-    const error = await pullError(
+    const error = await chartFetchError(
       pullChart(
         { repository: `oci://${services.registry.host}/tests`, name: 'anything', version: '1.0.0' },
         {
-          sources: policy({}),
-          cache: new ChartCache(temp('plumbline-charts-cache-')),
+          sources: chartSources({}),
+          cache: new ChartCache(scratch('plumbline-charts-cache-')),
           onRequest: (url) => requests.push(url),
         },
       ),
@@ -137,13 +112,13 @@ describeServices('pullChart from the real OCI registry and Helm repository', () 
       `tests/${uniqueName('umbrella')}`,
       services,
     );
-    const root = temp('plumbline-charts-repo-');
+    const root = scratch('plumbline-charts-repo-');
     const umbrella = chartFolder('umbrella', '0.1.0', [
       { name: 'oci-dep', version: '4.5.6', repository: pushed.repository },
     ]);
     const requests: string[] = [];
     const context = {
-      sources: policy({
+      sources: chartSources({
         repositories: [
           {
             url: `oci://${services.registry.host}`,
@@ -152,7 +127,7 @@ describeServices('pullChart from the real OCI registry and Helm repository', () 
           },
         ],
       }),
-      cache: new ChartCache(temp('plumbline-charts-cache-')),
+      cache: new ChartCache(scratch('plumbline-charts-cache-')),
       onRequest: (url: string) => requests.push(url),
     };
     mkdirSync(join(root, 'charts'), { recursive: true });
@@ -162,14 +137,14 @@ describeServices('pullChart from the real OCI registry and Helm repository', () 
     const first = await resolveChartDependencies({
       repositoryRoot: root,
       chartPath: 'charts/umbrella',
-      scratchDir: temp('plumbline-charts-scratch-'),
+      scratchDir: scratch('plumbline-charts-scratch-'),
       context,
     });
     const afterFirst = requests.length;
     const second = await resolveChartDependencies({
       repositoryRoot: root,
       chartPath: 'charts/umbrella',
-      scratchDir: temp('plumbline-charts-scratch-'),
+      scratchDir: scratch('plumbline-charts-scratch-'),
       context,
     });
 
@@ -183,7 +158,7 @@ describeServices('pullChart from the real OCI registry and Helm repository', () 
     const services = chartServicesFromEnv();
     const name = uniqueName('repo-chart');
     const published = await publishToChartRepository(chartFolder(name, '0.4.0'), services);
-    const sources = policy({
+    const sources = chartSources({
       repositories: [
         {
           url: services.repository.url,
@@ -194,7 +169,7 @@ describeServices('pullChart from the real OCI registry and Helm repository', () 
 
     const chart = await pullChart(
       { repository: published.repository, name, version: '0.4.0' },
-      { sources, cache: new ChartCache(temp('plumbline-charts-cache-')) },
+      { sources, cache: new ChartCache(scratch('plumbline-charts-cache-')) },
     );
 
     expect(chart.digest).toBe(published.digest);

@@ -1,29 +1,20 @@
-import { createHash } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { ChartCache } from '../../src/charts/chart-cache.ts';
-import { type ChartSources, parseChartSources } from '../../src/charts/chart-sources.ts';
-import { ChartFetchError } from '../../src/charts/fetch-chart-file.ts';
 import { pullChart } from '../../src/charts/pull-chart.ts';
 import {
   type ChartTestServer,
+  chartFetchError,
+  chartSources,
+  credentialsFile,
   loopbackCertificate,
   packChart,
   repositoryIndex,
+  scratch,
+  sha256,
   startChartServer,
   type TlsMaterial,
-} from './chart-test-server.ts';
-
-const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-const temp = (prefix: string) => mkdtempSync(join(tmpdir(), prefix));
-
-function policy(value: unknown): ChartSources {
-  const parsed = parseChartSources(value);
-  if (!parsed.ok) throw new Error(parsed.problems.join('; '));
-  return parsed.sources;
-}
+} from '../helpers/chart-test-server.ts';
 
 /** Publishes a chart on a server as a Helm repository under `/stable`. */
 function publish(server: ChartTestServer, name: string, version: string, options: { digest?: string } = {}): Buffer {
@@ -33,15 +24,6 @@ function publish(server: ChartTestServer, name: string, version: string, options
     body: repositoryIndex([{ name, version, digest: options.digest ?? sha256(archive) }]),
   });
   return archive;
-}
-
-async function pullError(promise: Promise<unknown>): Promise<ChartFetchError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(error instanceof ChartFetchError)) throw new Error(`expected a ChartFetchError, got ${String(error)}`);
-  return error;
 }
 
 describe('pullChart from an https Helm repository', () => {
@@ -56,8 +38,8 @@ describe('pullChart from an https Helm repository', () => {
 
   it('fetches the index entry for name and exact version, verifies its digest, and stores it in the cache', async () => {
     const archive = publish(server, 'podinfo', '6.9.2');
-    const cache = new ChartCache(temp('plumbline-charts-cache-'));
-    const sources = policy({ repositories: [{ url: `${server.url}/stable`, caFile: tls.caFile }] });
+    const cache = new ChartCache(scratch('plumbline-charts-cache-'));
+    const sources = chartSources({ repositories: [{ url: `${server.url}/stable`, caFile: tls.caFile }] });
 
     const chart = await pullChart(
       { repository: `${server.url}/stable`, name: 'podinfo', version: '6.9.2' },
@@ -72,12 +54,12 @@ describe('pullChart from an https Helm repository', () => {
 
   it('refuses an archive whose sha256 differs from the digest in the index', async () => {
     publish(server, 'tampered', '1.0.0', { digest: 'a'.repeat(64) });
-    const sources = policy({ repositories: [{ url: `${server.url}/stable`, caFile: tls.caFile }] });
+    const sources = chartSources({ repositories: [{ url: `${server.url}/stable`, caFile: tls.caFile }] });
 
-    const error = await pullError(
+    const error = await chartFetchError(
       pullChart(
         { repository: `${server.url}/stable`, name: 'tampered', version: '1.0.0' },
-        { sources, cache: new ChartCache(temp('plumbline-charts-cache-')) },
+        { sources, cache: new ChartCache(scratch('plumbline-charts-cache-')) },
       ),
     );
 
@@ -87,8 +69,8 @@ describe('pullChart from an https Helm repository', () => {
 
   it('a cache hit makes no request at all', async () => {
     publish(server, 'cached', '2.0.0');
-    const cache = new ChartCache(temp('plumbline-charts-cache-'));
-    const sources = policy({ repositories: [{ url: `${server.url}/stable`, caFile: tls.caFile }] });
+    const cache = new ChartCache(scratch('plumbline-charts-cache-'));
+    const sources = chartSources({ repositories: [{ url: `${server.url}/stable`, caFile: tls.caFile }] });
     const reference = { repository: `${server.url}/stable`, name: 'cached', version: '2.0.0' };
     await pullChart(reference, { sources, cache });
     const before = server.requests.length;
@@ -109,10 +91,10 @@ describe('pullChart from an https Helm repository', () => {
     server.route('/stable/index.yaml', {
       body: repositoryIndex([{ name: 'shared', version: '3.1.0', digest: sha256(archive) }]),
     });
-    const folder = temp('plumbline-charts-cache-');
+    const folder = scratch('plumbline-charts-cache-');
     const one = new ChartCache(folder, { pollMs: 20 });
     const other = new ChartCache(folder, { pollMs: 20 }); // another worker process on the machine: only the lock file is shared
-    const sources = policy({ repositories: [{ url: `${server.url}/stable`, caFile: tls.caFile }] });
+    const sources = chartSources({ repositories: [{ url: `${server.url}/stable`, caFile: tls.caFile }] });
     const reference = { repository: `${server.url}/stable`, name: 'shared', version: '3.1.0' };
 
     const pulls = [
@@ -132,12 +114,12 @@ describe('pullChart from an https Helm repository', () => {
 
   it('fetches from the mirror instead of the source when the policy names one', async () => {
     const archive = publish(server, 'mirrored', '1.4.0');
-    const sources = policy({
+    const sources = chartSources({
       repositories: [
         { url: 'https://charts.example.invalid/upstream', mirror: `${server.url}/stable`, caFile: tls.caFile },
       ],
     });
-    const cache = new ChartCache(temp('plumbline-charts-cache-'));
+    const cache = new ChartCache(scratch('plumbline-charts-cache-'));
 
     const chart = await pullChart(
       { repository: 'https://charts.example.invalid/upstream', name: 'mirrored', version: '1.4.0' },
@@ -153,10 +135,10 @@ describe('pullChart from an https Helm repository', () => {
     publish(server, 'unlisted', '1.0.0');
     const before = server.requests.length;
 
-    const error = await pullError(
+    const error = await chartFetchError(
       pullChart(
         { repository: `${server.url}/stable`, name: 'unlisted', version: '1.0.0' },
-        { sources: policy({ repositories: [] }), cache: new ChartCache(temp('plumbline-charts-cache-')) },
+        { sources: chartSources({ repositories: [] }), cache: new ChartCache(scratch('plumbline-charts-cache-')) },
       ),
     );
 
@@ -166,10 +148,10 @@ describe('pullChart from an https Helm repository', () => {
   });
 
   it('refuses plain http for a source the operator did not list', async () => {
-    const error = await pullError(
+    const error = await chartFetchError(
       pullChart(
         { repository: 'http://charts.example.com/stable', name: 'x', version: '1.0.0' },
-        { sources: policy({}), cache: new ChartCache(temp('plumbline-charts-cache-')) },
+        { sources: chartSources({}), cache: new ChartCache(scratch('plumbline-charts-cache-')) },
       ),
     );
 
@@ -184,17 +166,17 @@ describe('pullChart from an https Helm repository', () => {
         status: 302,
         headers: { location: `${elsewhere.url}/stable/index.yaml` },
       });
-      const sources = policy({
+      const sources = chartSources({
         repositories: [
           { url: `${server.url}/redirecting`, caFile: tls.caFile },
           { url: elsewhere.url, caFile: tls.caFile },
         ],
       });
 
-      const error = await pullError(
+      const error = await chartFetchError(
         pullChart(
           { repository: `${server.url}/redirecting`, name: 'moved', version: '1.0.0' },
-          { sources, cache: new ChartCache(temp('plumbline-charts-cache-')) },
+          { sources, cache: new ChartCache(scratch('plumbline-charts-cache-')) },
         ),
       );
 
@@ -209,11 +191,11 @@ describe('pullChart from an https Helm repository', () => {
     const archive = publish(server, 'relocated', '1.0.0');
     server.route('/old/index.yaml', { status: 301, headers: { location: '/stable/index.yaml' } });
     server.route('/old/relocated-1.0.0.tgz', { status: 307, headers: { location: '/stable/relocated-1.0.0.tgz' } });
-    const sources = policy({ repositories: [{ url: server.url, caFile: tls.caFile }] });
+    const sources = chartSources({ repositories: [{ url: server.url, caFile: tls.caFile }] });
 
     const chart = await pullChart(
       { repository: `${server.url}/old`, name: 'relocated', version: '1.0.0' },
-      { sources, cache: new ChartCache(temp('plumbline-charts-cache-')) },
+      { sources, cache: new ChartCache(scratch('plumbline-charts-cache-')) },
     );
 
     expect(chart.archive.equals(archive)).toBe(true);
@@ -221,12 +203,12 @@ describe('pullChart from an https Helm repository', () => {
 
   it('refuses a server whose certificate is not trusted (no caFile)', async () => {
     publish(server, 'untrusted', '1.0.0');
-    const sources = policy({ repositories: [{ url: `${server.url}/stable` }] });
+    const sources = chartSources({ repositories: [{ url: `${server.url}/stable` }] });
 
-    const error = await pullError(
+    const error = await chartFetchError(
       pullChart(
         { repository: `${server.url}/stable`, name: 'untrusted', version: '1.0.0' },
-        { sources, cache: new ChartCache(temp('plumbline-charts-cache-')) },
+        { sources, cache: new ChartCache(scratch('plumbline-charts-cache-')) },
       ),
     );
 
@@ -248,13 +230,12 @@ describe('pullChart with basic-auth credentials from a file', () => {
 
   it('sends the credentials the file holds', async () => {
     const archive = publish(server, 'private', '0.9.0');
-    const credentials = join(temp('plumbline-charts-creds-'), 'repo.json');
-    writeFileSync(credentials, JSON.stringify({ username: 'reader', password }));
-    const sources = policy({ repositories: [{ url: `${server.url}/stable`, caFile: tls.caFile, credentials }] });
+    const credentials = credentialsFile('reader', password);
+    const sources = chartSources({ repositories: [{ url: `${server.url}/stable`, caFile: tls.caFile, credentials }] });
 
     const chart = await pullChart(
       { repository: `${server.url}/stable`, name: 'private', version: '0.9.0' },
-      { sources, cache: new ChartCache(temp('plumbline-charts-cache-')) },
+      { sources, cache: new ChartCache(scratch('plumbline-charts-cache-')) },
     );
 
     expect(chart.archive.equals(archive)).toBe(true);
@@ -263,14 +244,13 @@ describe('pullChart with basic-auth credentials from a file', () => {
   it('wrong credentials: a clear error naming the URL, never the password', async () => {
     publish(server, 'private', '0.9.1');
     const wrong = 'not-the-Passw0rd-42';
-    const credentials = join(temp('plumbline-charts-creds-'), 'repo.json');
-    writeFileSync(credentials, JSON.stringify({ username: 'reader', password: wrong }));
-    const sources = policy({ repositories: [{ url: `${server.url}/stable`, caFile: tls.caFile, credentials }] });
+    const credentials = credentialsFile('reader', wrong);
+    const sources = chartSources({ repositories: [{ url: `${server.url}/stable`, caFile: tls.caFile, credentials }] });
 
-    const error = await pullError(
+    const error = await chartFetchError(
       pullChart(
         { repository: `${server.url}/stable`, name: 'private', version: '0.9.1' },
-        { sources, cache: new ChartCache(temp('plumbline-charts-cache-')) },
+        { sources, cache: new ChartCache(scratch('plumbline-charts-cache-')) },
       ),
     );
 
@@ -283,16 +263,16 @@ describe('pullChart with basic-auth credentials from a file', () => {
 
   it('a missing credentials file is named, and nothing is fetched', async () => {
     const before = server.requests.length;
-    const sources = policy({
+    const sources = chartSources({
       repositories: [
         { url: `${server.url}/stable`, caFile: tls.caFile, credentials: '/nonexistent/plumbline/creds.json' },
       ],
     });
 
-    const error = await pullError(
+    const error = await chartFetchError(
       pullChart(
         { repository: `${server.url}/stable`, name: 'private', version: '0.9.0' },
-        { sources, cache: new ChartCache(temp('plumbline-charts-cache-')) },
+        { sources, cache: new ChartCache(scratch('plumbline-charts-cache-')) },
       ),
     );
 

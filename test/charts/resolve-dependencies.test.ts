@@ -1,36 +1,28 @@
-import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { stringify } from 'yaml';
 import { ChartCache } from '../../src/charts/chart-cache.ts';
-import { type ChartSources, parseChartSources } from '../../src/charts/chart-sources.ts';
 import type { ChartFetchContext } from '../../src/charts/pull-chart.ts';
 import { type ResolvedChart, resolveChartDependencies } from '../../src/charts/resolve-dependencies.ts';
 import { runCommand } from '../../src/support/run-command.ts';
 import {
   type ChartTestServer,
+  chartSources,
   loopbackCertificate,
   packChart,
   repositoryIndex,
+  scratch,
+  sha256,
   startChartServer,
   type TlsMaterial,
-} from './chart-test-server.ts';
+} from '../helpers/chart-test-server.ts';
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'charts-deps');
-const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-const temp = (prefix: string) => mkdtempSync(join(tmpdir(), prefix));
-
-function policy(value: unknown): ChartSources {
-  const parsed = parseChartSources(value);
-  if (!parsed.ok) throw new Error(parsed.problems.join('; '));
-  return parsed.sources;
-}
 
 /** A repository checkout with files at the given paths. */
 function repository(files: Readonly<Record<string, string>>): string {
-  const root = temp('plumbline-charts-repo-');
+  const root = scratch('plumbline-charts-repo-');
   for (const [path, text] of Object.entries(files)) {
     mkdirSync(join(root, path, '..'), { recursive: true });
     writeFileSync(join(root, path), text);
@@ -71,14 +63,14 @@ describe('resolveChartDependencies', () => {
     }
     server.route('/stable/index.yaml', { body: repositoryIndex(index) });
     context = {
-      sources: policy({
+      sources: chartSources({
         repositories: [
           // the fixture's Chart.lock names this source (Helm wrote it); the mirror is the test server
           { url: 'http://127.0.0.1:8879/stable', mirror: `${server.url}/stable`, caFile: tls.caFile },
           { url: server.url, caFile: tls.caFile },
         ],
       }),
-      cache: new ChartCache(temp('plumbline-charts-cache-')),
+      cache: new ChartCache(scratch('plumbline-charts-cache-')),
     };
   });
   afterAll(() => server.close());
@@ -94,7 +86,7 @@ describe('resolveChartDependencies', () => {
     const result = await resolveChartDependencies({
       repositoryRoot: root,
       chartPath: 'charts/app',
-      scratchDir: temp('plumbline-charts-scratch-'),
+      scratchDir: scratch('plumbline-charts-scratch-'),
       context,
     });
 
@@ -113,7 +105,7 @@ describe('resolveChartDependencies', () => {
   });
 
   it('accepts a range pinned by a Chart.lock Helm wrote, checks its digest, and the copy renders with helm template', async () => {
-    const root = temp('plumbline-charts-repo-');
+    const root = scratch('plumbline-charts-repo-');
     cpSync(join(FIXTURES, 'ranged'), join(root, 'charts', 'ranged'), { recursive: true });
     cpSync(join(FIXTURES, 'local-lib'), join(root, 'charts', 'local-lib'), { recursive: true });
 
@@ -121,7 +113,7 @@ describe('resolveChartDependencies', () => {
       await resolveChartDependencies({
         repositoryRoot: root,
         chartPath: 'charts/ranged',
-        scratchDir: temp('plumbline-charts-scratch-'),
+        scratchDir: scratch('plumbline-charts-scratch-'),
         context,
       }),
     );
@@ -140,7 +132,7 @@ describe('resolveChartDependencies', () => {
   });
 
   it('refuses a Chart.lock that no longer matches Chart.yaml', async () => {
-    const root = temp('plumbline-charts-repo-');
+    const root = scratch('plumbline-charts-repo-');
     cpSync(join(FIXTURES, 'ranged'), join(root, 'charts', 'ranged'), { recursive: true });
     cpSync(join(FIXTURES, 'local-lib'), join(root, 'charts', 'local-lib'), { recursive: true });
     const file = join(root, 'charts', 'ranged', 'Chart.yaml');
@@ -149,7 +141,7 @@ describe('resolveChartDependencies', () => {
     const result = await resolveChartDependencies({
       repositoryRoot: root,
       chartPath: 'charts/ranged',
-      scratchDir: temp('plumbline-charts-scratch-'),
+      scratchDir: scratch('plumbline-charts-scratch-'),
       context,
     });
 
@@ -173,7 +165,7 @@ describe('resolveChartDependencies', () => {
       await resolveChartDependencies({
         repositoryRoot: root,
         chartPath: 'charts/app',
-        scratchDir: temp('plumbline-charts-scratch-'),
+        scratchDir: scratch('plumbline-charts-scratch-'),
         context,
       }),
     );
@@ -183,7 +175,7 @@ describe('resolveChartDependencies', () => {
   });
 
   it('refuses a file:// dependency that leaves the repository', async () => {
-    const outside = temp('plumbline-charts-outside-');
+    const outside = scratch('plumbline-charts-outside-');
     writeFileSync(join(outside, 'Chart.yaml'), chartYaml('secret-chart', []));
     const root = repository({
       'charts/app/Chart.yaml': chartYaml('app', [
@@ -194,7 +186,7 @@ describe('resolveChartDependencies', () => {
     const result = await resolveChartDependencies({
       repositoryRoot: root,
       chartPath: 'charts/app',
-      scratchDir: temp('plumbline-charts-scratch-'),
+      scratchDir: scratch('plumbline-charts-scratch-'),
       context,
     });
 
@@ -227,7 +219,7 @@ describe('resolveChartDependencies', () => {
       await resolveChartDependencies({
         repositoryRoot: root,
         chartPath: 'charts/app',
-        scratchDir: temp('plumbline-charts-scratch-'),
+        scratchDir: scratch('plumbline-charts-scratch-'),
         context,
       }),
     );
@@ -244,12 +236,12 @@ describe('resolveChartDependencies', () => {
     const root = repository({
       'charts/app/Chart.yaml': chartYaml('app', [{ name: 'gone', version: '1.0.0', repository: `${url}/stable` }]),
     });
-    const unreachable = { ...context, sources: policy({ repositories: [{ url, caFile: tls.caFile }] }) };
+    const unreachable = { ...context, sources: chartSources({ repositories: [{ url, caFile: tls.caFile }] }) };
 
     const result = await resolveChartDependencies({
       repositoryRoot: root,
       chartPath: 'charts/app',
-      scratchDir: temp('plumbline-charts-scratch-'),
+      scratchDir: scratch('plumbline-charts-scratch-'),
       context: unreachable,
     });
 

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -7,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { stringify } from 'yaml';
+import { type ChartSources, parseChartSources } from '../../src/charts/chart-sources.ts';
+import { ChartFetchError } from '../../src/charts/fetch-chart-file.ts';
 
 /** A packaged chart as `helm package` lays it out: `<name>/Chart.yaml`, `<name>/templates/…`, gzipped tar. */
 export function packChart(
@@ -180,4 +183,34 @@ export function repositoryIndex(
     });
   }
   return stringify({ apiVersion: 'v1', entries });
+}
+
+/** Hex sha256, as Helm indexes and OCI digests carry it. */
+export const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+
+/** A fresh scratch folder under the system's temp folder. */
+export const scratch = (prefix: string): string => mkdtempSync(join(tmpdir(), prefix));
+
+/** A chart-sources policy as the registry file gives it; a test fixture that does not parse fails loudly. */
+export function chartSources(value: unknown): ChartSources {
+  const parsed = parseChartSources(value);
+  if (!parsed.ok) throw new Error(parsed.problems.join('; '));
+  return parsed.sources;
+}
+
+/** A credentials file as the operator mounts it: `{"username": …, "password": …}`. */
+export function credentialsFile(username: string, password: string): string {
+  const file = join(scratch('plumbline-charts-creds-'), 'creds.json');
+  writeFileSync(file, JSON.stringify({ username, password }));
+  return file;
+}
+
+/** The ChartFetchError a pull rejects with (anything else fails the test, naming what came instead). */
+export async function chartFetchError(promise: Promise<unknown>): Promise<ChartFetchError> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  if (!(error instanceof ChartFetchError)) throw new Error(`expected a ChartFetchError, got ${String(error)}`);
+  return error;
 }
