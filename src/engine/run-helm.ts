@@ -2,17 +2,12 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CommandOutputLimitError, CommandTimeoutError, formatBytes, runCommand } from '../support/run-command.ts';
-import { type NetworkSandbox, resolveNetworkSandbox, sandboxedArgv } from './sandboxed-command.ts';
+import { resolveNetworkSandbox, type SandboxedRunLimits, sandboxedArgv } from './sandboxed-command.ts';
 
-export interface HelmRunOptions {
+export interface HelmRunOptions extends SandboxedRunLimits {
   /** The helm binary (Helm 3 or 4: the flags used are common to both). */
   readonly helm: string;
   readonly cwd: string;
-  readonly timeoutMs: number;
-  /** Most bytes helm may print; past it helm is stopped and the run fails. */
-  readonly maxOutputBytes: number;
-  /** Default: what resolveNetworkSandbox finds. */
-  readonly sandbox?: NetworkSandbox;
 }
 
 export type HelmRun =

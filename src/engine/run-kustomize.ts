@@ -1,5 +1,5 @@
 import { CommandOutputLimitError, CommandTimeoutError, formatBytes, runCommand } from '../support/run-command.ts';
-import { type NetworkSandbox, resolveNetworkSandbox } from './sandboxed-command.ts';
+import { resolveNetworkSandbox, type SandboxedRunLimits } from './sandboxed-command.ts';
 
 /** How to run kustomize: the standalone binary, or the copy built into kubectl. */
 export interface KustomizeCommand {
@@ -19,16 +19,9 @@ export async function resolveKustomize(): Promise<KustomizeCommand> {
   return standalone ? STANDALONE_KUSTOMIZE : KUBECTL_KUSTOMIZE;
 }
 
-// The network sandbox is shared with helm (src/engine/sandboxed-command.ts); re-exported for callers of old.
-export { type NetworkSandbox, PROXY_ONLY_SANDBOX, resolveNetworkSandbox } from './sandboxed-command.ts';
-
-export interface KustomizeRunOptions {
+/** The network sandbox is shared with helm (sandboxed-command.ts). */
+export interface KustomizeRunOptions extends SandboxedRunLimits {
   readonly kustomize: KustomizeCommand;
-  readonly timeoutMs: number;
-  /** Most bytes kustomize may print; past it the build is stopped and fails. */
-  readonly maxOutputBytes: number;
-  /** Default: what resolveNetworkSandbox finds. */
-  readonly sandbox?: NetworkSandbox;
 }
 
 export type KustomizeRun =

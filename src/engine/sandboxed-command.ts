@@ -32,6 +32,15 @@ const NO_NETWORK_ENV: Readonly<Record<string, string>> = Object.freeze({
 });
 
 /** The proxy wall alone, for systems that cannot create a network namespace. */
+/** How long a sandboxed tool may run and how much it may print; both runners (kustomize, helm) take these. */
+export interface SandboxedRunLimits {
+  readonly timeoutMs: number;
+  /** Most bytes the tool may print; past it the tool is stopped and the run fails. */
+  readonly maxOutputBytes: number;
+  /** Default: what resolveNetworkSandbox finds. */
+  readonly sandbox?: NetworkSandbox;
+}
+
 export const PROXY_ONLY_SANDBOX: NetworkSandbox = Object.freeze({ wrapper: [], env: NO_NETWORK_ENV });
 
 /**

@@ -4,13 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import {
-  KUBECTL_KUSTOMIZE,
-  type NetworkSandbox,
-  PROXY_ONLY_SANDBOX,
-  resolveNetworkSandbox,
-  runKustomize,
-} from '../../src/engine/run-kustomize.ts';
+import { KUBECTL_KUSTOMIZE, runKustomize } from '../../src/engine/run-kustomize.ts';
+import { type NetworkSandbox, PROXY_ONLY_SANDBOX, resolveNetworkSandbox } from '../../src/engine/sandboxed-command.ts';
 
 /**
  * The second wall: kustomize itself runs without a network. These call the lower-level runner directly,
