@@ -5,6 +5,7 @@ import { type Baselines, readBaselines } from '../src/engine/baseline-store.ts';
 import type { ChangeSet } from '../src/engine/change-set.ts';
 import type { ClusterClient } from '../src/engine/cluster-client.ts';
 import { type ClusterLock, withClusterLock } from '../src/engine/cluster-lock.ts';
+import { targetOf } from '../src/engine/render-apps.ts';
 import { correctDrift } from '../src/engine/correct-drift.ts';
 import { type DriftedObject, scanDrift } from '../src/engine/drift.ts';
 import { type Inventory, readInventory } from '../src/engine/inventory.ts';
@@ -228,7 +229,7 @@ async function correct(
   const treeDir = await mkdtemp(join(deps.workDir, `resync-${inventory.revision.slice(0, 12)}-`));
   try {
     await deps.mirror.exportTree(known.repository.id, inventory.revision, treeDir);
-    const rendered = await deps.render(treeDir, cluster.path);
+    const rendered = await deps.render(treeDir, cluster.path, targetOf(input.client));
     if (!rendered.ok) return [];
     const changeSet = await correctDrift({
       client: input.client,

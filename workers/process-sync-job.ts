@@ -7,7 +7,7 @@ import { type ClusterLock, type Fence, withClusterLock } from '../src/engine/clu
 import type { ClusterOutcome } from '../src/engine/cluster-outcome.ts';
 import { waitForHealth } from '../src/engine/health.ts';
 import { readRecordedState } from '../src/engine/reconcile-cluster.ts';
-import type { RenderResult } from '../src/engine/render-cluster.ts';
+import type { RenderCache } from '../src/engine/render-cache.ts';
 import type { RepositoryDirectory } from '../src/github/repository-directory.ts';
 import {
   ForeignCloneUrlError,
@@ -32,7 +32,7 @@ export interface SyncDependencies {
   readonly registry: ClusterRegistry;
   readonly mirror: GitMirror;
   /** Renders a cluster folder of an exported tree (cached by input content in production). */
-  readonly render: (treeDir: string, clusterPath: string) => Promise<RenderResult>;
+  readonly render: RenderCache['render'];
   readonly workDir: string;
   readonly tokenFor: (installationId: number | undefined) => Promise<string | undefined>;
   readonly clusterClient: (cluster: ClusterEntry) => ClusterClient;

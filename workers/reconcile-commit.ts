@@ -6,7 +6,8 @@ import type { ClusterOutcome } from '../src/engine/cluster-outcome.ts';
 import type { ManifestProblem, RenderedObject } from '../src/engine/manifest.ts';
 import type { RecordedState } from '../src/engine/plan/plan.ts';
 import { reconcileCluster } from '../src/engine/reconcile-cluster.ts';
-import type { RenderResult } from '../src/engine/render-cluster.ts';
+import { targetOf } from '../src/engine/render-apps.ts';
+import type { RenderCache } from '../src/engine/render-cache.ts';
 import { checkSecrets } from '../src/engine/secrets-gate.ts';
 import { describeFailedReconcile, describeProblems } from '../src/reporting/describe-outcome.ts';
 import { publishableChangeSet } from '../src/reporting/mask-live-text.ts';
@@ -20,7 +21,7 @@ export interface CommitReconcile {
   readonly revision: string;
   /** The cluster's records as read for this job (under its lock, for a sync). */
   readonly recorded: RecordedState;
-  readonly render: (treeDir: string, clusterPath: string) => Promise<RenderResult>;
+  readonly render: RenderCache['render'];
   readonly engine: EngineSettings;
   /** A sync writes behind the lock's fence; a preview writes nothing. */
   readonly mode: { readonly dryRun: false; readonly fence: Fence } | { readonly dryRun: true };
@@ -38,7 +39,7 @@ export type CommitReconciled =
  */
 export async function reconcileCommit(input: CommitReconcile): Promise<CommitReconciled> {
   const { cluster } = input;
-  const rendered = await input.render(input.treeDir, cluster.path);
+  const rendered = await input.render(input.treeDir, cluster.path, targetOf(input.client));
   if (!rendered.ok) return { done: true, outcome: failedOutcome(cluster.name, rendered.problems) };
   const secretProblems = checkSecrets(rendered.objects);
   if (secretProblems.length > 0) return { done: true, outcome: failedOutcome(cluster.name, secretProblems) };

@@ -5,6 +5,7 @@ import { Redis } from 'ioredis';
 import { type ClusterEntry, loadClusterRegistry } from '../src/clusters/cluster-registry.ts';
 import { ConfigError, type EnvOptions } from '../src/config/read-env-options.ts';
 import { type ClusterClient, createClusterClient, loadKubeConfig } from '../src/engine/cluster-client.ts';
+import { ChartCache } from '../src/charts/chart-cache.ts';
 import { createRenderCache } from '../src/engine/render-cache.ts';
 import { resolveKustomize } from '../src/engine/render-cluster.ts';
 import { GitHubApp } from '../src/github/github-app.ts';
@@ -101,6 +102,11 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
       kustomize: await resolveKustomize(),
       timeoutMs: 60_000,
       maxOutputBytes: options.renderMaxBytes,
+      // One cache of fetched charts per machine: every worker process on it shares the files.
+      charts: {
+        helm: options.helm,
+        fetch: { sources: registry.charts, cache: new ChartCache(options.cacheDir) },
+      },
     }).render,
     engine: { ...DEFAULT_ENGINE_SETTINGS, healthTimeoutMs: options.healthTimeoutMs },
     reporter,

@@ -53,6 +53,8 @@ export interface EnvOptions {
   readonly maxInflightBodies: number;
   /** Largest render output (kustomize's stdout, a manifest file) a worker accepts, in bytes. */
   readonly renderMaxBytes: number;
+  /** The helm binary charts are rendered with (`PLUMBLINE_HELM`; default `helm` on the PATH). */
+  readonly helm: string;
 }
 
 const integer = (min: number, max: number) =>
@@ -86,6 +88,7 @@ const schema = z.object({
   PLUMBLINE_STATUS_PAGE_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   PLUMBLINE_MAX_INFLIGHT_BODIES: integer(1, 1_024).default(4),
   PLUMBLINE_RENDER_MAX_BYTES: integer(1_024, 4 * 1024 ** 3).default(64 * 1024 ** 2),
+  PLUMBLINE_HELM: z.string().min(1).default('helm'),
 });
 
 export class ConfigError extends Error {
@@ -133,6 +136,7 @@ export function readEnvOptions(env: NodeJS.ProcessEnv = process.env): EnvOptions
     statusPageToken: e.PLUMBLINE_STATUS_PAGE_TOKEN,
     maxInflightBodies: e.PLUMBLINE_MAX_INFLIGHT_BODIES,
     renderMaxBytes: e.PLUMBLINE_RENDER_MAX_BYTES,
+    helm: e.PLUMBLINE_HELM,
   });
 }
 

@@ -1,18 +1,4 @@
-import type { Manifest } from './manifest.ts';
-
-/** The hooks Plumbline runs: stages before and after an app's other objects, on every apply. */
-export type HookPhase = 'pre-install' | 'post-install' | 'pre-upgrade' | 'post-upgrade';
-
-export interface ChartHook {
-  readonly phases: readonly HookPhase[];
-  /** `helm.sh/hook-weight`: lower runs first; 0 when absent or not a number (as helm reads it). */
-  readonly weight: number;
-  /**
-   * `helm.sh/hook-delete-policy`: `before-hook-creation`, `hook-succeeded`, `hook-failed`. When the
-   * annotation names none, `before-hook-creation` — helm's default.
-   */
-  readonly deletePolicies: readonly string[];
-}
+import type { ChartHook, HookPhase, Manifest } from './manifest.ts';
 
 export type HookKind =
   | { readonly kind: 'none' }

@@ -3,16 +3,14 @@ import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { fsTreeReader } from '../source/tree-reader.ts';
 import { formatBytes } from '../support/run-command.ts';
-import { type ChartHook, classifyHook } from './chart-hooks.ts';
+import { classifyHook } from './chart-hooks.ts';
 import { type ChartLayout, chartFileOf, checkChartFiles, readChartLayout } from './chart-layout.ts';
 import { helmErrorProblem } from './helm-error.ts';
-import type { ManifestProblem, RenderedObject, SourceLocation } from './manifest.ts';
+import type { ChartHook, ManifestProblem, RenderedObject, SourceLocation } from './manifest.ts';
 import { objectRef } from './manifest.ts';
 import { parseManifestsOffThread } from './parse-manifests-off-thread.ts';
 import { runHelm } from './run-helm.ts';
 import type { NetworkSandbox } from './sandboxed-command.ts';
-
-export type { HookPhase } from './chart-hooks.ts';
 
 export interface ChartRenderInput {
   /** The exported commit. */

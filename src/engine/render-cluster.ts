@@ -10,9 +10,12 @@ import {
 } from '../source/render-inputs.ts';
 import { fsTreeReader } from '../source/tree-reader.ts';
 import { formatBytes } from '../support/run-command.ts';
-import type { ManifestProblem, RenderedObject, SourceLocation } from './manifest.ts';
+import { MAX_APPS_FILE_BYTES } from '../apps/apps-file.ts';
+import { appsFileOf } from '../source/cluster-inputs.ts';
+import type { ManifestProblem, RenderedApp, RenderedObject, SourceLocation } from './manifest.ts';
 import { findDuplicates } from './parse-manifests.ts';
 import { parseManifestsOffThread } from './parse-manifests-off-thread.ts';
+import { type AppRenderCache, type ChartSupport, renderApps, type TargetCluster } from './render-apps.ts';
 import { type KustomizeCommand, runKustomize } from './run-kustomize.ts';
 
 export {
@@ -24,7 +27,13 @@ export {
 } from './run-kustomize.ts';
 
 export type RenderResult =
-  | { readonly ok: true; readonly objects: readonly RenderedObject[]; readonly renderer: 'kustomize' | 'plain' }
+  | {
+      readonly ok: true;
+      readonly objects: readonly RenderedObject[];
+      readonly renderer: 'kustomize' | 'plain' | 'apps';
+      /** The apps of the cluster's plumbline.yaml, in its order; absent for a folder without one. */
+      readonly apps?: readonly RenderedApp[] | undefined;
+    }
   | {
       readonly ok: false;
       readonly problems: readonly ManifestProblem[];
@@ -43,6 +52,10 @@ export interface RenderOptions {
    * file kustomize reads. Larger fails the cluster, naming the limit. Default 64 MiB.
    */
   readonly maxOutputBytes?: number;
+  /** Helm and the chart fetcher; without them a plumbline.yaml naming a chart fails to render. */
+  readonly charts?: ChartSupport | undefined;
+  /** Renders of single apps, reused while nothing an app reads changes. */
+  readonly appCache?: AppRenderCache | undefined;
 }
 
 const MANIFEST_FILE = /\.(ya?ml|json)$/i;
@@ -58,13 +71,48 @@ export async function renderCluster(
   treeDir: string,
   clusterPath: string,
   options: RenderOptions,
+  target?: TargetCluster,
 ): Promise<RenderResult> {
-  const maxBytes = options.maxOutputBytes ?? DEFAULT_RENDER_MAX_BYTES;
   const tree = fsTreeReader(treeDir);
   if (!(await tree.isDirectory(clusterPath))) {
     return {
       ok: false,
       problems: [{ message: `cluster folder ${clusterPath} does not exist in this commit`, source: undefined }],
+    };
+  }
+  const appsFile = appsFileOf(clusterPath);
+  const appsText = await readAppsFile(tree, appsFile);
+  if (appsText === undefined) return renderFolder(treeDir, clusterPath, options);
+  if (typeof appsText !== 'string') return { ok: false, problems: [appsText] };
+  const rendered = await renderApps(treeDir, appsFile, appsText, target, {
+    charts: options.charts,
+    appCache: options.appCache,
+    maxBytes: options.maxOutputBytes ?? DEFAULT_RENDER_MAX_BYTES,
+    renderFolder: async (dir, folder) => {
+      const render = await renderFolder(dir, folder, options);
+      return render.ok ? { ok: true, objects: render.objects, fetched: 0 } : render;
+    },
+  });
+  return rendered.ok ? { ok: true, objects: rendered.objects, renderer: 'apps', apps: rendered.apps } : rendered;
+}
+
+/** The apps file's text; undefined when there is none; a problem when it is too large to parse. */
+async function readAppsFile(tree: TreeReader, file: string): Promise<string | ManifestProblem | undefined> {
+  const size = await tree.fileSize?.(file);
+  if (size === undefined && tree.fileSize) return undefined;
+  if (size !== undefined && size > MAX_APPS_FILE_BYTES)
+    return { message: `${file} is larger than ${formatBytes(MAX_APPS_FILE_BYTES)}`, source: { file } };
+  return tree.readText(file);
+}
+
+/** A kustomize or plain-YAML folder: a cluster folder without apps, or a path app. */
+async function renderFolder(treeDir: string, clusterPath: string, options: RenderOptions): Promise<RenderResult> {
+  const maxBytes = options.maxOutputBytes ?? DEFAULT_RENDER_MAX_BYTES;
+  const tree = fsTreeReader(treeDir);
+  if (!(await tree.isDirectory(clusterPath))) {
+    return {
+      ok: false,
+      problems: [{ message: `folder ${clusterPath} does not exist in this commit`, source: { file: clusterPath } }],
     };
   }
   const inputs = await collectRenderInputs(tree, clusterPath);

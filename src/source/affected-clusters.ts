@@ -1,5 +1,6 @@
 import type { ClusterEntry } from '../clusters/cluster-registry.ts';
-import { collectRenderInputs, isAffectedBy, type TreeReader } from './render-inputs.ts';
+import { collectClusterInputs } from './cluster-inputs.ts';
+import { isAffectedBy, type TreeReader } from './render-inputs.ts';
 
 export type AffectedReason = 'first-apply' | 'inputs-changed' | 'history-unknown' | 'already-applied';
 
@@ -54,7 +55,7 @@ export async function selectAffectedClusters(input: AffectedClustersInput): Prom
       affected.push({ cluster, reason: 'history-unknown', changedInputs: [] });
       continue;
     }
-    const inputs = await collectRenderInputs(input.tree, cluster.path);
+    const inputs = await collectClusterInputs(input.tree, cluster.path);
     const changedInputs = changed.filter((path) => isAffectedBy(inputs, [path]));
     if (changedInputs.length > 0) affected.push({ cluster, reason: 'inputs-changed', changedInputs });
     else unaffected.push(cluster);
