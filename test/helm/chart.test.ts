@@ -1,13 +1,16 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { AuthorizationV1Api } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
+import { readChartCredentials } from '../../src/charts/chart-credentials.ts';
 import { parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { createClusterClient, KubeError } from '../../src/engine/cluster-client.ts';
 import { customResourceDefinition } from '../../src/engine/custom-resource-definition.ts';
 import type { Manifest } from '../../src/engine/manifest.ts';
 import { packageRoot } from '../../src/support/package-root.ts';
 import { runCommand } from '../../src/support/run-command.ts';
+import { scratch } from '../helpers/chart-test-server.ts';
 import { testEnvironment, uniqueName } from '../helpers/environment.ts';
 import { createTestNamespace, kubeClients } from '../helpers/kube.ts';
 
@@ -30,6 +33,40 @@ async function helm(...args: string[]): Promise<{ code: number; stdout: string; 
     timeoutMs: 60_000,
   });
   return { code: result.code ?? -1, stdout: result.stdout.toString(), stderr: result.stderr };
+}
+
+/** A CA bundle as a store would hold it (its bytes only matter: the template must pass them through). */
+const PEM =
+  '-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2hhcnQgc291cmNlIENBIGZpeHR1cmU=\n-----END CERTIFICATE-----\n';
+
+/**
+ * What ESO's template engine v2 writes into the Secret: each `target.template.data` value run as a Go
+ * text/template with sprig v3 over the fetched values (a string map). Helm runs the same engine, so the
+ * templates run here through the real helm, inside a throwaway chart, with the fetched values as `.`.
+ */
+async function runExternalSecretTemplates(
+  templates: Record<string, string>,
+  fetched: Record<string, string>,
+): Promise<Record<string, string>> {
+  const dir = scratch('plumbline-eso-template-');
+  mkdirSync(join(dir, 'templates'));
+  writeFileSync(join(dir, 'Chart.yaml'), 'apiVersion: v2\nname: eso-template\nversion: 0.1.0\n');
+  const keys = Object.keys(templates);
+  writeFileSync(
+    join(dir, 'templates', '_eso.tpl'),
+    keys.map((key, i) => `{{- define "t${i}" }}{{ with .Values }}${templates[key]}{{ end }}{{ end }}`).join('\n'),
+  );
+  writeFileSync(
+    join(dir, 'templates', 'out.yaml'),
+    `apiVersion: v1\nkind: ConfigMap\nmetadata: { name: out }\ndata:\n${keys
+      .map((key, i) => `  ${JSON.stringify(key)}: {{ include "t${i}" . | toJson }}`)
+      .join('\n')}\n`,
+  );
+  writeFileSync(join(dir, 'fetched.json'), JSON.stringify(fetched));
+  const result = await helm('template', 'eso', dir, '-f', join(dir, 'fetched.json'));
+  if (result.code !== 0) throw new Error(`the ExternalSecret templates did not run: ${result.stderr}`);
+  const [configMap] = parseAllDocuments(result.stdout).map((d) => d.toJS() as Manifest);
+  return (configMap?.data ?? {}) as Record<string, string>;
 }
 
 async function render(namespace: string, ...values: string[]): Promise<Manifest[]> {
@@ -92,6 +129,22 @@ const ports = (rules: readonly PolicyRule[]) =>
   [...new Set(rules.flatMap((r) => r.ports.map((p) => `${p.port}/${p.protocol}`)))].sort();
 const containersOf = (deployment: Manifest) =>
   (deployment.spec as { template: { spec: { containers: Container[] } } }).template.spec.containers;
+type KeyToPath = { key: string; path: string };
+type Projection = {
+  secret?: { name: string; items: KeyToPath[] };
+  configMap?: { name: string; items: KeyToPath[] };
+};
+type Volume = { name: string; projected?: { sources: Projection[]; defaultMode?: number } };
+type VolumeMount = { name: string; mountPath: string; readOnly?: boolean };
+const podSpecOf = (deployment: Manifest) =>
+  (deployment.spec as { template: { spec: { volumes?: Volume[]; containers: { volumeMounts?: VolumeMount[] }[] } } })
+    .template.spec;
+/** The registry file the chart mounts into the worker, as the worker parses it. */
+const registryOf = (manifests: readonly Manifest[]) =>
+  parseClusterRegistry(
+    ((named(manifests, 'ConfigMap', '-clusters')?.data ?? {}) as Record<string, string>)['clusters.yaml'] ?? '',
+  );
+const FULL_VALUES = join(packageRoot(), 'test', 'helm', 'full-values.yaml');
 
 describe('the Helm chart, rendered by the real helm and dry-run on a real apiserver', () => {
   let namespace: string;
@@ -194,6 +247,7 @@ describe('the Helm chart, rendered by the real helm and dry-run on a real apiser
     expect(byKind(manifests, 'ExternalSecret').map((m) => m.metadata.name)).toEqual([
       'plumbline-credentials',
       'plumbline-kubeconfigs',
+      'plumbline-chart-sources',
     ]);
     expect(byKind(manifests, 'Ingress')).toHaveLength(1);
     expect(byKind(manifests, 'ServiceMonitor')).toHaveLength(1);
@@ -509,6 +563,209 @@ describe('the Helm chart, rendered by the real helm and dry-run on a real apiser
         { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } },
       ]);
       expect(await dryRun(manifests, namespace)).toEqual([]);
+    });
+  });
+  describe('chart sources', () => {
+    const full = () => render(namespace, '-f', FULL_VALUES, '--set', `rbac.namespaces[0]=${namespace}`);
+    const withSources = (repositories: unknown[]) => [
+      ...minimal(namespace),
+      '--set-json',
+      `charts.repositories=${JSON.stringify(repositories)}`,
+    ];
+
+    it('renders `charts:` into the registry the worker reads, pointing at the files it mounts', async () => {
+      const manifests = await full();
+      expect(registryOf(manifests).charts).toEqual({
+        repositories: [
+          {
+            url: 'oci://ghcr.io/acme/charts',
+            mirror: 'oci://registry.internal:5000/ghcr/acme/charts',
+            credentials: '/etc/plumbline/charts/ghcr/credentials.json',
+            caFile: '/etc/plumbline/charts/ghcr/ca.pem',
+            plainHttp: true,
+          },
+          {
+            url: 'https://charts.vendor.example.com/stable',
+            mirror: undefined,
+            credentials: '/etc/plumbline/charts/vendor/credentials.json',
+            caFile: '/etc/plumbline/charts/vendor/ca.pem',
+            plainHttp: false,
+          },
+          {
+            url: 'https://charts.bitnami.com/bitnami',
+            mirror: 'https://nexus.internal/repository/bitnami',
+            credentials: undefined,
+            caFile: undefined,
+            plainHttp: false,
+          },
+        ],
+        allowPrivateAddresses: false,
+      });
+      expect(await dryRun(manifests, namespace)).toEqual([]);
+      // Without `charts` values the registry has no policy, and the worker mounts nothing for it.
+      const none = await render(namespace, ...minimal(namespace));
+      expect(registryOf(none).charts).toEqual({ repositories: [], allowPrivateAddresses: false });
+      expect(JSON.stringify(named(none, 'Deployment', '-worker'))).not.toContain('/etc/plumbline/charts');
+      const open = await render(namespace, ...minimal(namespace), '--set', 'charts.allowPrivateAddresses=true');
+      expect(registryOf(open).charts).toEqual({ repositories: [], allowPrivateAddresses: true });
+    });
+
+    it('mounts the credentials and CAs read-only into the worker only, each key at its entry’s path', async () => {
+      const manifests = await full();
+      const worker = podSpecOf(named(manifests, 'Deployment', '-worker')!);
+      const volume = worker.volumes?.find((v) => v.name === 'chart-sources');
+      expect(volume?.projected?.defaultMode).toBe(0o400);
+      expect(volume?.projected?.sources).toEqual([
+        { configMap: { name: 'internal-ca', items: [{ key: 'ca.crt', path: 'ghcr/ca.pem' }] } },
+        { secret: { name: 'ghcr-pull', items: [{ key: 'helm.json', path: 'ghcr/credentials.json' }] } },
+        {
+          secret: {
+            name: 'plumbline-chart-sources',
+            items: [
+              { key: 'vendor-credentials.json', path: 'vendor/credentials.json' },
+              { key: 'vendor-ca.pem', path: 'vendor/ca.pem' },
+            ],
+          },
+        },
+      ]);
+      expect(worker.containers[0]?.volumeMounts).toContainEqual({
+        name: 'chart-sources',
+        mountPath: '/etc/plumbline/charts',
+        readOnly: true,
+      });
+      // The receiver never sees them: no volume, no mount, no name of their Secrets.
+      const receiver = JSON.stringify(named(manifests, 'Deployment', '-receiver'));
+      for (const text of ['chart-sources', '/etc/plumbline/charts', 'ghcr-pull', 'internal-ca']) {
+        expect(receiver).not.toContain(text);
+      }
+      // The default key of an existing Secret is credentials.json.
+      const byDefault = await render(
+        namespace,
+        ...withSources([{ name: 'ghcr', url: 'oci://ghcr.io/acme', credentials: { existingSecret: 'ghcr-pull' } }]),
+      );
+      expect(
+        podSpecOf(named(byDefault, 'Deployment', '-worker')!).volumes?.find((v) => v.name === 'chart-sources')
+          ?.projected?.sources,
+      ).toEqual([
+        { secret: { name: 'ghcr-pull', items: [{ key: 'credentials.json', path: 'ghcr/credentials.json' }] } },
+      ]);
+      expect(byKind(byDefault, 'ExternalSecret')).toEqual([]);
+    });
+
+    it('renders an ExternalSecret whose Secret holds the credentials file Plumbline reads', async () => {
+      const manifests = await full();
+      const external = named(manifests, 'ExternalSecret', '-chart-sources');
+      const spec = external?.spec as {
+        refreshInterval: string;
+        secretStoreRef: { name: string; kind: string };
+        target: { name: string; template: { engineVersion: string; data: Record<string, string> } };
+        data: { secretKey: string; remoteRef: { key: string; property?: string } }[];
+      };
+      expect(spec.refreshInterval).toBe('15m');
+      expect(spec.secretStoreRef).toEqual({ name: 'vault', kind: 'ClusterSecretStore' });
+      expect(spec.target.name).toBe('plumbline-chart-sources');
+      expect(spec.data).toEqual([
+        { secretKey: 'vendor-username', remoteRef: { key: 'platform/vendor-charts', property: 'username' } },
+        { secretKey: 'vendor-password', remoteRef: { key: 'platform/vendor-charts', property: 'token' } },
+        { secretKey: 'vendor-ca', remoteRef: { key: 'platform/vendor-charts', property: 'ca' } },
+      ]);
+      expect(Object.keys(spec.target.template.data).sort()).toEqual(['vendor-ca.pem', 'vendor-credentials.json']);
+      expect(spec.target.template.engineVersion).toBe('v2');
+
+      // ESO runs each template with Go's text/template and sprig v3 over the fetched values, as helm does:
+      // run them through the real helm on awkward values and read the result as the worker will.
+      const fetched = { 'vendor-username': 'robot$acme', 'vendor-password': 'p"a\\ss\nwörd', 'vendor-ca': PEM };
+      const produced = await runExternalSecretTemplates(spec.target.template.data, fetched);
+      const dir = scratch('plumbline-chart-es-');
+      writeFileSync(join(dir, 'credentials.json'), produced['vendor-credentials.json'] ?? '');
+      expect(await readChartCredentials(join(dir, 'credentials.json'))).toEqual({
+        username: 'robot$acme',
+        password: 'p"a\\ss\nwörd',
+      });
+      expect(produced['vendor-ca.pem']).toBe(PEM);
+    });
+
+    it('refuses an entry whose credentials name both an existing Secret and an ExternalSecret, saying which', async () => {
+      const both = await helm(
+        'template',
+        'plumbline',
+        chart,
+        ...withSources([
+          {
+            name: 'ghcr',
+            url: 'oci://ghcr.io/acme',
+            credentials: {
+              existingSecret: 'ghcr-pull',
+              externalSecret: { username: { key: 'a' }, password: { key: 'b' } },
+            },
+          },
+        ]),
+        '--set',
+        'charts.externalSecret.secretStoreRef.name=vault',
+      );
+      expect(both.code).not.toBe(0);
+      expect(both.stderr).toMatch(
+        /charts\.repositories\[0\] \(ghcr\): credentials: set existingSecret or externalSecret, not both/,
+      );
+      const neither = await helm(
+        'template',
+        'plumbline',
+        chart,
+        ...withSources([{ name: 'ghcr', url: 'oci://ghcr.io/acme', ca: { key: 'ca.crt' } }]),
+      );
+      expect(neither.stderr).toMatch(
+        /charts\.repositories\[0\] \(ghcr\): ca: set configMap, existingSecret or externalSecret/,
+      );
+      const twice = await helm(
+        'template',
+        'plumbline',
+        chart,
+        ...withSources([
+          { name: 'ghcr', url: 'oci://ghcr.io/a' },
+          { name: 'ghcr', url: 'oci://ghcr.io/b' },
+        ]),
+      );
+      expect(twice.stderr).toMatch(/charts\.repositories\[1\] \(ghcr\): another entry has this name/);
+      const noStore = await helm(
+        'template',
+        'plumbline',
+        chart,
+        ...withSources([
+          {
+            name: 'vendor',
+            url: 'https://charts.example.com',
+            credentials: { externalSecret: { username: { key: 'a' }, password: { key: 'b' } } },
+          },
+        ]),
+      );
+      expect(noStore.stderr).toMatch(/charts\.externalSecret\.secretStoreRef\.name is required/);
+    });
+
+    it('keeps every credential out of the values and the ConfigMaps: only file paths reach the registry', async () => {
+      // A password in the values, or in a URL, is refused before anything renders, without repeating it.
+      for (const entry of [
+        { name: 'ghcr', url: 'oci://ghcr.io/acme', credentials: { username: 'robot', password: 'hunter2' } },
+        { name: 'ghcr', url: 'oci://ghcr.io/acme', credentials: '/etc/somewhere/else.json' },
+        { name: 'ghcr', url: 'https://robot:hunter2@charts.example.com' },
+        { name: 'ghcr', url: 'oci://ghcr.io/acme', mirror: 'oci://robot:hunter2@registry.internal' },
+      ]) {
+        const refused = await helm('template', 'plumbline', chart, ...withSources([entry]));
+        const leaked = `${refused.stdout}${refused.stderr}`.includes('hunter2');
+        const namesTheEntry = /charts\.repositories\[0\] \(ghcr\)|\/charts\/repositories\/0/.test(refused.stderr);
+        expect({ entry, code: refused.code, leaked, namesTheEntry }).toEqual({
+          entry,
+          code: 1,
+          leaked: false,
+          namesTheEntry: true,
+        });
+      }
+      // What renders names files and store keys, never values: no ConfigMap holds a store key or a Secret's.
+      const manifests = await full();
+      const configMaps = JSON.stringify(byKind(manifests, 'ConfigMap'));
+      for (const reference of ['platform/vendor-charts', 'helm.json', 'ghcr-pull', 'token']) {
+        expect(configMaps).not.toContain(reference);
+      }
+      expect(byKind(manifests, 'Secret')).toEqual([]);
     });
   });
 });

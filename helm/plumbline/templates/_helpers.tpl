@@ -149,3 +149,126 @@ plumbline-system), as a JSON map namespace → names: rbac.impersonate plus the 
   to: {{- toYaml . | nindent 4 }}
   {{- end }}
 {{- end -}}
+
+{{/* Where the worker finds the chart sources' files: one folder per `charts.repositories` entry. */}}
+{{- define "plumbline.chartFilesDir" -}}
+/etc/plumbline/charts
+{{- end -}}
+
+{{- define "plumbline.chartSourcesSecret" -}}
+{{- printf "%s-chart-sources" (include "plumbline.fullname" .) -}}
+{{- end -}}
+
+{{/*
+The files of the chart sources (credentials, CAs), checked, as a JSON list: each has the entry (`repository`),
+the file's `path` under plumbline.chartFilesDir, and where it comes from — `configMap` or `secret` (a name and
+a `key`), or `external`: a store reference (`refs`: secretKey → remoteRef) that the chart's ExternalSecret
+turns into `key` of its own Secret with the ESO template `template`. A credentials file is
+{"username": …, "password": …} (what src/charts/chart-credentials.ts reads); a CA file is PEM.
+*/}}
+{{- define "plumbline.chartFiles" -}}
+{{- $files := list -}}
+{{- $names := dict -}}
+{{- range $i, $r := .Values.charts.repositories -}}
+{{- $where := printf "charts.repositories[%d] (%s)" $i $r.name -}}
+{{- if hasKey $names $r.name -}}
+{{- fail (printf "%s: another entry has this name; each entry's files are mounted under %s/<name>/" $where (include "plumbline.chartFilesDir" $)) -}}
+{{- end -}}
+{{- $_ := set $names $r.name true -}}
+{{- range $field := list "url" "mirror" -}}
+{{- if regexMatch "^[a-zA-Z]+://[^/]*@" (get $r $field | default "") -}}
+{{- fail (printf "%s: %s must not carry credentials (user:password@): name where they are in credentials" $where $field) -}}
+{{- end -}}
+{{- end -}}
+{{- with $r.credentials -}}
+{{- $path := printf "%s/credentials.json" $r.name -}}
+{{- if and .existingSecret .externalSecret -}}
+{{- fail (printf "%s: credentials: set existingSecret or externalSecret, not both" $where) -}}
+{{- else if .existingSecret -}}
+{{- $files = append $files (dict "repository" $r.name "path" $path "secret" .existingSecret "key" (default "credentials.json" .key)) -}}
+{{- else if .externalSecret -}}
+{{- $user := printf "%s-username" $r.name -}}
+{{- $password := printf "%s-password" $r.name -}}
+{{- $template := printf "{\"username\": {{ index . %q | toJson }}, \"password\": {{ index . %q | toJson }}}" $user $password -}}
+{{- $refs := list (dict "secretKey" $user "remoteRef" .externalSecret.username) (dict "secretKey" $password "remoteRef" .externalSecret.password) -}}
+{{- $files = append $files (dict "repository" $r.name "path" $path "external" true "key" (printf "%s-credentials.json" $r.name) "template" $template "refs" $refs) -}}
+{{- else -}}
+{{- fail (printf "%s: credentials: set existingSecret (a Secret's key holding {\"username\": …, \"password\": …}) or externalSecret (where the username and password are in the store)" $where) -}}
+{{- end -}}
+{{- end -}}
+{{- with $r.ca -}}
+{{- $path := printf "%s/ca.pem" $r.name -}}
+{{- $set := list -}}
+{{- range $field := list "configMap" "existingSecret" "externalSecret" -}}
+{{- if get $r.ca $field }}{{ $set = append $set $field }}{{ end -}}
+{{- end -}}
+{{- if ne (len $set) 1 -}}
+{{- fail (printf "%s: ca: set configMap, existingSecret or externalSecret (exactly one; set: %s)" $where (join ", " $set | default "none")) -}}
+{{- else if .configMap -}}
+{{- $files = append $files (dict "repository" $r.name "path" $path "configMap" .configMap "key" (default "ca.crt" .key)) -}}
+{{- else if .existingSecret -}}
+{{- $files = append $files (dict "repository" $r.name "path" $path "secret" .existingSecret "key" (default "ca.crt" .key)) -}}
+{{- else -}}
+{{- $ca := printf "%s-ca" $r.name -}}
+{{- $files = append $files (dict "repository" $r.name "path" $path "external" true "key" (printf "%s-ca.pem" $r.name) "template" (printf "{{ index . %q }}" $ca) "refs" (list (dict "secretKey" $ca "remoteRef" .externalSecret))) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $files | toJson -}}
+{{- end -}}
+
+{{/*
+The registry's `charts:` (src/charts/chart-sources.ts): the entries without the chart's own fields (`name`,
+where their files come from), with `credentials` and `caFile` the paths the worker mounts them at. None when
+the values set no policy, so such an install's registry is unchanged.
+*/}}
+{{- define "plumbline.registry" -}}
+{{- $registry := dict "clusters" .Values.clusters -}}
+{{- $charts := .Values.charts -}}
+{{- if or $charts.repositories $charts.allowPrivateAddresses -}}
+{{- $dir := include "plumbline.chartFilesDir" . -}}
+{{- $files := include "plumbline.chartFiles" . | fromJsonArray -}}
+{{- $repositories := list -}}
+{{- range $charts.repositories -}}
+{{- $entry := pick . "url" "mirror" "plainHttp" -}}
+{{- $name := .name -}}
+{{- range $files -}}
+{{- if eq .repository $name -}}
+{{- $_ := set $entry (ternary "credentials" "caFile" (hasSuffix "/credentials.json" .path)) (printf "%s/%s" $dir .path) -}}
+{{- end -}}
+{{- end -}}
+{{- $repositories = append $repositories $entry -}}
+{{- end -}}
+{{- $_ := set $registry "charts" (dict "repositories" $repositories "allowPrivateAddresses" (default false $charts.allowPrivateAddresses)) -}}
+{{- end -}}
+{{- toYaml $registry -}}
+{{- end -}}
+
+{{/*
+The worker's volume of chart-source files (none without any): one projected volume, each file at its path,
+read-only to the worker's user. Not a subPath mount, so a rotated Secret reaches the running worker (it
+reads the files at each use).
+*/}}
+{{- define "plumbline.chartFilesVolume" -}}
+{{- $sources := dict -}}
+{{- range include "plumbline.chartFiles" . | fromJsonArray -}}
+{{- $kind := ternary "configMap" "secret" (hasKey . "configMap") -}}
+{{- $name := ternary (include "plumbline.chartSourcesSecret" $) (get . $kind) (hasKey . "external") -}}
+{{- $id := printf "%s/%s" $kind $name -}}
+{{- $source := get $sources $id | default (dict "kind" $kind "name" $name "items" list) -}}
+{{- $_ := set $source "items" (append $source.items (dict "key" .key "path" .path)) -}}
+{{- $_ := set $sources $id $source -}}
+{{- end -}}
+{{- if $sources -}}
+name: chart-sources
+projected:
+  defaultMode: 256 # 0400
+  sources:
+    {{- range $id := keys $sources | sortAlpha }}
+    {{- $source := get $sources $id }}
+    - {{ $source.kind }}:
+        name: {{ $source.name }}
+        items: {{- toYaml $source.items | nindent 10 }}
+    {{- end }}
+{{- end -}}
+{{- end -}}
