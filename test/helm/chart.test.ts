@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { AuthorizationV1Api } from '@kubernetes/client-node';
@@ -49,6 +49,18 @@ async function runExternalSecretTemplates(
   fetched: Record<string, string>,
 ): Promise<Record<string, string>> {
   const dir = scratch('plumbline-eso-template-');
+  try {
+    return await runInChart(dir, templates, fetched);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function runInChart(
+  dir: string,
+  templates: Record<string, string>,
+  fetched: Record<string, string>,
+): Promise<Record<string, string>> {
   mkdirSync(join(dir, 'templates'));
   writeFileSync(join(dir, 'Chart.yaml'), 'apiVersion: v2\nname: eso-template\nversion: 0.1.0\n');
   const keys = Object.keys(templates);
@@ -677,11 +689,15 @@ describe('the Helm chart, rendered by the real helm and dry-run on a real apiser
       const fetched = { 'vendor-username': 'robot$acme', 'vendor-password': 'p"a\\ss\nwörd', 'vendor-ca': PEM };
       const produced = await runExternalSecretTemplates(spec.target.template.data, fetched);
       const dir = scratch('plumbline-chart-es-');
-      writeFileSync(join(dir, 'credentials.json'), produced['vendor-credentials.json'] ?? '');
-      expect(await readChartCredentials(join(dir, 'credentials.json'))).toEqual({
-        username: 'robot$acme',
-        password: 'p"a\\ss\nwörd',
-      });
+      try {
+        writeFileSync(join(dir, 'credentials.json'), produced['vendor-credentials.json'] ?? '');
+        expect(await readChartCredentials(join(dir, 'credentials.json'))).toEqual({
+          username: 'robot$acme',
+          password: 'p"a\\ss\nwörd',
+        });
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
       expect(produced['vendor-ca.pem']).toBe(PEM);
     });
 
