@@ -10,16 +10,16 @@ import {
   type ResolvedChart,
   resolveChartDependencies,
 } from '../charts/resolve-dependencies.ts';
-import { digestInputs } from '../source/input-digest.ts';
 import { collectAppInputs } from '../source/cluster-inputs.ts';
+import { digestInputs } from '../source/input-digest.ts';
 import { fsTreeReader } from '../source/tree-reader.ts';
 import { mapLimited } from '../support/limit-concurrency.ts';
 import type { ClusterCapabilities, ClusterClient } from './cluster-client.ts';
 import type { ManifestProblem, RenderedApp, RenderedObject, SourceLocation } from './manifest.ts';
 import { objectKey } from './manifest.ts';
 import { findDuplicates } from './parse-manifests.ts';
-import { PRUNE_OPT_IN_ANNOTATION } from './plan/plan-cluster.ts';
 import { placeInReleaseNamespace } from './place-in-release-namespace.ts';
+import { PRUNE_OPT_IN_ANNOTATION } from './plan/plan-cluster.ts';
 import { renderChart } from './render-chart.ts';
 import type { NetworkSandbox } from './sandboxed-command.ts';
 import { readScopes, type Scope } from './tenancy.ts';
@@ -108,12 +108,20 @@ export async function renderApps(
     const transient = renders.some(({ render }) => !render.ok && render.transient);
     return { ok: false, problems, ...(transient ? { transient: true as const } : {}) };
   }
-  const scopes = await scopesOf(target, renders.flatMap(({ render }) => (render.ok ? render.objects : [])));
+  const scopes = await scopesOf(
+    target,
+    renders.flatMap(({ render }) => (render.ok ? render.objects : [])),
+  );
   const objects: RenderedObject[] = [];
   const apps: RenderedApp[] = [];
-  for (const { app, objects: rendered } of renders.map(({ app, render }) => ({ app, objects: render.ok ? render.objects : [] }))) {
+  for (const { app, objects: rendered } of renders.map(({ app, render }) => ({
+    app,
+    objects: render.ok ? render.objects : [],
+  }))) {
     // A cached render may come from a file where the app's entry was on another line.
-    const own = rendered.map((o) => (o.source?.file === appsFile ? { ...o, source: { file: appsFile, line: app.line } } : o));
+    const own = rendered.map((o) =>
+      o.source?.file === appsFile ? { ...o, source: { file: appsFile, line: app.line } } : o,
+    );
     const placed = place(app, own, scopes, appsFile);
     objects.push(...placed);
     apps.push({
@@ -208,7 +216,12 @@ async function renderApp(
 function resolveApp(treeDir: string, scratch: string, app: AppSpec, fetch: ChartFetchContext): Promise<ResolvedChart> {
   if (app.source.kind === 'remote-chart') return materializeRemoteChart(app.source, scratch, fetch);
   if (app.source.kind !== 'local-chart') throw new Error('resolveApp: not a chart');
-  return resolveChartDependencies({ repositoryRoot: treeDir, chartPath: app.source.path, scratchDir: scratch, context: fetch });
+  return resolveChartDependencies({
+    repositoryRoot: treeDir,
+    chartPath: app.source.path,
+    scratchDir: scratch,
+    context: fetch,
+  });
 }
 
 /**
@@ -235,7 +248,8 @@ function displayPath(
             : source,
     };
   }
-  const label = app.source.kind === 'remote-chart' ? `${app.source.repository}/${app.source.name}:${app.source.version}` : '';
+  const label =
+    app.source.kind === 'remote-chart' ? `${app.source.repository}/${app.source.name}:${app.source.version}` : '';
   return {
     folder: label,
     source: (source) => (source.file.startsWith(scratchPath) ? entry : source),
@@ -289,8 +303,16 @@ function place(
       if (scope) byKind.set(`${object.manifest.apiVersion}|${object.manifest.kind}`, scope);
     }
     const entry = { file: appsFile, line: app.line };
-    const result = placeInReleaseNamespace(placed, (apiVersion, kind) => byKind.get(`${apiVersion}|${kind}`), namespace, entry);
-    placed = [...result.objects, ...(result.releaseNamespace ? [{ ...result.releaseNamespace, app: placed[0]?.app }] : [])];
+    const result = placeInReleaseNamespace(
+      placed,
+      (apiVersion, kind) => byKind.get(`${apiVersion}|${kind}`),
+      namespace,
+      entry,
+    );
+    placed = [
+      ...result.objects,
+      ...(result.releaseNamespace ? [{ ...result.releaseNamespace, app: placed[0]?.app }] : []),
+    ];
   }
   if (app.prune !== false) return placed;
   return placed.map((object) => ({

@@ -1,5 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { MAX_APPS_FILE_BYTES } from '../apps/apps-file.ts';
+import { appsFileOf } from '../source/cluster-inputs.ts';
 import {
   collectRenderInputs,
   type ForbiddenReference,
@@ -10,8 +12,6 @@ import {
 } from '../source/render-inputs.ts';
 import { fsTreeReader } from '../source/tree-reader.ts';
 import { formatBytes } from '../support/run-command.ts';
-import { MAX_APPS_FILE_BYTES } from '../apps/apps-file.ts';
-import { appsFileOf } from '../source/cluster-inputs.ts';
 import type { ManifestProblem, RenderedApp, RenderedObject, SourceLocation } from './manifest.ts';
 import { findDuplicates } from './parse-manifests.ts';
 import { parseManifestsOffThread } from './parse-manifests-off-thread.ts';

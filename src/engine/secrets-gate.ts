@@ -9,7 +9,7 @@ const hasEntries = (value: unknown) => typeof value === 'object' && value !== nu
  */
 export function checkSecrets(objects: readonly RenderedObject[]): ManifestProblem[] {
   const problems: ManifestProblem[] = [];
-  for (const { manifest, source } of objects) {
+  for (const { manifest, source, app } of objects) {
     const ref = objectRef(manifest);
     if ('sops' in manifest) {
       problems.push({
@@ -22,8 +22,12 @@ export function checkSecrets(objects: readonly RenderedObject[]): ManifestProble
       manifest.apiVersion === 'v1' &&
       (hasEntries(manifest.data) || hasEntries(manifest.stringData))
     ) {
+      // A chart renders a Secret from its values: the fix is the chart's own switch to an existing Secret.
+      const message = app?.chart
+        ? `${ref} of app ${app.name} carries secret data rendered from Git: set the chart's existingSecret (or its equivalent) to a Secret your secret store makes, e.g. with an ExternalSecret`
+        : `${ref} carries secret data in Git: move it to your secret store and reference it (e.g. an ExternalSecret)`;
       problems.push({
-        message: `${ref} carries secret data in Git: move it to your secret store and reference it (e.g. an ExternalSecret)`,
+        message,
         source,
         object: ref,
       });

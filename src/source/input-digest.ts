@@ -22,9 +22,11 @@ export async function digestInputs(treeDir: string, inputs: RenderInputs): Promi
 
 async function listTree(treeDir: string, dir: string): Promise<string[]> {
   const entries = await readdir(join(treeDir, dir), { recursive: true, withFileTypes: true }).catch(() => []);
-  return entries
-    .filter((e) => e.isFile() || e.isSymbolicLink())
-    .map((e) => join(e.parentPath, e.name).slice(treeDir.length + 1))
-    // Scratch folders of a render in progress (charts completed in the tree) are not the commit's.
-    .filter((path) => !/(^|\/)\.plumbline-chart-/.test(path));
+  return (
+    entries
+      .filter((e) => e.isFile() || e.isSymbolicLink())
+      .map((e) => join(e.parentPath, e.name).slice(treeDir.length + 1))
+      // Scratch folders of a render in progress (charts completed in the tree) are not the commit's.
+      .filter((path) => !/(^|\/)\.plumbline-chart-/.test(path))
+  );
 }
