@@ -1,5 +1,15 @@
 import { posix } from 'node:path';
 import { isMap, LineCounter, parseAllDocuments, visit } from 'yaml';
+import {
+  DEFAULT_CHART_HOME,
+  fieldValues,
+  foldKey as fold,
+  isRecord,
+  kustomizeChartFolder,
+  listItems,
+  recordItems,
+  scalarItems,
+} from './kustomize-fields.ts';
 
 /** Read access to one commit's tree, by repository-relative path. */
 export interface TreeReader {
@@ -66,9 +76,10 @@ export const KUSTOMIZATION_FILES = ['kustomization.yaml', 'kustomization.yml', '
 /**
  * How kustomize uses a path: `entry` a resource file or kustomization folder; `plugin-entry` a file or
  * folder of generator/transformer configs; `yaml` a file it parses (patch, replacement, CRD, …);
- * `data` a file it reads as bytes (generator `files`, `envs`); `folder` a folder it reads (helm chartHome).
+ * `data` a file it reads as bytes (generator `files`, `envs`); `folder` a folder it reads (helm chartHome);
+ * `chart` the folder of one chart below it, which may not be there yet (Plumbline fetches it there).
  */
-type Role = 'entry' | 'plugin-entry' | 'yaml' | 'data' | 'folder';
+type Role = 'entry' | 'plugin-entry' | 'yaml' | 'data' | 'folder' | 'chart';
 
 interface Reference {
   readonly role: Role;
@@ -99,32 +110,6 @@ const isRemote = (ref: string) =>
   /^[\w.-]+@[\w.-]+:/.test(ref) ||
   // `github.com/org/repo` and `github.com:org/repo` are both repository specs to kustomize.
   /^(github|gitlab|bitbucket)\.(com|org)[/:]/i.test(ref);
-
-/**
- * Go's encoding/json — which kustomize decodes kustomizations and plugin configs with — matches keys
- * case-insensitively, with Unicode simple folding (`ſ` is an `s`, the Kelvin sign a `k`).
- */
-const fold = (key: string) => key.toLowerCase().replaceAll('ſ', 's');
-
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value) && !ArrayBuffer.isView(value);
-
-/** Every value under a key that folds to `name` (a document may spell it twice, in two cases). */
-function fieldValues(record: Record<string, unknown>, name: string): unknown[] {
-  return Object.entries(record)
-    .filter(([key]) => fold(key) === fold(name))
-    .map(([, value]) => value);
-}
-
-/** The items of a list field (a lone value counts as one item, null as none). */
-const listItems = (record: Record<string, unknown>, name: string): unknown[] =>
-  fieldValues(record, name).flatMap((value) => (Array.isArray(value) ? value : value == null ? [] : [value]));
-
-const scalarItems = (record: Record<string, unknown>, name: string): unknown[] =>
-  fieldValues(record, name).filter((value) => value != null);
-
-const recordItems = (record: Record<string, unknown>, name: string): Record<string, unknown>[] =>
-  listItems(record, name).filter(isRecord);
 
 /**
  * Inline YAML (a generator config, a strategic-merge patch) rather than a path — by kustomize's own rule:
@@ -219,9 +204,11 @@ function kustomizationReferences(
   for (const name of ['configMapGenerator', 'secretGenerator']) {
     for (const generator of recordItems(k, name)) references.push(...generatorArgs(generator, parsed));
   }
+  const homes = chartHomes(k);
   for (const chart of recordItems(k, 'helmCharts')) {
     for (const v of scalarItems(chart, 'valuesFile')) add('yaml', 'valuesFile', v);
     for (const v of listItems(chart, 'additionalValuesFiles')) add('yaml', 'additionalValuesFiles', v);
+    references.push(...chartFolders(chart, { name: 'name', version: 'version', repo: 'repo' }, homes, parsed));
   }
   for (const globals of fieldValues(k, 'helmGlobals').filter(isRecord)) {
     for (const v of scalarItems(globals, 'chartHome')) add('folder', 'chartHome', v);
@@ -229,11 +216,52 @@ function kustomizationReferences(
   for (const legacy of recordItems(k, 'helmChartInflationGenerator')) {
     for (const v of scalarItems(legacy, 'values')) add('yaml', 'values', v);
     for (const v of scalarItems(legacy, 'chartHome')) add('folder', 'chartHome', v);
+    references.push(
+      ...chartFolders(legacy, { name: 'chartName', version: 'chartVersion', repo: 'chartRepoUrl' }, homes, parsed),
+    );
   }
   for (const openapi of fieldValues(k, 'openapi').filter(isRecord)) {
     for (const v of scalarItems(openapi, 'path')) add('yaml', 'path', v);
   }
   return { references, inlineConfigs };
+}
+
+const strings = (values: readonly unknown[]) => values.filter((v): v is string => typeof v === 'string');
+
+/**
+ * The chartHome a kustomization's charts live under, as kustomize 5.5 decides it: `helmGlobals.chartHome`;
+ * without helmGlobals, the last chartHome of the legacy `helmChartInflationGenerator` entries; else `charts`.
+ */
+function chartHomes(k: Kustomization): string[] {
+  const globals = fieldValues(k, 'helmGlobals').filter(isRecord);
+  if (globals.length > 0) {
+    const homes = strings(globals.flatMap((g) => scalarItems(g, 'chartHome'))).filter((home) => home !== '');
+    return homes.length > 0 ? homes : [DEFAULT_CHART_HOME];
+  }
+  const legacy = strings(recordItems(k, 'helmChartInflationGenerator').flatMap((l) => scalarItems(l, 'chartHome')));
+  return [legacy.filter((home) => home !== '').at(-1) ?? DEFAULT_CHART_HOME];
+}
+
+/** The folder helm reads one chart entry from (see kustomizeChartFolder), at the line of its name. */
+function chartFolders(
+  chart: Record<string, unknown>,
+  fields: { readonly name: string; readonly version: string; readonly repo: string },
+  homes: readonly string[],
+  parsed: Parsed,
+): Reference[] {
+  const version = strings(scalarItems(chart, fields.version))[0];
+  const repo = strings(scalarItems(chart, fields.repo))[0];
+  return strings(scalarItems(chart, fields.name))
+    .filter((name) => name !== '')
+    .flatMap((name) =>
+      homes.map(
+        (chartHome): Reference => ({
+          role: 'chart',
+          value: kustomizeChartFolder({ chartHome, name, version, repo }),
+          line: lineFor(parsed, name, fields.name),
+        }),
+      ),
+    );
 }
 
 /** `files` (`[key=]path`), `envs` and `env` of a ConfigMap or Secret generator: data kustomize reads. */
@@ -269,6 +297,14 @@ function pluginConfigReferences(config: Record<string, unknown>, parsed: Parsed)
     ...scalarItems(config, 'valuesFile').map(add('yaml', 'valuesFile')),
     ...listItems(config, 'additionalValuesFiles').map(add('yaml', 'additionalValuesFiles')),
     ...scalarItems(config, 'chartHome').map(add('folder', 'chartHome')),
+    ...(strings(scalarItems(config, 'kind')).some((kind) => fold(kind) === fold('HelmChartInflationGenerator'))
+      ? chartFolders(
+          config,
+          { name: 'name', version: 'version', repo: 'repo' },
+          [strings(scalarItems(config, 'chartHome'))[0] || DEFAULT_CHART_HOME],
+          parsed,
+        )
+      : []),
   ];
 }
 
@@ -385,6 +421,15 @@ export async function collectRenderInputs(tree: TreeReader, clusterPath: string)
       if (reference.role === 'entry') return visitKustomization(resolved);
       if (reference.role === 'plugin-entry') return visitPluginFolder(resolved, owner);
       await record(resolved, subtrees);
+      // A chart folder linked elsewhere in the repository: git reports a re-pointed link at the link itself.
+      if (reference.role === 'chart') folders.add(resolved);
+      return;
+    }
+    if (reference.role === 'chart' || (reference.role === 'folder' && !(await isFile(resolved)))) {
+      // Not there yet — Plumbline fetches remote charts there — or a link out of the repository, which
+      // prepareKustomizeHelmCharts and the helm gate refuse. Either way a change at that path changes the render.
+      await record(resolved, subtrees);
+      folders.add(resolved);
       return;
     }
     if (reference.role === 'folder' || !(await isFile(resolved))) {

@@ -339,3 +339,111 @@ describe('render inputs: symlinks inside the repository', () => {
     await rm(root, { recursive: true, force: true });
   });
 });
+
+describe('render inputs: helm charts (helmCharts, helmGlobals, the legacy field, generator configs)', () => {
+  it('counts the chart folder kustomize reads for each entry, vendored or not yet, so a chart change re-renders', async () => {
+    const tree = memoryTree({
+      'c/kustomization.yaml': [
+        'helmCharts:',
+        '  - {name: remote, repo: oci://registry.example/charts, version: 1.2.3}',
+        '  - {name: local}',
+        '',
+      ].join('\n'),
+      'c/charts/remote-1.2.3/remote/Chart.yaml': 'name: remote\n',
+      'c/charts/local/Chart.yaml': 'name: local\n',
+    });
+    const inputs = await collectRenderInputs(tree, 'c');
+    expect(inputs.forbidden).toEqual([]);
+    // kustomize 5.5 reads `<chartHome>/<name>-<version>/<name>` with a repo and a version, else `<chartHome>/<name>`.
+    expect(isAffectedBy(inputs, ['c/charts/remote-1.2.3/remote/templates/cm.yaml'])).toBe(true);
+    expect(isAffectedBy(inputs, ['c/charts/local/values.yaml'])).toBe(true);
+    expect(isAffectedBy(inputs, ['c/charts/other/values.yaml'])).toBe(false);
+  });
+
+  it('counts a chart folder that is not there yet, under a chartHome that is not there yet: vendoring it changes the render', async () => {
+    const tree = memoryTree({
+      'c/kustomization.yaml':
+        'helmGlobals: {chartHome: vendor/charts}\nhelmCharts: [{name: app, repo: https://charts.example, version: 0.1.0}]\n',
+    });
+    const inputs = await collectRenderInputs(tree, 'c');
+    expect(inputs.forbidden).toEqual([]);
+    expect(isAffectedBy(inputs, ['c/vendor/charts/app-0.1.0/app/Chart.yaml'])).toBe(true);
+  });
+
+  it('follows the legacy helmChartInflationGenerator field and HelmChartInflationGenerator configs to their charts', async () => {
+    const tree = memoryTree({
+      'c/kustomization.yaml': [
+        'helmChartInflationGenerator:',
+        '  - {chartName: old, chartVersion: 2.0.0, chartRepoUrl: https://charts.example, chartHome: legacy}',
+        'generators: [helm.yaml]',
+        '',
+      ].join('\n'),
+      'c/helm.yaml':
+        'apiVersion: builtin\nkind: HelmChartInflationGenerator\nmetadata: {name: h}\nname: gen\nversion: 3.0.0\nrepo: oci://r.example/c\nchartHome: generated\n',
+    });
+    const inputs = await collectRenderInputs(tree, 'c');
+    expect(inputs.forbidden).toEqual([]);
+    expect(isAffectedBy(inputs, ['c/legacy/old-2.0.0/old/Chart.yaml'])).toBe(true);
+    expect(isAffectedBy(inputs, ['c/generated/gen-3.0.0/gen/Chart.yaml'])).toBe(true);
+  });
+
+  it('refuses a remote values file (kustomize would fetch it), values files and charts out of the repository, with lines', async () => {
+    const tree = memoryTree({
+      'c/kustomization.yaml': [
+        'helmCharts:',
+        '  - name: a',
+        '    valuesFile: https://attacker.example/values.yaml',
+        '    additionalValuesFiles:',
+        '      - ../../outside.yaml',
+        '      - http://169.254.169.254/latest/meta-data',
+        '  - name: ../../../../etc',
+        '',
+      ].join('\n'),
+    });
+    const inputs = await collectRenderInputs(tree, 'c');
+    expect(inputs.forbidden.map((f) => [f.file, f.reference, f.reason, f.line])).toEqual([
+      ['c/kustomization.yaml', 'https://attacker.example/values.yaml', 'remote-file', 3],
+      ['c/kustomization.yaml', '../../outside.yaml', 'outside-repository', 5],
+      ['c/kustomization.yaml', 'http://169.254.169.254/latest/meta-data', 'remote-file', 6],
+      // The chart folder kustomize would read: `<chartHome>/<name>`.
+      ['c/kustomization.yaml', 'charts/../../../../etc', 'outside-repository', 7],
+    ]);
+  });
+
+  it('refuses a chartHome out of the repository, and the chart folders below it, with lines', async () => {
+    const tree = memoryTree({
+      'c/kustomization.yaml': 'helmGlobals:\n  chartHome: ../../elsewhere\nhelmCharts:\n  - name: a\n',
+    });
+    const inputs = await collectRenderInputs(tree, 'c');
+    expect(inputs.forbidden.map((f) => [f.reference, f.reason, f.line])).toEqual([
+      ['../../elsewhere/a', 'outside-repository', 4],
+      ['../../elsewhere', 'outside-repository', 2],
+    ]);
+  });
+
+  it('refuses an absolute chartHome, and a chartHome that is a file', async () => {
+    const tree = memoryTree({
+      'c/kustomization.yaml': 'helmGlobals: {chartHome: /root/.cache}\nhelmCharts: [{name: a}]\n',
+      'd/kustomization.yaml': 'helmGlobals: {chartHome: home}\nhelmCharts: [{name: a}]\n',
+      'd/home': 'not a folder\n',
+    });
+    const absolute = await collectRenderInputs(tree, 'c');
+    const file = await collectRenderInputs(tree, 'd');
+    expect(absolute.forbidden.map((f) => [f.reference, f.reason, f.line])).toContainEqual([
+      '/root/.cache',
+      'outside-repository',
+      1,
+    ]);
+    expect(file.forbidden.map((f) => [f.reference, f.reason, f.line])).toEqual([['home', 'not-in-repository', 1]]);
+  });
+
+  it('reads valuesInline as data: a URL in a value is not a reference', async () => {
+    const tree = memoryTree({
+      'c/kustomization.yaml':
+        'helmCharts:\n  - name: a\n    valuesInline:\n      image: {repository: https://registry.example/app}\n      valuesFile: https://x.example/v.yaml\n',
+    });
+    const inputs = await collectRenderInputs(tree, 'c');
+    expect(inputs.forbidden).toEqual([]);
+    expect([...inputs.files]).toEqual(['c/kustomization.yaml']);
+  });
+});
