@@ -159,6 +159,7 @@ async function previewOne(
     cluster: cluster.name,
     status: 'previewed',
     changeSet: reconciled.changeSet,
+    apps: reconciled.apps,
     description: describePreviewed(reconciled.changeSet, cluster.suspend),
   };
 }

@@ -222,7 +222,7 @@ async function syncCluster(
     mode: { dryRun: false, fence: hooks.fence },
   });
   if (reconciled.done) return reconciled.outcome;
-  const { changeSet, objects } = reconciled;
+  const { changeSet, objects, apps } = reconciled;
   const unhealthy = publishableHealth(
     await waitForHealth(
       client,
@@ -238,6 +238,7 @@ async function syncCluster(
     status: 'applied',
     changeSet,
     unhealthy,
+    apps,
     description: describeApplied({ changeSet, unhealthy, seconds: (Date.now() - started) / 1000, again }),
     repeated: again && nothingWritten && unhealthy.length === 0,
   };

@@ -3,7 +3,7 @@ import type { ChangeSet } from '../src/engine/change-set.ts';
 import type { ClusterClient } from '../src/engine/cluster-client.ts';
 import type { Fence } from '../src/engine/cluster-lock.ts';
 import type { ClusterOutcome } from '../src/engine/cluster-outcome.ts';
-import type { ManifestProblem, RenderedObject } from '../src/engine/manifest.ts';
+import type { ManifestProblem, RenderedApp, RenderedObject } from '../src/engine/manifest.ts';
 import type { RecordedState } from '../src/engine/plan/plan.ts';
 import { reconcileCluster } from '../src/engine/reconcile-cluster.ts';
 import { targetOf } from '../src/engine/render-apps.ts';
@@ -31,7 +31,12 @@ export type CommitReconciled =
   /** The commit is wrong or unsafe: the cluster's final outcome. */
   | { readonly done: true; readonly outcome: ClusterOutcome }
   /** Applied or previewed; the change set carries no live value (invariant 9). */
-  | { readonly done: false; readonly objects: readonly RenderedObject[]; readonly changeSet: ChangeSet };
+  | {
+      readonly done: false;
+      readonly objects: readonly RenderedObject[];
+      readonly changeSet: ChangeSet;
+      readonly apps?: readonly RenderedApp[] | undefined;
+    };
 
 /**
  * The part a sync and a preview share, so the two cannot drift apart: render → secrets gate → reconcile
@@ -49,12 +54,14 @@ export async function reconcileCommit(input: CommitReconcile): Promise<CommitRec
     clusterName: cluster.name,
     revision: input.revision,
     objects: rendered.objects,
+    apps: rendered.apps,
     prune: cluster.prune,
     pruneGuards: { maxShare: cluster.maxPruneShare, override: false },
     apply: {
       concurrency: input.engine.applyConcurrency,
       conflicts: cluster.onConflict === 'fail' ? 'fail' : 'take-ownership',
       establishTimeoutMs: input.engine.establishTimeoutMs,
+      healthTimeoutMs: input.engine.healthTimeoutMs,
       fence: input.mode.dryRun ? undefined : input.mode.fence,
     },
     limits: cluster.limits,
@@ -63,7 +70,8 @@ export async function reconcileCommit(input: CommitReconcile): Promise<CommitRec
   });
   // What goes to GitHub carries no live value (invariant 9); the job's log line keeps the detail.
   const changeSet = publishableChangeSet(outcome.changeSet, rendered.objects);
-  if (outcome.status !== 'failed') return { done: false, objects: rendered.objects, changeSet };
+  const { apps } = rendered;
+  if (outcome.status !== 'failed') return { done: false, objects: rendered.objects, changeSet, apps };
   const problems = changeSet.changes
     .filter((c) => c.action === 'failed')
     .map((c) => ({ message: c.message ?? 'rejected', source: c.source, object: c.object }));
@@ -75,6 +83,7 @@ export async function reconcileCommit(input: CommitReconcile): Promise<CommitRec
       description: describeFailedReconcile(outcome.failure, problems, cluster.name, dryRun),
       problems,
       changeSet,
+      apps,
     },
   };
 }

@@ -8,6 +8,8 @@ export interface ObjectChange {
   readonly object: string;
   readonly action: ObjectAction;
   readonly source?: SourceLocation | undefined;
+  /** The app of plumbline.yaml the object belongs to. */
+  readonly app?: string;
   /** Why it failed or was skipped; the apiserver's message for a rejected object. */
   readonly message?: string;
   /** Another field manager's fields this apply took over. */

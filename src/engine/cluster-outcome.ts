@@ -1,6 +1,6 @@
 import type { ChangeSet } from './change-set.ts';
 import type { HealthReport } from './health.ts';
-import type { ManifestProblem } from './manifest.ts';
+import type { ManifestProblem, RenderedApp } from './manifest.ts';
 
 /** What happened to one cluster for one commit; statuses, check runs, metrics and logs all derive from it. */
 export type ClusterOutcome =
@@ -10,6 +10,8 @@ export type ClusterOutcome =
       readonly changeSet: ChangeSet;
       readonly unhealthy: readonly HealthReport[];
       readonly description: string;
+      /** The apps of the cluster's plumbline.yaml, when it has one: the check run lists each. */
+      readonly apps?: readonly RenderedApp[] | undefined;
       /** The commit was already applied and nothing changed: a repeat with nothing new to report. */
       readonly repeated?: boolean;
     }
@@ -19,6 +21,7 @@ export type ClusterOutcome =
       readonly status: 'previewed';
       readonly changeSet: ChangeSet;
       readonly description: string;
+      readonly apps?: readonly RenderedApp[] | undefined;
     }
   | {
       /** The commit is wrong (render, validation, rejected object, secret in Git, unsafe prune). */
@@ -27,6 +30,7 @@ export type ClusterOutcome =
       readonly description: string;
       readonly problems: readonly ManifestProblem[];
       readonly changeSet?: ChangeSet;
+      readonly apps?: readonly RenderedApp[] | undefined;
     }
   | {
       /** Infrastructure (unreachable cluster, timeouts) after every retry: not the commit's fault. */

@@ -4,12 +4,14 @@ import type { ChangeSet, ObjectChange } from './change-set.ts';
 import { type ClusterClient, KubeError, type LiveObject } from './cluster-client.ts';
 import type { Fence } from './cluster-lock.ts';
 import { baselineOf } from './field-set.ts';
+import { type HealthReport, waitForHealth } from './health.ts';
 import { manifestOf, type ObjectId } from './inventory.ts';
-import { objectKey, objectRef } from './manifest.ts';
+import { type Manifest, objectKey, objectRef, type RenderedObject } from './manifest.ts';
 import { dryRunAll } from './observe-cluster.ts';
 import type {
   AppliedRecord,
   ApplyTask,
+  HookTask,
   Phase,
   Plan,
   PlanPolicy,
@@ -35,6 +37,8 @@ export interface ExecuteOptions {
    * single write (free while the lease is known to be ours). A lost lock throws LockLostError: retried.
    */
   readonly fence?: Fence | undefined;
+  /** How long an app others depend on, or a hook, may take to become healthy (default 120 s). */
+  readonly healthTimeoutMs?: number | undefined;
 }
 
 export interface Execution {
@@ -48,7 +52,13 @@ export interface Execution {
   readonly records: ReadonlyMap<string, AppliedRecord>;
   /** Stale objects to keep in the inventory: their delete failed (retried next time). */
   readonly retained: readonly ObjectId[];
+  /** Set when apps others depend on did not become healthy in time: the apps after them were not applied. */
+  readonly unhealthy?: { readonly apps: readonly string[]; readonly reports: readonly HealthReport[] } | undefined;
+  /** Set when a chart hook failed: the hooks and apps after it were not run. */
+  readonly failedHooks?: readonly string[] | undefined;
 }
+
+const DEFAULT_HEALTH_TIMEOUT_MS = 120_000;
 
 const NOT_APPLIED = 'not applied: another object of the commit was rejected';
 
@@ -90,6 +100,26 @@ export async function execute(client: ClusterClient, plan: Plan, options: Execut
       changes.push(...written);
       if (written.some((change) => change.action === 'failed'))
         return stop(plan.phases.slice(index + 1), changes, { records });
+    } else if (phase.kind === 'hooks') {
+      const ran = await runHooks(client, phase.tasks, options);
+      changes.push(...ran);
+      const failedHooks = ran.filter((change) => change.action === 'failed').map((change) => change.object);
+      if (failedHooks.length > 0) return stop(plan.phases.slice(index + 1), changes, { records, failedHooks });
+    } else if (phase.kind === 'health') {
+      if (options.dryRun) continue;
+      const manifests = phase.tasks.map((task) => task.manifest);
+      const reports = await waitForHealth(client, manifests, {
+        timeoutMs: options.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS,
+        concurrency: options.concurrency,
+      });
+      if (reports.length > 0) {
+        const late = new Set(reports.map((report) => report.object));
+        const apps = phase.apps.filter((app) =>
+          phase.tasks.some((task) => task.app === app && late.has(objectRef(task.manifest))),
+        );
+        const message = `not applied: app ${apps.join(', ')} it depends on is not healthy`;
+        return stop(plan.phases.slice(index + 1), changes, { records, unhealthy: { apps, reports }, message });
+      }
     } else {
       const pruned = await prunePhase(client, phase.tasks, options);
       changes.push(...pruned.changes);
@@ -122,15 +152,25 @@ function refused(plan: Plan, dryRun: boolean): Execution {
 function stop(
   later: readonly Phase[],
   changes: readonly ObjectChange[],
-  extra: { readonly records: ReadonlyMap<string, AppliedRecord>; readonly rejected?: readonly Rejection[] },
+  extra: {
+    readonly records: ReadonlyMap<string, AppliedRecord>;
+    readonly rejected?: readonly Rejection[];
+    readonly unhealthy?: Execution['unhealthy'];
+    readonly failedHooks?: readonly string[];
+    readonly message?: string;
+  },
 ): Execution {
   // Objects awaiting a definition were reported by their validation when it is what stopped the plan.
   const reported = new Set(changes.map((change) => change.object));
+  const message = extra.message ?? NOT_APPLIED;
   const skipped = later.flatMap((phase) =>
-    phase.kind === 'apply'
+    phase.kind === 'apply' || phase.kind === 'hooks'
       ? phase.tasks
-          .filter((task): task is ApplyTask => task.kind === 'apply' && !reported.has(objectRef(task.object.manifest)))
-          .map((task): ObjectChange => ({ ...changeOf(task), action: 'skipped', message: NOT_APPLIED }))
+          .filter(
+            (task): task is ApplyTask | HookTask =>
+              (task.kind === 'apply' || task.kind === 'hook') && !reported.has(objectRef(task.object.manifest)),
+          )
+          .map((task): ObjectChange => ({ ...changeOfObject(task.object), action: 'skipped', message }))
       : [],
   );
   return {
@@ -139,7 +179,104 @@ function stop(
     records: extra.records,
     retained: [],
     ...(extra.rejected ? { rejected: extra.rejected } : {}),
+    ...(extra.unhealthy ? { unhealthy: extra.unhealthy } : {}),
+    ...(extra.failedHooks ? { failedHooks: extra.failedHooks } : {}),
   };
+}
+
+/**
+ * One app's hooks of one phase, as Helm runs them: by weight (a weight's hooks at once), each replaced
+ * first when its policy is `before-hook-creation`, applied, and waited for until healthy (a Job until it
+ * completes); deleted after when its policy says so (`hook-succeeded`, `hook-failed`). A hook that fails
+ * stops the plan. A dry run says what would run.
+ */
+async function runHooks(
+  client: ClusterClient,
+  tasks: readonly HookTask[],
+  options: ExecuteOptions,
+): Promise<ObjectChange[]> {
+  if (options.dryRun)
+    return tasks.map((task) => ({
+      ...changeOfObject(task.object),
+      action: task.live ? 'configured' : 'created',
+      message: `${task.hookPhase} hook: would run`,
+    }));
+  await options.fence?.confirm();
+  const changes: ObjectChange[] = [];
+  const weights = [...new Set(tasks.map((task) => task.weight))].sort((a, b) => a - b);
+  for (const weight of weights) {
+    const batch = tasks.filter((task) => task.weight === weight);
+    const ran = await mapLimited(batch, options.concurrency, (task) => runHook(client, task, options));
+    changes.push(...ran);
+    if (ran.some((change) => change.action === 'failed')) break;
+  }
+  return changes;
+}
+
+async function runHook(client: ClusterClient, task: HookTask, options: ExecuteOptions): Promise<ObjectChange> {
+  const { manifest } = task.object;
+  const fence = options.fence;
+  const guard = fence && (() => fence.assertFresh());
+  const base = changeOfObject(task.object);
+  const policies = new Set(task.deletePolicies);
+  try {
+    if (task.live && policies.has('before-hook-creation')) {
+      await fence?.check();
+      await deleteAndWait(client, manifest, task.live.uid, options);
+    }
+    await fence?.check();
+    const created = await client.apply(manifest, { dryRun: false, force: true, guard });
+    const [report] = await waitForHealth(client, [manifest], {
+      timeoutMs: options.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS,
+      concurrency: 1,
+    });
+    const uid = (created.metadata as { uid?: string } | undefined)?.uid;
+    if (!report) {
+      if (policies.has('hook-succeeded')) await deleteAndWait(client, manifest, uid, options);
+      const deleted = policies.has('hook-succeeded') ? ', then deleted (hook-succeeded)' : '';
+      return { ...base, action: 'created', message: `${task.hookPhase} hook ran${deleted}` };
+    }
+    if (policies.has('hook-failed')) await deleteAndWait(client, manifest, uid, options);
+    return {
+      ...base,
+      action: 'failed',
+      message: `${task.hookPhase} hook did not succeed: ${report.health.state === 'healthy' ? 'unknown' : report.health.message}`,
+    };
+  } catch (error) {
+    if (error instanceof KubeError && !error.retryable)
+      return { ...base, action: 'failed', message: `${task.hookPhase} hook refused: ${error.message}` };
+    throw error;
+  }
+}
+
+/** Deletes exactly that object (uid) and waits until it is gone, so that its replacement is a new object. */
+async function deleteAndWait(
+  client: ClusterClient,
+  manifest: Manifest,
+  uid: string | undefined,
+  options: ExecuteOptions,
+): Promise<void> {
+  const fence = options.fence;
+  try {
+    await client.delete(manifest, {
+      ...(uid ? { preconditions: { uid } } : {}),
+      guard: fence && (() => fence.assertFresh()),
+    });
+  } catch (error) {
+    if (!(error instanceof KubeError) || (error.kind !== 'not-found' && error.kind !== 'modified')) throw error;
+  }
+  const deadline = Date.now() + options.establishTimeoutMs;
+  for (;;) {
+    const live = await client.get(manifest);
+    if (!live || (uid && (live.metadata as { uid?: string } | undefined)?.uid !== uid)) return;
+    if (Date.now() > deadline)
+      throw new KubeError(
+        'unavailable',
+        `${objectRef(manifest)} was not deleted within ${options.establishTimeoutMs / 1000} s`,
+        undefined,
+      );
+    await sleep(200);
+  }
 }
 
 async function applyPhase(
@@ -312,11 +449,19 @@ function previewChange(task: ApplyTask): ObjectChange {
   return { ...changeOf(task), message: `validated once the ${needed} it needs is created by this commit` };
 }
 
+/** An object's identity in a change: reference, file, app. */
+function changeOfObject(object: RenderedObject): Pick<ObjectChange, 'object' | 'source' | 'app'> {
+  return {
+    object: objectRef(object.manifest),
+    source: object.source,
+    ...(object.app ? { app: object.app.name } : {}),
+  };
+}
+
 function changeOf(task: ApplyTask): ObjectChange {
   return {
-    object: objectRef(task.object.manifest),
+    ...changeOfObject(task.object),
     action: task.action,
-    source: task.object.source,
     ...(task.takenFrom.length > 0 ? { tookOwnershipFrom: task.takenFrom } : {}),
     ...(task.diff && task.diff.changes.length > 0
       ? { diff: task.diff.changes, ...(task.diff.truncated > 0 ? { diffTruncated: task.diff.truncated } : {}) }

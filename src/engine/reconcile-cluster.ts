@@ -4,8 +4,9 @@ import type { ChangeSet } from './change-set.ts';
 import type { ClusterClient } from './cluster-client.ts';
 import type { Fence } from './cluster-lock.ts';
 import { type Execution, execute } from './execute-plan.ts';
+import type { HealthReport } from './health.ts';
 import { type InventoryEntry, idKey, inventoryWriter, objectIdOf, readInventory } from './inventory.ts';
-import { objectRef, type RenderedObject } from './manifest.ts';
+import { objectRef, type RenderedApp, type RenderedObject } from './manifest.ts';
 import { observeCluster } from './observe-cluster.ts';
 import { withOwnerLabel } from './ownership.ts';
 import type { PlanPolicy, PruneGuards, RecordedState, Refusal } from './plan/plan.ts';
@@ -17,6 +18,8 @@ export interface ReconcileInput {
   /** The commit being applied; recorded in the inventory. */
   readonly revision: string;
   readonly objects: readonly RenderedObject[];
+  /** The apps of the cluster's plumbline.yaml: applied in waves, each gated on the health of what it depends on. */
+  readonly apps?: readonly RenderedApp[] | undefined;
   readonly prune: boolean;
   readonly pruneGuards: PruneGuards;
   readonly apply: {
@@ -24,6 +27,8 @@ export interface ReconcileInput {
     readonly concurrency: number;
     readonly conflicts: PlanPolicy['conflicts'];
     readonly establishTimeoutMs: number;
+    /** How long an app others depend on (or a hook) may take to become healthy. */
+    readonly healthTimeoutMs?: number | undefined;
     /** The cluster lock's; every write of the reconcile (objects, prune, records) is behind it. */
     readonly fence?: Fence | undefined;
   };
@@ -36,7 +41,17 @@ export interface ReconcileInput {
 }
 
 /** Why a reconcile did not apply the commit: the plan's refusal, or a write the cluster refused after its dry-run. */
-export type ReconcileFailure = Refusal | { readonly reason: 'write-refused'; readonly failed: number };
+export type ReconcileFailure =
+  | Refusal
+  | { readonly reason: 'write-refused'; readonly failed: number }
+  /** A chart hook failed (or the cluster refused it): the apps after it were not applied. */
+  | { readonly reason: 'hook-failed'; readonly hooks: readonly string[] }
+  /** Apps others depend on did not become healthy in time: the apps after them were not applied. */
+  | {
+      readonly reason: 'unhealthy-dependency';
+      readonly apps: readonly string[];
+      readonly unhealthy: readonly HealthReport[];
+    };
 
 export type ReconcileOutcome =
   /** Applied (and pruned); the inventory now records `revision`. */
@@ -71,7 +86,7 @@ export async function reconcileCluster(input: ReconcileInput): Promise<Reconcile
     limits: input.limits,
   };
   const view = await observeCluster(client, desired, recorded, policy, { concurrency: input.apply.concurrency });
-  const plan = planCluster(desired, view, recorded, policy);
+  const plan = planCluster(desired, view, recorded, policy, input.apps);
   // Every write below is behind the lock's fence, and the first one claims the inventory (inventory.ts).
   const writer = dryRun ? undefined : inventoryWriter(client, clusterName, recorded.inventory, input.apply.fence);
   const execution = await execute(client, plan, {
@@ -79,6 +94,7 @@ export async function reconcileCluster(input: ReconcileInput): Promise<Reconcile
     concurrency: input.apply.concurrency,
     conflicts: input.apply.conflicts,
     establishTimeoutMs: input.apply.establishTimeoutMs,
+    healthTimeoutMs: input.apply.healthTimeoutMs,
     clusterName,
     fence: writer?.fence,
   });
@@ -91,6 +107,9 @@ export async function reconcileCluster(input: ReconcileInput): Promise<Reconcile
 function failureOf(execution: Execution): ReconcileFailure | undefined {
   if (execution.ok) return undefined;
   if (execution.rejected) return { reason: 'rejected', rejected: execution.rejected };
+  if (execution.unhealthy)
+    return { reason: 'unhealthy-dependency', apps: execution.unhealthy.apps, unhealthy: execution.unhealthy.reports };
+  if (execution.failedHooks) return { reason: 'hook-failed', hooks: execution.failedHooks };
   return { reason: 'write-refused', failed: execution.changeSet.changes.filter((c) => c.action === 'failed').length };
 }
 
@@ -108,12 +127,15 @@ async function record(
   applied: boolean,
 ): Promise<void> {
   const previous = recorded.inventory;
-  const current = desired.map((o) => objectIdOf(o.manifest));
+  // Hooks are not the app's objects (Helm keeps them out of the release): never inventoried, never pruned.
+  const current = desired.filter((o) => !o.hook).map((o) => objectIdOf(o.manifest));
   if (!applied) {
     const written = execution.changeSet.changes.filter((c) => c.action === 'created' || c.action === 'configured');
     if (written.length === 0) return;
     const wroteRefs = new Set(written.map((c) => c.object));
-    const writtenIds = desired.filter((o) => wroteRefs.has(objectRef(o.manifest))).map((o) => objectIdOf(o.manifest));
+    const writtenIds = desired
+      .filter((o) => !o.hook && wroteRefs.has(objectRef(o.manifest)))
+      .map((o) => objectIdOf(o.manifest));
     await writer.write({
       revision: previous?.revision ?? '',
       objects: union(previous?.objects ?? [], writtenIds),

@@ -1,7 +1,9 @@
 import type { ObjectChange } from '../engine/change-set.ts';
 import type { ClusterOutcome } from '../engine/cluster-outcome.ts';
-import type { ManifestProblem } from '../engine/manifest.ts';
+import type { HealthReport } from '../engine/health.ts';
+import type { ManifestProblem, RenderedApp } from '../engine/manifest.ts';
 import { formatDiff } from '../engine/object-diff.ts';
+import { describeChangeSet, describePreview } from './describe-outcome.ts';
 import { clusterStatusText } from './status-text.ts';
 
 export type CheckConclusion = 'success' | 'failure' | 'neutral';
@@ -72,6 +74,9 @@ export function completedCheckRun(outcome: ClusterOutcome, sha: string): CheckRu
     );
   }
   if (problems.length > 0) sections.push(problemList(problems));
+  const apps = 'apps' in outcome ? outcome.apps : undefined;
+  if (apps && apps.length > 0)
+    sections.push(appTable(apps, changes, outcome.status === 'applied' ? outcome.unhealthy : [], preview));
   const annotations = annotationsFor(problems);
   if (annotations.length > MAX_ANNOTATIONS)
     sections.push(
@@ -167,4 +172,40 @@ function markdownInline(text: string): string {
 
 function clip(text: string): string {
   return text.length <= MAX_OUTPUT ? text : `${text.slice(0, MAX_OUTPUT)}\n\n…(truncated)`;
+}
+
+/**
+ * One row per app of plumbline.yaml, in its order: the wave it was applied in, its changes, its health
+ * (from the health wait after the apply; a preview has none). Pure.
+ */
+export function appTable(
+  apps: readonly RenderedApp[],
+  changes: readonly ObjectChange[],
+  unhealthy: readonly HealthReport[],
+  preview: boolean,
+): string {
+  const rows = apps.map((app) => {
+    const own = changes.filter((change) => change.app === app.name);
+    const skipped = own.length > 0 && own.every((change) => change.action === 'skipped');
+    const changeText = skipped
+      ? 'not applied'
+      : preview
+        ? describePreview({ changes: own })
+        : describeChangeSet({ changes: own });
+    const objects = new Set(own.map((change) => change.object));
+    const sick = unhealthy.filter((report) => objects.has(report.object));
+    const failing = sick.filter((report) => report.health.state === 'failed').length;
+    const health = preview
+      ? '—'
+      : skipped
+        ? '—'
+        : failing > 0
+          ? `✗ ${failing} failing`
+          : sick.length > 0
+            ? `… ${sick.length} progressing`
+            : '✓ healthy';
+    const kind = app.chart ? 'chart' : 'path';
+    return `| \`${app.name}\` | ${kind} | ${app.wave + 1} | ${markdownInline(changeText)} | ${health} |`;
+  });
+  return ['| App | Source | Wave | Changes | Health |', '| --- | --- | --- | --- | --- |', ...rows].join('\n');
 }

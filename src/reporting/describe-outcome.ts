@@ -26,6 +26,10 @@ export function describeFailure(failure: ReconcileFailure, clusterName: string, 
         : `${failure.rejected.length} object(s) rejected by the cluster; the rest of the commit was not applied`;
     case 'write-refused':
       return `${failure.failed} object(s) rejected by the cluster; the rest of the commit was not applied`;
+    case 'hook-failed':
+      return `hook ${failure.hooks[0] ?? ''} failed; the apps after it were not applied`;
+    case 'unhealthy-dependency':
+      return `app ${failure.apps.join(', ')} not healthy in time; the apps depending on it were not applied`;
   }
 }
 

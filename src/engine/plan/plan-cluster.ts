@@ -5,7 +5,14 @@ import { FIELD_MANAGER, KubeError, type LiveObject } from '../cluster-client.ts'
 import type { DriftedObject } from '../drift.ts';
 import { baselineOf } from '../field-set.ts';
 import { idKey, manifestOf, type ObjectId } from '../inventory.ts';
-import { type Manifest, objectKey, objectRef, type RenderedObject } from '../manifest.ts';
+import {
+  type ChartHook,
+  type Manifest,
+  objectKey,
+  objectRef,
+  type RenderedApp,
+  type RenderedObject,
+} from '../manifest.ts';
 import { comparable } from '../normalize-object.ts';
 import { diffObjects } from '../object-diff.ts';
 import { OWNER_LABEL } from '../ownership.ts';
@@ -16,6 +23,7 @@ import type {
   ApplyTask,
   ClusterView,
   DryRunAnswer,
+  HookTask,
   Phase,
   Plan,
   PlanPolicy,
@@ -42,6 +50,7 @@ export function planCluster(
   view: ClusterView,
   recorded: RecordedState,
   policy: PlanPolicy,
+  apps: readonly RenderedApp[] = [],
 ): Plan {
   const screened = screenCommit(desired, view.scopes, recorded, policy);
   if (!screened.ok) return { refusal: screened.refusal, phases: [] };
@@ -49,10 +58,17 @@ export function planCluster(
   const created = creationsInCommit(desired);
   const records = appliedRecords(recorded);
   const tasks: ApplyTask[] = [];
+  const hooks: HookTask[] = [];
   const rejected: Rejection[] = [];
   for (const object of desired) {
     const key = objectKey(object.manifest);
     const answer = view.dryRuns.get(key);
+    if (object.hook) {
+      const hook = hookTasks(object, object.hook, view.objects.get(key), answer, created);
+      if ('error' in hook) rejected.push(hook);
+      else hooks.push(...hook);
+      continue;
+    }
     const decided = answer
       ? decideApply(object, view.objects.get(key), answer)
       : unchangedByRecord(object, view.objects.get(key), records.get(key));
@@ -72,10 +88,98 @@ export function planCluster(
     phases.push({ kind: 'wait', tasks: definitions.flatMap(waitFor) });
     phases.push({ kind: 'validate', tasks: awaiting });
   }
-  for (const stage of STAGES.slice(1))
-    phases.push({ kind: 'apply', stage, tasks: tasks.filter((t) => stageOf(t.object.manifest) === stage) });
+  const rest = tasks.filter((task) => stageOf(task.object.manifest) !== 'definitions');
+  phases.push(...(apps.length === 0 ? stagePhases(rest) : appPhases(rest, hooks, apps)));
   phases.push(...prunePhases(screened.stale, view, policy));
   return rejected.length > 0 ? { refusal: { reason: 'rejected', rejected }, phases } : { phases };
+}
+
+/** The stages after the definitions, for one set of objects. */
+function stagePhases(tasks: readonly ApplyTask[]): Phase[] {
+  return STAGES.slice(1).map(
+    (stage): Phase => ({ kind: 'apply', stage, tasks: tasks.filter((t) => stageOf(t.object.manifest) === stage) }),
+  );
+}
+
+/**
+ * Apps in waves (ADR 13): per wave, each app's pre-hooks, the wave's class kinds and the rest, each app's
+ * post-hooks, then — when a later app depends on one of this wave's — a wait until those are healthy.
+ * Definitions (CRDs, Namespaces) of every app came first: they are inert, and objects of later waves need
+ * them to be validated before anything else is written (invariant 4).
+ */
+function appPhases(tasks: readonly ApplyTask[], hooks: readonly HookTask[], apps: readonly RenderedApp[]): Phase[] {
+  const needed = new Set(apps.flatMap((app) => app.dependsOn));
+  const appOf = (object: RenderedObject) => object.app?.name ?? '';
+  const waves = [...new Set(apps.map((app) => app.wave))].sort((a, b) => a - b);
+  const phases: Phase[] = [];
+  for (const wave of waves) {
+    const members = apps.filter((app) => app.wave === wave);
+    const names = new Set(members.map((app) => app.name));
+    const own = tasks.filter((task) => names.has(appOf(task.object)));
+    const run = members.map((app) => ({ app, ...hooksToRun(app, own, hooks) }));
+    for (const { app, pre } of run)
+      if (pre.length > 0) phases.push({ kind: 'hooks', app: app.name, when: 'pre', tasks: pre });
+    phases.push(...stagePhases(own));
+    for (const { app, post } of run)
+      if (post.length > 0) phases.push({ kind: 'hooks', app: app.name, when: 'post', tasks: post });
+    const gated = members.filter((app) => needed.has(app.name)).map((app) => app.name);
+    if (gated.length > 0) {
+      const waits = tasks
+        .filter((task) => gated.includes(appOf(task.object)))
+        .map((task) => ({ kind: 'health' as const, app: appOf(task.object), manifest: task.object.manifest }));
+      phases.push({ kind: 'health', apps: gated, tasks: waits });
+    }
+  }
+  return phases;
+}
+
+/**
+ * An app's hooks run when it installs (none of its objects exists yet) or upgrades (one of them changes),
+ * as `helm install` and `helm upgrade` run them; an app left as it is runs none. By weight, then name.
+ */
+function hooksToRun(
+  app: RenderedApp,
+  tasks: readonly ApplyTask[],
+  hooks: readonly HookTask[],
+): { pre: HookTask[]; post: HookTask[] } {
+  const own = tasks.filter((task) => task.object.app?.name === app.name);
+  const install = own.every((task) => task.action === 'created');
+  const changed = own.some((task) => task.action !== 'unchanged');
+  if (!install && !changed) return { pre: [], post: [] };
+  const phase = install ? 'install' : 'upgrade';
+  const mine = hooks.filter((hook) => hook.object.app?.name === app.name);
+  const pick = (when: 'pre' | 'post') =>
+    mine
+      .filter((hook) => hook.hookPhase === `${when}-${phase}`)
+      .sort((a, b) => a.weight - b.weight || objectRef(a.object.manifest).localeCompare(objectRef(b.object.manifest)));
+  return { pre: pick('pre'), post: pick('post') };
+}
+
+/**
+ * A hook as one task per phase it names. Its dry-run answers for a new hook; a hook left from an earlier
+ * run that its policy replaces is validated when it is created again (a Job's spec is immutable, so a
+ * dry-run against the old one says nothing of the new one).
+ */
+function hookTasks(
+  object: RenderedObject,
+  hook: ChartHook,
+  live: LiveObject | undefined,
+  answer: DryRunAnswer | undefined,
+  created: ReturnType<typeof creationsInCommit>,
+): HookTask[] | Rejection {
+  const replaced = live !== undefined && hook.deletePolicies.includes('before-hook-creation');
+  if (answer && !answer.ok && !replaced && !awaitedDefinition(object.manifest, answer.error, created))
+    return { object, error: answer.error };
+  const metadata = live?.metadata as { uid?: string; resourceVersion?: string } | undefined;
+  return hook.phases.map((hookPhase) => ({
+    kind: 'hook' as const,
+    object,
+    hookPhase,
+    weight: hook.weight,
+    deletePolicies: hook.deletePolicies,
+    ...(live ? { live: { uid: metadata?.uid, resourceVersion: metadata?.resourceVersion } } : {}),
+    why: `${hookPhase} hook of app ${object.app?.name ?? '?'}, weight ${hook.weight}`,
+  }));
 }
 
 /**
@@ -234,7 +338,11 @@ export function pruneVerdict(id: ObjectId, live: LiveObject, clusterName: string
     return owner
       ? `left alone: labelled ${OWNER_LABEL}=${owner}, another registry entry's object`
       : `left alone: no ${OWNER_LABEL} label naming this cluster`;
-  if (PROTECTED_KINDS.has(id.kind) && metadata.annotations?.[PRUNE_OPT_IN_ANNOTATION] !== 'enabled')
+  const prune = metadata.annotations?.[PRUNE_OPT_IN_ANNOTATION];
+  if (prune === 'disabled') return `left alone: ${PRUNE_OPT_IN_ANNOTATION}: disabled (its app has prune: false)`;
+  if (metadata.annotations?.['helm.sh/resource-policy'] === 'keep')
+    return 'left alone: helm.sh/resource-policy: keep, as Helm leaves it';
+  if (PROTECTED_KINDS.has(id.kind) && prune !== 'enabled')
     return `left alone: ${id.kind} is pruned only with annotation ${PRUNE_OPT_IN_ANNOTATION}: enabled`;
   return undefined;
 }

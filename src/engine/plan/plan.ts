@@ -4,7 +4,7 @@ import type { ObjectChange } from '../change-set.ts';
 import type { KubeError, LiveObject } from '../cluster-client.ts';
 import type { Baseline } from '../field-set.ts';
 import type { Inventory, ObjectId } from '../inventory.ts';
-import type { Manifest, RenderedObject } from '../manifest.ts';
+import type { HookPhase, Manifest, RenderedObject } from '../manifest.ts';
 import type { FieldChange } from '../object-diff.ts';
 import type { Stage } from '../stages.ts';
 import type { Scopes, TenancyProblem } from '../tenancy.ts';
@@ -47,9 +47,35 @@ export type Phase =
    */
   | { readonly kind: 'validate'; readonly tasks: readonly ApplyTask[] }
   /** Deletes one stage's stale objects, stages in reverse order. */
-  | { readonly kind: 'prune'; readonly stage: Stage; readonly tasks: readonly (PruneTask | ReportTask)[] };
+  | { readonly kind: 'prune'; readonly stage: Stage; readonly tasks: readonly (PruneTask | ReportTask)[] }
+  /**
+   * One app's chart hooks of one phase (pre- before its other objects, post- after), by weight: each hook
+   * replaced when its delete policy says so, applied, and waited for (a Job until it completes).
+   */
+  | { readonly kind: 'hooks'; readonly app: string; readonly when: 'pre' | 'post'; readonly tasks: readonly HookTask[] }
+  /** Waits until the apps later apps depend on are healthy; an app that is not stops the plan there. */
+  | { readonly kind: 'health'; readonly apps: readonly string[]; readonly tasks: readonly HealthTask[] };
 
-export type Task = ApplyTask | PruneTask | WaitTask | ReportTask;
+export type Task = ApplyTask | PruneTask | WaitTask | ReportTask | HookTask | HealthTask;
+
+/** One object of an app others depend on, to be healthy before they are applied. */
+export interface HealthTask {
+  readonly kind: 'health';
+  readonly app: string;
+  readonly manifest: Manifest;
+}
+
+/** A chart hook to run: it is not inventoried, never pruned, and runs only when its app installs or upgrades. */
+export interface HookTask {
+  readonly kind: 'hook';
+  readonly object: RenderedObject;
+  readonly hookPhase: HookPhase;
+  readonly weight: number;
+  readonly deletePolicies: readonly string[];
+  /** The hook's live copy from an earlier run: replaced first when its policy is `before-hook-creation`. */
+  readonly live?: { readonly uid?: string | undefined; readonly resourceVersion?: string | undefined } | undefined;
+  readonly why: string;
+}
 
 export interface ApplyTask {
   readonly kind: 'apply';

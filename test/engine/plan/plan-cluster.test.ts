@@ -4,8 +4,8 @@ import type { DriftedObject } from '../../../src/engine/drift.ts';
 import { execute } from '../../../src/engine/execute-plan.ts';
 import { baselineOf } from '../../../src/engine/field-set.ts';
 import { idKey, manifestOf, objectIdOf } from '../../../src/engine/inventory.ts';
-import { type Manifest, objectKey, objectRef } from '../../../src/engine/manifest.ts';
-import type { ApplyTask, Phase, Plan, PruneTask, ReportTask } from '../../../src/engine/plan/plan.ts';
+import { type Manifest, objectKey, objectRef, type RenderedObject } from '../../../src/engine/manifest.ts';
+import type { ApplyTask, HookTask, Phase, Plan, PruneTask, ReportTask } from '../../../src/engine/plan/plan.ts';
 import {
   decideApply,
   objectsToDryRun,
@@ -64,9 +64,15 @@ const shape = (plan: Plan): [string, string[]][] =>
   plan.phases.map((phase: Phase) => {
     const name = 'stage' in phase ? `${phase.kind}:${phase.stage}` : phase.kind;
     const refs = (
-      phase.tasks as readonly (ApplyTask | PruneTask | ReportTask | { kind: 'wait'; manifest: Manifest })[]
+      phase.tasks as readonly (
+        | ApplyTask
+        | PruneTask
+        | ReportTask
+        | HookTask
+        | { kind: 'wait' | 'health'; manifest: Manifest }
+      )[]
     ).map((task) =>
-      task.kind === 'apply'
+      task.kind === 'apply' || task.kind === 'hook'
         ? objectRef(task.object.manifest)
         : task.kind === 'prune'
           ? objectRef(manifestOf(task.id))
@@ -771,12 +777,12 @@ describe('prune decisions', () => {
       const id = objectIdOf(manifest);
 
       const without = pruneTask(id, ours(manifest), CLUSTER);
-      const disabled = pruneTask(id, ours(manifest, { annotations: { 'plumbline.dev/prune': 'disabled' } }), CLUSTER);
+      const other = pruneTask(id, ours(manifest, { annotations: { 'plumbline.dev/prune': 'yes' } }), CLUSTER);
       const withIt = pruneTask(id, ours(manifest, { annotations: { 'plumbline.dev/prune': 'enabled' } }), CLUSTER);
 
       const message = `left alone: ${kind} is pruned only with annotation plumbline.dev/prune: enabled`;
       expect(without).toMatchObject({ kind: 'report', change: { action: 'skipped', message } });
-      expect(disabled).toMatchObject({ kind: 'report', change: { action: 'skipped', message } });
+      expect(other).toMatchObject({ kind: 'report', change: { action: 'skipped', message } });
       expect(withIt).toEqual({
         kind: 'prune',
         id,
@@ -1139,5 +1145,154 @@ describe('execute with dryRun: the plan run without a single request', () => {
         message: expect.stringMatching(/^ConfigMap\/kube-system\/x: namespace kube-system is outside/),
       },
     ]);
+  });
+});
+
+describe('planCluster: apps in waves, hooks, health gates (ADR 13)', () => {
+  const app = (name: string, wave: number, dependsOn: string[] = []) => ({
+    name,
+    wave,
+    dependsOn,
+    chart: true,
+    source: { file: 'clusters/a/plumbline.yaml', line: 4 },
+    objects: 1,
+  });
+  const of = (name: string, manifest: Manifest, hook?: RenderedObject['hook']) => ({
+    ...one(manifest),
+    app: { name, chart: true },
+    ...(hook ? { hook } : {}),
+  });
+  const pre = { phases: ['pre-install', 'pre-upgrade'] as const, weight: 0, deletePolicies: ['before-hook-creation'] };
+  const crds = of('crds', crd('example.com', 'Widget', 'widgets'));
+  const operator = of('operator', deployment('operator', 'ops'));
+  const web = of('web', deployment('web', 'shop'));
+  const migrate = of('web', configMap('migrate', 'shop'), { ...pre, phases: ['pre-install', 'pre-upgrade'] });
+  const fresh = (m: Manifest) => served(m, { resourceVersion: '1', managedFields: [appliedBy(m)] });
+  const apps = [app('crds', 0), app('operator', 0), app('web', 1, ['operator'])];
+  const created = (manifests: Manifest[]) =>
+    view({
+      live: manifests.map((m) => [m, undefined] as const),
+      dryRuns: manifests.map((m) => [m, accepted(fresh(m))] as const),
+    });
+
+  it('applies definitions of every app first, then each wave, waiting for the health of what the next wave needs', () => {
+    const all = [crds, operator, web, migrate];
+    const plan = planCluster(all, created(all.map((o) => o.manifest)), NOTHING_RECORDED, policy(), apps);
+
+    expect(shape(plan)).toEqual([
+      ['apply:definitions', ['CustomResourceDefinition/widgets.example.com']],
+      ['apply:classes', []],
+      ['apply:workloads', ['Deployment/ops/operator']],
+      ['health', ['Deployment/ops/operator']],
+      ['hooks', ['ConfigMap/shop/migrate']],
+      ['apply:classes', []],
+      ['apply:workloads', ['Deployment/shop/web']],
+    ]);
+    const hooks = plan.phases.find((phase) => phase.kind === 'hooks');
+    expect(hooks).toMatchObject({ app: 'web', when: 'pre', tasks: [{ hookPhase: 'pre-install' }] });
+  });
+
+  it('runs pre-upgrade hooks when the app changes, and none when it is left as it is', () => {
+    const changedWeb = of('web', deployment('web', 'shop', 5));
+    const live = appliedLive(web.manifest, '41');
+    const changed = planCluster(
+      [changedWeb, migrate],
+      view({
+        live: [
+          [web.manifest, live],
+          [migrate.manifest, undefined],
+        ],
+        dryRuns: [
+          [changedWeb.manifest, accepted(fresh(changedWeb.manifest))],
+          [migrate.manifest, accepted(fresh(migrate.manifest))],
+        ],
+      }),
+      NOTHING_RECORDED,
+      policy(),
+      [app('web', 0)],
+    );
+    expect(changed.phases.find((phase) => phase.kind === 'hooks')).toMatchObject({
+      tasks: [{ hookPhase: 'pre-upgrade' }],
+    });
+
+    const same = planCluster(
+      [web, migrate],
+      view({
+        live: [
+          [web.manifest, live],
+          [migrate.manifest, undefined],
+        ],
+        dryRuns: [
+          [web.manifest, accepted(live)],
+          [migrate.manifest, accepted(fresh(migrate.manifest))],
+        ],
+      }),
+      NOTHING_RECORDED,
+      policy(),
+      [app('web', 0)],
+    );
+    expect(applyTasks(same).map((task) => task.action)).toEqual(['unchanged']);
+    expect(same.phases.some((phase) => phase.kind === 'hooks')).toBe(false);
+  });
+
+  it('a hook left from an earlier run is replaced: its dry-run against the old one does not reject the commit', () => {
+    const job = of(
+      'web',
+      { apiVersion: 'batch/v1', kind: 'Job', metadata: { name: 'migrate', namespace: 'shop' } },
+      pre,
+    );
+    const old = served(job.manifest, { uid: 'u-1', resourceVersion: '7', managedFields: [appliedBy(job.manifest)] });
+    const plan = planCluster(
+      [web, job],
+      view({
+        live: [
+          [web.manifest, undefined],
+          [job.manifest, old],
+        ],
+        dryRuns: [
+          [web.manifest, accepted(fresh(web.manifest))],
+          [job.manifest, refused('rejected', 'spec.template: field is immutable')],
+        ],
+      }),
+      NOTHING_RECORDED,
+      policy(),
+      [app('web', 0)],
+    );
+    expect(plan.refusal).toBeUndefined();
+    expect(plan.phases.find((phase) => phase.kind === 'hooks')).toMatchObject({ tasks: [{ live: { uid: 'u-1' } }] });
+
+    // Without before-hook-creation the old hook stays: the rejection stands.
+    const kept = { ...job, hook: { ...pre, deletePolicies: ['hook-succeeded'] } };
+    const refusedPlan = planCluster(
+      [web, kept],
+      view({
+        live: [
+          [web.manifest, undefined],
+          [job.manifest, old],
+        ],
+        dryRuns: [
+          [web.manifest, accepted(fresh(web.manifest))],
+          [job.manifest, refused('rejected', 'spec.template: field is immutable')],
+        ],
+      }),
+      NOTHING_RECORDED,
+      policy(),
+      [app('web', 0)],
+    );
+    expect(refusedPlan.refusal?.reason).toBe('rejected');
+  });
+
+  it("leaves stale objects of a prune: false app, and Helm's resource-policy keep, alone", () => {
+    const id = objectIdOf(configMap('old', 'shop'));
+    const live = (annotations: Record<string, string>) =>
+      served(configMap('old', 'shop'), {
+        resourceVersion: '3',
+        managedFields: [appliedBy(configMap('old', 'shop'))],
+        labels: { 'plumbline.dev/cluster': CLUSTER },
+        annotations,
+      });
+    expect(pruneVerdict(id, live({ 'plumbline.dev/prune': 'disabled' }), CLUSTER)).toMatch(/prune: false/);
+    expect(pruneVerdict(id, live({ 'helm.sh/resource-policy': 'keep' }), CLUSTER)).toMatch(/resource-policy: keep/);
+    expect(pruneVerdict(id, live({}), CLUSTER)).toBeUndefined();
   });
 });
