@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import type { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { ChartCache } from '../../src/charts/chart-cache.ts';
 import type { ClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { createClusterClient, loadKubeConfig } from '../../src/engine/cluster-client.ts';
 import { KUBECTL_KUSTOMIZE, renderCluster } from '../../src/engine/render-cluster.ts';
@@ -39,8 +40,21 @@ export function workerDependencies(
     redis: options.redis,
     prefix: options.prefix,
     logger,
-    render: (treeDir: string, path: string) =>
-      renderCluster(treeDir, path, { kustomize: KUBECTL_KUSTOMIZE, timeoutMs: 60_000 }),
+    // As the worker renders: Helm and the machine's chart cache under the registry's chart sources.
+    render: (treeDir, path, target) =>
+      renderCluster(
+        treeDir,
+        path,
+        {
+          kustomize: KUBECTL_KUSTOMIZE,
+          timeoutMs: 60_000,
+          charts: {
+            helm: process.env.PLUMBLINE_TEST_HELM ?? 'helm',
+            fetch: { sources: options.registry.charts, cache: new ChartCache(join(f.dir, 'cache')) },
+          },
+        },
+        target,
+      ),
     engine: { ...DEFAULT_ENGINE_SETTINGS, healthTimeoutMs: 1_000 },
     reporter: createGitHubReporter({
       redis: options.redis,
