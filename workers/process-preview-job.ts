@@ -160,6 +160,7 @@ async function previewOne(
     status: 'previewed',
     changeSet: reconciled.changeSet,
     apps: reconciled.apps,
+    notices: reconciled.notices,
     description: describePreviewed(reconciled.changeSet, cluster.suspend),
   };
 }

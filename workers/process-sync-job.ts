@@ -222,7 +222,7 @@ async function syncCluster(
     mode: { dryRun: false, fence: hooks.fence },
   });
   if (reconciled.done) return reconciled.outcome;
-  const { changeSet, objects, apps } = reconciled;
+  const { changeSet, objects, apps, notices } = reconciled;
   const unhealthy = publishableHealth(
     await waitForHealth(
       client,
@@ -239,6 +239,7 @@ async function syncCluster(
     changeSet,
     unhealthy,
     apps,
+    notices,
     description: describeApplied({ changeSet, unhealthy, seconds: (Date.now() - started) / 1000, again }),
     repeated: again && nothingWritten && unhealthy.length === 0,
   };

@@ -36,6 +36,7 @@ export type CommitReconciled =
       readonly objects: readonly RenderedObject[];
       readonly changeSet: ChangeSet;
       readonly apps?: readonly RenderedApp[] | undefined;
+      readonly notices?: readonly ManifestProblem[] | undefined;
     };
 
 /**
@@ -70,8 +71,8 @@ export async function reconcileCommit(input: CommitReconcile): Promise<CommitRec
   });
   // What goes to GitHub carries no live value (invariant 9); the job's log line keeps the detail.
   const changeSet = publishableChangeSet(outcome.changeSet, rendered.objects);
-  const { apps } = rendered;
-  if (outcome.status !== 'failed') return { done: false, objects: rendered.objects, changeSet, apps };
+  const { apps, notices } = rendered;
+  if (outcome.status !== 'failed') return { done: false, objects: rendered.objects, changeSet, apps, notices };
   const problems = changeSet.changes
     .filter((c) => c.action === 'failed')
     .map((c) => ({ message: c.message ?? 'rejected', source: c.source, object: c.object }));

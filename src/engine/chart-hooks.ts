@@ -5,8 +5,11 @@ export type HookKind =
   /** `helm.sh/hook: test…`: run by `helm test`, never installed; dropped. */
   | { readonly kind: 'test' }
   | { readonly kind: 'hook'; readonly hook: ChartHook }
-  /** Phases of a release's deletion or rollback, which Plumbline never performs. */
-  | { readonly kind: 'unsupported'; readonly phases: readonly string[] };
+  /**
+   * Only events of a release's deletion or rollback, which Plumbline never performs: the hook never runs,
+   * as it never would under `helm upgrade`. Dropped, with a notice.
+   */
+  | { readonly kind: 'never-run'; readonly phases: readonly string[] };
 
 const SUPPORTED: ReadonlySet<string> = new Set<HookPhase>([
   'pre-install',
@@ -14,7 +17,6 @@ const SUPPORTED: ReadonlySet<string> = new Set<HookPhase>([
   'pre-upgrade',
   'post-upgrade',
 ]);
-const UNSUPPORTED: ReadonlySet<string> = new Set(['pre-delete', 'post-delete', 'pre-rollback', 'post-rollback']);
 const DELETE_POLICIES: ReadonlySet<string> = new Set(['before-hook-creation', 'hook-succeeded', 'hook-failed']);
 
 const list = (value: unknown): string[] =>
@@ -38,10 +40,9 @@ export function classifyHook(manifest: Pick<Manifest, 'metadata'>): HookKind {
   if (events.length === 0) return { kind: 'none' };
   // helm's --skip-tests drops a hook when any of its events is a test; so does Plumbline.
   if (events.some((event) => event.startsWith('test'))) return { kind: 'test' };
-  const unsupported = events.filter((event) => UNSUPPORTED.has(event));
-  if (unsupported.length > 0) return { kind: 'unsupported', phases: unsupported };
+  // Events of a deletion or rollback never happen; a hook that also names install or upgrade runs for those.
   const phases = events.filter((event): event is HookPhase => SUPPORTED.has(event));
-  if (phases.length === 0) return { kind: 'unsupported', phases: events };
+  if (phases.length === 0) return { kind: 'never-run', phases: events };
   const weightText = String(record['helm.sh/hook-weight'] ?? '0').trim();
   const weight = /^[-+]?\d+$/.test(weightText) ? Number(weightText) : 0;
   const policies = list(record['helm.sh/hook-delete-policy']).filter((policy) => DELETE_POLICIES.has(policy));

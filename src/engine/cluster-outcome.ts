@@ -12,6 +12,8 @@ export type ClusterOutcome =
       readonly description: string;
       /** The apps of the cluster's plumbline.yaml, when it has one: the check run lists each. */
       readonly apps?: readonly RenderedApp[] | undefined;
+      /** What the render left out, for people to know: notices in the check run. */
+      readonly notices?: readonly ManifestProblem[] | undefined;
       /** The commit was already applied and nothing changed: a repeat with nothing new to report. */
       readonly repeated?: boolean;
     }
@@ -22,6 +24,7 @@ export type ClusterOutcome =
       readonly changeSet: ChangeSet;
       readonly description: string;
       readonly apps?: readonly RenderedApp[] | undefined;
+      readonly notices?: readonly ManifestProblem[] | undefined;
     }
   | {
       /** The commit is wrong (render, validation, rejected object, secret in Git, unsafe prune). */

@@ -48,7 +48,13 @@ export function targetOf(client: ClusterClient): TargetCluster | undefined {
 
 /** One app's render, reusable while nothing it reads changes. */
 export type AppRender =
-  | { readonly ok: true; readonly objects: readonly RenderedObject[]; readonly fetched: number }
+  | {
+      readonly ok: true;
+      readonly objects: readonly RenderedObject[];
+      readonly fetched: number;
+      /** Left out of the render, for people to know (see ChartRender). */
+      readonly notices?: readonly ManifestProblem[] | undefined;
+    }
   | { readonly ok: false; readonly problems: readonly ManifestProblem[]; readonly transient?: true };
 
 /** Renders of single apps by the digest of everything they read (see createRenderCache). */
@@ -65,7 +71,12 @@ export interface AppsRenderOptions {
 }
 
 export type AppsRender =
-  | { readonly ok: true; readonly objects: readonly RenderedObject[]; readonly apps: readonly RenderedApp[] }
+  | {
+      readonly ok: true;
+      readonly objects: readonly RenderedObject[];
+      readonly apps: readonly RenderedApp[];
+      readonly notices: readonly ManifestProblem[];
+    }
   | { readonly ok: false; readonly problems: readonly ManifestProblem[]; readonly transient?: true };
 
 /** Charts of one cluster rendered at once: helm is CPU-bound, and a worker renders several clusters. */
@@ -139,7 +150,8 @@ export async function renderApps(
     message: `${problem.message}: two apps (or one twice) render the same object`,
   }));
   if (duplicates.length > 0) return { ok: false, problems: duplicates };
-  return { ok: true, objects, apps };
+  const notices = renders.flatMap(({ render }) => (render.ok ? (render.notices ?? []) : []));
+  return { ok: true, objects, apps, notices };
 }
 
 /** The app's render, from the cache while nothing it reads (files, its entry, the cluster's APIs) changed. */
@@ -207,7 +219,12 @@ async function renderApp(
       ...object,
       source: object.source && shown.source(object.source),
     }));
-    return { ok: true, objects: tag(objects), fetched: resolved.fetched };
+    const notices = render.notices.map((notice) => ({
+      ...notice,
+      message: `app ${app.name}: ${notice.message}`,
+      source: notice.source && shown.source(notice.source),
+    }));
+    return { ok: true, objects: tag(objects), fetched: resolved.fetched, notices };
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }

@@ -42,7 +42,12 @@ export interface ChartRenderInput {
 }
 
 export type ChartRender =
-  | { readonly ok: true; readonly objects: readonly ChartObject[] }
+  | {
+      readonly ok: true;
+      readonly objects: readonly ChartObject[];
+      /** What was rendered and left out, for people to know (a hook of a deletion, which never runs). */
+      readonly notices: readonly ManifestProblem[];
+    }
   | {
       readonly ok: false;
       readonly problems: readonly ManifestProblem[];
@@ -255,14 +260,15 @@ async function chartObjects(output: string, chartPath: string, layout: ChartLayo
     source: where(problem.source).source,
   }));
   const objects: ChartObject[] = [];
+  const notices: ManifestProblem[] = [];
   for (const object of parsed.objects) {
     const { source, crd } = where(object.source);
     const hook = classifyHook(object.manifest);
     if (hook.kind === 'test') continue;
-    if (hook.kind === 'unsupported') {
+    if (hook.kind === 'never-run') {
       const ref = objectRef(object.manifest);
-      problems.push({
-        message: `${ref}: hook ${hook.phases.join(', ')} is not supported: Plumbline never deletes or rolls back a release`,
+      notices.push({
+        message: `${ref}: a ${hook.phases.join(', ')} hook never runs: Plumbline never deletes or rolls back a release (left out)`,
         source,
         object: ref,
       });
@@ -270,5 +276,5 @@ async function chartObjects(output: string, chartPath: string, layout: ChartLayo
     }
     objects.push({ manifest: object.manifest, source, crd, ...(hook.kind === 'hook' ? { hook: hook.hook } : {}) });
   }
-  return problems.length > 0 ? { ok: false, problems } : { ok: true, objects };
+  return problems.length > 0 ? { ok: false, problems } : { ok: true, objects, notices };
 }

@@ -33,6 +33,8 @@ export type RenderResult =
       readonly renderer: 'kustomize' | 'plain' | 'apps';
       /** The apps of the cluster's plumbline.yaml, in its order; absent for a folder without one. */
       readonly apps?: readonly RenderedApp[] | undefined;
+      /** What the render left out, for people to know (a chart hook that never runs). */
+      readonly notices?: readonly ManifestProblem[] | undefined;
     }
   | {
       readonly ok: false;
@@ -93,7 +95,9 @@ export async function renderCluster(
       return render.ok ? { ok: true, objects: render.objects, fetched: 0 } : render;
     },
   });
-  return rendered.ok ? { ok: true, objects: rendered.objects, renderer: 'apps', apps: rendered.apps } : rendered;
+  if (!rendered.ok) return rendered;
+  const { objects, apps, notices } = rendered;
+  return { ok: true, objects, renderer: 'apps', apps, ...(notices.length > 0 ? { notices } : {}) };
 }
 
 /** The apps file's text; undefined when there is none; a problem when it is too large to parse. */

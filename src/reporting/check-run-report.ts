@@ -77,7 +77,10 @@ export function completedCheckRun(outcome: ClusterOutcome, sha: string): CheckRu
   const apps = 'apps' in outcome ? outcome.apps : undefined;
   if (apps && apps.length > 0)
     sections.push(appTable(apps, changes, outcome.status === 'applied' ? outcome.unhealthy : [], preview));
-  const annotations = annotationsFor(problems);
+  const notices = 'notices' in outcome ? (outcome.notices ?? []) : [];
+  if (notices.length > 0)
+    sections.push(['**Notes:**', ...notices.map((n) => `- ${markdownInline(n.message)}`)].join('\n'));
+  const annotations = [...annotationsFor(problems), ...annotationsFor(notices, 'notice')];
   if (annotations.length > MAX_ANNOTATIONS)
     sections.push(
       `${annotations.length - MAX_ANNOTATIONS} more problem(s) are not annotated: the first ${MAX_ANNOTATIONS} are.`,
@@ -95,7 +98,10 @@ export function completedCheckRun(outcome: ClusterOutcome, sha: string): CheckRu
 }
 
 /** One annotation per problem that points at a file of the repository. */
-export function annotationsFor(problems: readonly ManifestProblem[]): CheckAnnotation[] {
+export function annotationsFor(
+  problems: readonly ManifestProblem[],
+  level: CheckAnnotation['annotation_level'] = 'failure',
+): CheckAnnotation[] {
   return problems.flatMap((problem) =>
     problem.source
       ? [
@@ -103,7 +109,7 @@ export function annotationsFor(problems: readonly ManifestProblem[]): CheckAnnot
             path: problem.source.file,
             start_line: problem.source.line ?? 1,
             end_line: problem.source.line ?? 1,
-            annotation_level: 'failure' as const,
+            annotation_level: level,
             title: problem.object ?? 'Plumbline',
             message: problem.message.slice(0, 64_000),
           },

@@ -132,14 +132,15 @@ describe('renderChart renders a chart as helm template does', () => {
     });
   });
 
-  it('refuses a hook of a release deletion, naming the object and its template', async () => {
+  it('leaves out a hook of a release deletion with a notice naming the object and its template', async () => {
     const result = await renderChart(input('pre-delete-hook'));
     expect(result).toEqual({
-      ok: false,
-      problems: [
+      ok: true,
+      objects: [expect.objectContaining({ manifest: expect.objectContaining({ metadata: { name: 'app' } }) })],
+      notices: [
         {
           message:
-            'ConfigMap/cleanup: hook pre-delete is not supported: Plumbline never deletes or rolls back a release',
+            'ConfigMap/cleanup: a pre-delete hook never runs: Plumbline never deletes or rolls back a release (left out)',
           source: { file: 'charts/pre-delete-hook/templates/cleanup.yaml' },
           object: 'ConfigMap/cleanup',
         },

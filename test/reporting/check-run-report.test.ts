@@ -343,3 +343,72 @@ describe('annotationBatches', () => {
     expect(batches.flat()).toEqual(all);
   });
 });
+
+describe('a cluster of apps in the check run', () => {
+  const app = (name: string, wave: number, chart: boolean) => ({
+    name,
+    wave,
+    dependsOn: [],
+    chart,
+    source: { file: 'clusters/a/plumbline.yaml', line: 4 },
+    objects: 2,
+  });
+  const appChanges: ObjectChange[] = [
+    { object: 'Namespace/base', action: 'created', app: 'base' },
+    { object: 'ConfigMap/base/settings', action: 'unchanged', app: 'base' },
+    { object: 'ConfigMap/cache/redis', action: 'configured', app: 'cache' },
+    { object: 'Deployment/cache/redis', action: 'configured', app: 'cache' },
+    {
+      object: 'ConfigMap/web/api',
+      action: 'skipped',
+      app: 'web',
+      message: 'not applied: app cache it depends on is not healthy',
+    },
+  ];
+
+  it('lists every app in order with its source, wave, changes and health', () => {
+    const outcome: ClusterOutcome = {
+      cluster: 'homelab',
+      status: 'applied',
+      changeSet: { changes: appChanges },
+      unhealthy: [
+        { object: 'Deployment/cache/redis', health: { state: 'progressing', message: '0/1 replicas available' } },
+      ],
+      description: '1 created, 2 configured in 1.0 s',
+      apps: [app('base', 0, false), app('cache', 1, true), app('web', 2, false), app('idle', 0, true)],
+    };
+    const summary = completedCheckRun(outcome, SHA)?.summary ?? '';
+    expect(summary).toContain(
+      [
+        '| App | Source | Wave | Changes | Health |',
+        '| --- | --- | --- | --- | --- |',
+        '| `base` | path | 1 | 1 created | ✓ healthy |',
+        '| `cache` | chart | 2 | 2 configured | … 1 progressing |',
+        '| `web` | path | 3 | not applied | — |',
+        '| `idle` | chart | 1 | no changes | ✓ healthy |',
+      ].join('\n'),
+    );
+  });
+
+  it("notes what a chart's render left out, as notice annotations on the template", () => {
+    const notice: ManifestProblem = {
+      message:
+        'app cache: ConfigMap/cleanup: a pre-delete hook never runs: Plumbline never deletes or rolls back a release (left out)',
+      source: { file: 'charts/cache/templates/cleanup.yaml' },
+      object: 'ConfigMap/cleanup',
+    };
+    const outcome: ClusterOutcome = {
+      cluster: 'homelab',
+      status: 'applied',
+      changeSet: { changes: appChanges },
+      unhealthy: [],
+      description: 'done',
+      notices: [notice],
+    };
+    const run = completedCheckRun(outcome, SHA);
+    expect(run?.summary).toContain('**Notes:**\n- app cache: ConfigMap/cleanup: a pre-delete hook never runs');
+    expect(run?.annotations).toEqual([
+      expect.objectContaining({ path: 'charts/cache/templates/cleanup.yaml', annotation_level: 'notice' }),
+    ]);
+  });
+});
