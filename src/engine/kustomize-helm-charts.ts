@@ -256,7 +256,7 @@ async function prepareEntry(entry: HelmEntry, state: PrepareState): Promise<void
   const { reference } = plan;
   if (!state.input.context) {
     return void problem(
-      `${label} from ${displayUrl(reference.repository)} is a remote chart, and this worker has no chart sources configured to fetch it: vendor it at ${plan.folder}`,
+      `${label} from ${displayUrl(reference.repository)} is a remote chart, and this worker is not configured to fetch charts (no Helm, no chart fetcher): vendor it at ${plan.folder}`,
     );
   }
   const failed = await fetchChart(reference, plan, state.input.context, state);
@@ -325,7 +325,10 @@ async function fetchChart(
     if (!result.ok) return result.problems;
     state.fetched += result.fetched;
     await mkdir(dirname(target), { recursive: true });
-    await rename(result.chartDir, target);
+    await rename(result.chartDir, target).catch(async (error: NodeJS.ErrnoException) => {
+      // Another render of the same tree (two apps sharing a folder) moved the same chart there first.
+      if ((error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') || !(await exists(target))) throw error;
+    });
     return undefined;
   } finally {
     await rm(staging, { recursive: true, force: true });

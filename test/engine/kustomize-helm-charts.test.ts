@@ -215,6 +215,28 @@ describeServices('kustomize helmCharts, through the fetcher and the policy', () 
     expect(existsSync(join(dir, `vendor/${name}-0.9.0/${name}/Chart.yaml`))).toBe(true);
   });
 
+  it('two renders of one tree at once (two apps sharing a folder) both succeed: one chart lands where kustomize looks', async () => {
+    const name = uniqueName('shared');
+    serve([{ name, version: '1.0.0', archive: chart(name, '1.0.0') }]);
+    const context = fetchContext({ repositories: [httpsSource()] });
+    const dir = await writeTree({
+      'c/kustomization.yaml': `helmCharts: [{name: ${name}, repo: "${https.url}/charts", version: 1.0.0}]\n`,
+    });
+    const prepare = () =>
+      prepareKustomizeHelmCharts({
+        treeDir: dir,
+        kustomizations: ['c/kustomization.yaml'],
+        context,
+        maxBytes: MAX_BYTES,
+      });
+
+    const results = await Promise.all([prepare(), prepare(), prepare()]);
+
+    expect(results.map((r) => r.ok)).toEqual([true, true, true]);
+    expect(readdirSync(join(dir, 'c/charts'))).toEqual([`${name}-1.0.0`]);
+    expect(readdirSync(join(dir, `c/charts/${name}-1.0.0`))).toEqual([name]);
+  });
+
   it('an entry without an exact version fails with "pin the version", with file and line, and nothing is fetched', async () => {
     const context = fetchContext({ repositories: [httpsSource()] });
     const dir = await writeTree({
@@ -286,7 +308,7 @@ describeServices('kustomize helmCharts, through the fetcher and the policy', () 
     expect(readdirSync(join(dir, 'c/charts'))).toEqual([]);
   });
 
-  it('without a fetcher (no chart sources configured) a remote entry is refused; a vendored chart still renders', async () => {
+  it('without a chart fetcher (none configured) a remote entry is refused; a vendored chart still renders', async () => {
     const remote = await writeTree({
       'c/kustomization.yaml': `helmCharts: [{name: r, repo: "${https.url}/charts", version: 1.0.0}]\n`,
     });
@@ -302,7 +324,10 @@ describeServices('kustomize helmCharts, through the fetcher and the policy', () 
     const rendered = await render(vendored, 'c', undefined);
 
     expect(problemsOf(refused.prepared)).toEqual([
-      { message: expect.stringContaining('no chart sources'), source: { file: 'c/kustomization.yaml', line: 1 } },
+      {
+        message: expect.stringContaining('this worker is not configured to fetch charts'),
+        source: { file: 'c/kustomization.yaml', line: 1 },
+      },
     ]);
     expect(rendered.prepared).toMatchObject({ ok: true, fetched: 0, usesHelm: true });
     expect(rendered.objects).toEqual([
