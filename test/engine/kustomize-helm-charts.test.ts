@@ -215,6 +215,22 @@ describeServices('kustomize helmCharts, through the fetcher and the policy', () 
     expect(existsSync(join(dir, `vendor/${name}-0.9.0/${name}/Chart.yaml`))).toBe(true);
   });
 
+  it("a base's helmCharts are fetched into the base's own folder, where kustomize looks for them from the overlay", async () => {
+    const name = uniqueName('based');
+    serve([{ name, version: '2.1.0', archive: chart(name, '2.1.0') }]);
+    const context = fetchContext({ repositories: [httpsSource()] });
+    const dir = await writeTree({
+      'clusters/a/kustomization.yaml': 'resources: [../../stacks/web]\nnamePrefix: a-\n',
+      'stacks/web/kustomization.yaml': `helmCharts: [{name: ${name}, repo: "${https.url}/charts", version: 2.1.0, releaseName: w}]\n`,
+    });
+
+    const { prepared, objects } = await render(dir, 'clusters/a', context);
+
+    expect(prepared).toMatchObject({ ok: true, fetched: 1 });
+    expect(objects.map((o) => o.metadata.name)).toContain(`a-w-${name}-release`);
+    expect(existsSync(join(dir, `stacks/web/charts/${name}-2.1.0/${name}/Chart.yaml`))).toBe(true);
+  });
+
   it('two renders of one tree at once (two apps sharing a folder) both succeed: one chart lands where kustomize looks', async () => {
     const name = uniqueName('shared');
     serve([{ name, version: '1.0.0', archive: chart(name, '1.0.0') }]);
