@@ -8,6 +8,7 @@ import type { RecordedState } from '../src/engine/plan/plan.ts';
 import { reconcileCluster } from '../src/engine/reconcile-cluster.ts';
 import { targetOf } from '../src/engine/render-apps.ts';
 import type { RenderCache } from '../src/engine/render-cache.ts';
+import { RenderUnavailableError } from '../src/engine/render-cluster.ts';
 import { checkSecrets } from '../src/engine/secrets-gate.ts';
 import { describeFailedReconcile, describeProblems } from '../src/reporting/describe-outcome.ts';
 import { publishableChangeSet } from '../src/reporting/mask-live-text.ts';
@@ -46,6 +47,7 @@ export type CommitReconciled =
 export async function reconcileCommit(input: CommitReconcile): Promise<CommitReconciled> {
   const { cluster } = input;
   const rendered = await input.render(input.treeDir, cluster.path, targetOf(input.client));
+  if (!rendered.ok && rendered.transient) throw new RenderUnavailableError(rendered.problems);
   if (!rendered.ok) return { done: true, outcome: failedOutcome(cluster.name, rendered.problems) };
   const secretProblems = checkSecrets(rendered.objects);
   if (secretProblems.length > 0) return { done: true, outcome: failedOutcome(cluster.name, secretProblems) };

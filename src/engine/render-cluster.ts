@@ -12,6 +12,7 @@ import {
 } from '../source/render-inputs.ts';
 import { fsTreeReader } from '../source/tree-reader.ts';
 import { formatBytes } from '../support/run-command.ts';
+import { prepareKustomizeHelmCharts } from './kustomize-helm-charts.ts';
 import type { ManifestProblem, RenderedApp, RenderedObject, SourceLocation } from './manifest.ts';
 import { findDuplicates } from './parse-manifests.ts';
 import { parseManifestsOffThread } from './parse-manifests-off-thread.ts';
@@ -42,6 +43,18 @@ export type RenderResult =
       /** The render may succeed when tried again (it timed out): not to be cached. */
       readonly transient?: true;
     };
+
+/**
+ * A render that could not finish for a reason outside the commit (a chart source answering 5xx or timing
+ * out, a render timeout): thrown by the worker so that the job is retried, and reported as infrastructure
+ * (`error`) when the retries run out — not as the commit's fault.
+ */
+export class RenderUnavailableError extends Error {
+  override readonly name = 'RenderUnavailableError';
+  constructor(readonly problems: readonly ManifestProblem[]) {
+    super(`render unavailable: ${problems.map((p) => p.message).join('; ')}`);
+  }
+}
 
 /** `PLUMBLINE_RENDER_MAX_BYTES`' default. */
 export const DEFAULT_RENDER_MAX_BYTES = 64 * 1024 * 1024;
@@ -177,7 +190,22 @@ async function buildKustomization(
   const checked = await checkInputs(tree, inputs);
   if (checked.bombs.length > 0) return { ok: false, problems: checked.bombs };
   const source = { file: kustomization };
-  const run = await runKustomize(treeDir, folder, options);
+  // helmCharts: each chart fetched (policy, address wall, cache) into the tree where kustomize looks, or vendored.
+  const charts = await prepareKustomizeHelmCharts({
+    treeDir,
+    kustomizations: [...inputs.files].filter((file) => KUSTOMIZATION_FILE.test(file)),
+    context: options.charts?.fetch,
+    maxBytes: options.maxOutputBytes,
+  });
+  if (!charts.ok) {
+    return { ok: false, problems: [...charts.problems], ...(charts.transient ? { transient: true as const } : {}) };
+  }
+  if (charts.usesHelm && !options.charts) {
+    const message = `${kustomization} inflates Helm charts (helmCharts), and this worker has no Helm configured (PLUMBLINE_HELM)`;
+    return { ok: false, problems: [{ message, source }] };
+  }
+  const helm = charts.usesHelm && options.charts ? { command: options.charts.helm, charts: charts.charts } : undefined;
+  const run = await runKustomize(treeDir, folder, { ...options, helm });
   if (!run.ok) {
     if (run.reason === 'too-large') {
       return { ok: false, problems: [{ message: tooLarge(folder, options.maxOutputBytes), source }] };

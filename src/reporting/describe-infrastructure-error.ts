@@ -1,6 +1,7 @@
 import { KubeError } from '../engine/cluster-client.ts';
 import { LockBusyError, LockLostError } from '../engine/cluster-lock.ts';
 import { InventoryUnreadableError } from '../engine/inventory.ts';
+import { RenderUnavailableError } from '../engine/render-cluster.ts';
 import { CommitNotFoundError, GitError } from '../source/git-mirror.ts';
 import { CommandTimeoutError } from '../support/run-command.ts';
 
@@ -21,6 +22,8 @@ export function describeInfrastructureError(error: unknown): string {
   if (error instanceof CommitNotFoundError) return 'the commit no longer exists';
   if (error instanceof GitError) return 'could not fetch the commit';
   if (error instanceof CommandTimeoutError) return 'timed out';
+  if (error instanceof RenderUnavailableError)
+    return 'the render could not finish (a chart source unavailable, or a render timeout)';
   if (isNetworkError(error)) return 'cluster unreachable';
   return "internal error (details in the worker's log)";
 }

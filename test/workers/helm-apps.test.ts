@@ -7,7 +7,7 @@ import { chartServicesFromEnv, pushChartToRegistry } from '../../dev/local-stack
 import { parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { processPreviewJob } from '../../workers/process-preview-job.ts';
 import { processSyncJob, type SyncDependencies } from '../../workers/process-sync-job.ts';
-import { credentialsFile, scratch } from '../helpers/chart-test-server.ts';
+import { credentialsFile, loopbackCertificate, scratch, startChartServer } from '../helpers/chart-test-server.ts';
 import { testEnvironment, uniqueName } from '../helpers/environment.ts';
 import { kubeClients } from '../helpers/kube.ts';
 import {
@@ -154,5 +154,45 @@ clusters:
     expect(latest(sha)?.description).toMatch(/existingSecret/);
     expect(latest(sha)?.description).not.toMatch(/hunter2/);
     expect(checkRun(sha)?.annotations[0]).toMatchObject({ path: 'charts/cache/templates/secret.yaml' });
+  });
+});
+
+describe('a chart source that is down is infrastructure, not the commit', () => {
+  it('a 503 from the repository fails the attempt (retried) and ends in error, never failure', async () => {
+    const tls = loopbackCertificate();
+    const server = await startChartServer({ tls });
+    server.route('/stable/index.yaml', { status: 503, body: 'maintenance' });
+    const f = await createSourceFixture();
+    const redis = new Redis(env.redisUrl, { maxRetriesPerRequest: null });
+    try {
+      const cluster = uniqueName('down');
+      const registry = parseClusterRegistry(`
+charts:
+  repositories:
+    - {url: "${server.url}/stable", caFile: ${tls.caFile}}
+clusters:
+  - {name: ${cluster}, repo: ${f.repository.fullName}, path: ${FOLDER}, kubeconfig: ${env.kubeconfig}}
+`);
+      const deps = workerDependencies(f, { registry, redis, prefix: uniqueName('down') });
+      const sha = await f.work.commit('remote chart', {
+        [`${FOLDER}/plumbline.yaml`]: `apiVersion: plumbline.dev/v1alpha1\nkind: Apps\napps:\n  - name: podinfo\n    chart: { repository: "${server.url}/stable", name: podinfo, version: 6.9.2 }\n`,
+      });
+      await f.work.push();
+
+      await expect(processSyncJob(pushJob(f, sha), deps, { attempt: 1, maxAttempts: 2 })).rejects.toThrow(
+        /could not be reached/,
+      );
+      expect(statusStates(f, sha, `plumbline/${cluster}`)).toEqual(['pending']);
+      const last = await processSyncJob(pushJob(f, sha), deps, { attempt: 2, maxAttempts: 2 });
+      expect(last.outcomes).toEqual([expect.objectContaining({ status: 'error' })]);
+      const status = f.github.latestStatus(f.repository.fullName, sha, `plumbline/${cluster}`);
+      expect(status?.state).toBe('error');
+      expect(status?.description).toMatch(/the render could not finish/);
+      expect(status?.description).not.toContain('127.0.0.1');
+    } finally {
+      redis.disconnect();
+      await f.close();
+      await server.close();
+    }
   });
 });
