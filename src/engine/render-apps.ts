@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { type AppSpec, parseAppsFile } from '../apps/apps-file.ts';
 import { orderApps } from '../apps/order-apps.ts';
@@ -207,27 +207,56 @@ async function renderApp(
       sandbox: charts.sandbox,
     });
     const shown = displayPath(app, chartPath, scratch, treeDir, { file: appsFile, line: app.line });
+    const anchor = await repositoryAnchor(treeDir, app, shown.source);
     if (!render.ok) {
       const problems = render.problems.map((p) => ({
         ...p,
         message: `app ${app.name}: ${p.message.replaceAll(chartPath, shown.folder)}`,
-        source: p.source && shown.source(p.source),
+        source: p.source && anchor(p.source),
       }));
       return { ok: false, problems, ...(render.transient ? { transient: true as const } : {}) };
     }
     const objects = render.objects.map(({ crd: _crd, ...object }) => ({
       ...object,
-      source: object.source && shown.source(object.source),
+      source: object.source && anchor(object.source),
     }));
     const notices = render.notices.map((notice) => ({
       ...notice,
       message: `app ${app.name}: ${notice.message}`,
-      source: notice.source && shown.source(notice.source),
+      source: notice.source && anchor(notice.source),
     }));
     return { ok: true, objects: tag(objects), fetched: resolved.fetched, notices };
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
+}
+
+/**
+ * Sources mapped back to the repository, and checked to be files of it: a template of a fetched (or
+ * `file://`-copied) dependency has no file of that name in the repository, so it is shown at the chart's
+ * Chart.yaml, where the dependency is declared — an annotation must land on a file a person can open.
+ */
+async function repositoryAnchor(
+  treeDir: string,
+  app: AppSpec,
+  mapped: (source: SourceLocation) => SourceLocation,
+): Promise<(source: SourceLocation) => SourceLocation> {
+  if (app.source.kind !== 'local-chart') return mapped;
+  const chartYaml = { file: `${app.source.path}/Chart.yaml` };
+  // Every repository file a chart's output can name is below the chart folder: listed once, up front.
+  const files = new Set(await listChartFiles(treeDir, app.source.path));
+  return (source) => {
+    const shown = mapped(source);
+    return files.has(shown.file) ? shown : chartYaml;
+  };
+}
+
+/** The repository files below a chart folder (what its templates and crds can be). */
+async function listChartFiles(treeDir: string, chartPath: string): Promise<string[]> {
+  const entries = await readdir(join(treeDir, chartPath), { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries
+    .filter((entry) => entry.isFile() || entry.isSymbolicLink())
+    .map((entry) => toPosix(relative(treeDir, join(entry.parentPath, entry.name))));
 }
 
 function resolveApp(treeDir: string, scratch: string, app: AppSpec, fetch: ChartFetchContext): Promise<ResolvedChart> {

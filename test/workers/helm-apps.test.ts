@@ -1,11 +1,13 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { PatchStrategy } from '@kubernetes/client-node';
 import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
 import { chartServicesFromEnv, pushChartToRegistry } from '../../dev/local-stack/charts.ts';
 import { parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { processPreviewJob } from '../../workers/process-preview-job.ts';
+import { processResyncJob, type ResyncDependencies } from '../../workers/process-resync-job.ts';
 import { processSyncJob, type SyncDependencies } from '../../workers/process-sync-job.ts';
 import { credentialsFile, loopbackCertificate, scratch, startChartServer } from '../helpers/chart-test-server.ts';
 import { testEnvironment, uniqueName } from '../helpers/environment.ts';
@@ -127,12 +129,55 @@ clusters:
     expect(checkRun(sha)?.output.summary).toContain('| `cache` | chart | 2 | 1 configured | ✓ healthy |');
   });
 
+  it("a kubectl edit of a chart's object is found and put back by the resync, from the chart's own render", async () => {
+    await kube.objects.patch(
+      { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cache-redis', namespace }, data: { size: 'edited' } },
+      undefined,
+      undefined,
+      'kubectl-edit',
+      undefined,
+      PatchStrategy.MergePatch,
+    );
+    const resync: ResyncDependencies = {
+      ...deps,
+      enqueueSync: async () => {},
+      nextResyncAt: async () => undefined,
+      syncInFlight: async () => false,
+    };
+    const result = await processResyncJob({ type: 'resync', cluster }, resync);
+
+    expect(result).toMatchObject({ drifted: 1, corrected: 1 });
+    expect((await kube.core.readNamespacedConfigMap({ name: 'cache-redis', namespace })).data).toEqual({
+      size: 'huge',
+    });
+  });
+
   it("a pull request's preview renders the chart and dry-runs it: would configure, nothing written", async () => {
     const sha = await f.work.commit('preview', chartFiles('tiny'));
     await f.work.push();
     await processPreviewJob(previewJob(f, sha), deps);
 
     expect(latest(sha)?.description).toBe('would configure 1');
+    expect((await kube.core.readNamespacedConfigMap({ name: 'cache-redis', namespace })).data).toEqual({
+      size: 'huge',
+    });
+  });
+
+  it("a chart's object outside the cluster's tenancy limits fails the commit, naming the template, before anything is written", async () => {
+    const limited = parseClusterRegistry(`
+charts:
+  repositories:
+    - {url: "oci://${chartServicesFromEnv().registry.host}", plainHttp: true, credentials: ${credentialsFile(chartServicesFromEnv().registry.username, chartServicesFromEnv().registry.password)}}
+clusters:
+  - {name: ${cluster}, repo: ${f.repository.fullName}, path: ${FOLDER}, kubeconfig: ${env.kubeconfig}, prune: true, namespaces: [${base}]}
+`);
+    const sha = await f.work.commit('stray', chartFiles('enormous'));
+    await f.work.push();
+    const result = await processSyncJob(pushJob(f, sha), { ...deps, registry: limited });
+
+    expect(result.outcomes).toEqual([expect.objectContaining({ status: 'failed' })]);
+    expect(latest(sha)?.description).toMatch(/\(charts\/cache\/Chart.yaml\): namespace \S+ is outside the namespaces/);
+    expect(checkRun(sha)?.annotations.map((a) => a.path)).toContain('charts/cache/Chart.yaml');
     expect((await kube.core.readNamespacedConfigMap({ name: 'cache-redis', namespace })).data).toEqual({
       size: 'huge',
     });
