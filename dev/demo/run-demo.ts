@@ -1,6 +1,6 @@
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeConfig, KubernetesObjectApi, PatchStrategy } from '@kubernetes/client-node';
@@ -17,12 +17,14 @@ import { createClusterStateStore } from '../../src/status/cluster-state.ts';
 import { packageRoot } from '../../src/support/package-root.ts';
 import { startWorker } from '../../workers/start-worker.ts';
 import { GitHubStandIn } from '../github-stand-in/github-stand-in.ts';
+import { type ChartServices, pushChartToRegistry } from '../local-stack/charts.ts';
 import { freePort } from '../local-stack/free-port.ts';
 import { stopProcess } from '../local-stack/processes.ts';
 import { startRedisServer } from '../local-stack/redis-server.ts';
-import { readState, stackDown, stackUp } from '../local-stack/stack.ts';
+import { type ChartServicesRecord, readState, stackDown, stackUp } from '../local-stack/stack.ts';
 import { defaultCacheDir } from '../local-stack/toolchain.ts';
 import { DemoRepository } from './demo-repository.ts';
+import { pinChartDependency } from './pin-chart-dependency.ts';
 
 export interface DemoOptions {
   /** An existing cluster to use instead of the local control plane (never implicit). */
@@ -35,6 +37,14 @@ export interface DemoOptions {
 const INSTALLATION_ID = 1;
 const REPOSITORY = 'acme/platform-gitops';
 const STORY_TIMEOUT_MS = 180_000;
+
+/** The umbrella chart of the sample repository, and the upstream chart it depends on (pushed at start-up). */
+const UMBRELLA_CHART = 'charts/observability/alerts';
+const UPSTREAM_CHART = { dir: ['dev', 'demo', 'upstream-charts', 'alerts'], ref: 'demo/charts' } as const;
+/** The cluster of the Helm step: its folder is a plumbline.yaml of apps, one of them the umbrella chart. */
+const HELM_CLUSTER = 'aws-staging';
+/** The namespaces the sample repository creates: a new run starts by removing them. */
+const DEMO_NAMESPACES = ['monitoring', 'podinfo', 'alerting'] as const;
 
 /** The External Secrets Operator's `ExternalSecret` kind, as a cluster running ESO serves it. */
 const EXTERNAL_SECRET_CRD = customResourceDefinition({
@@ -50,7 +60,8 @@ type Cleanup = () => Promise<void>;
  * `npx plumbline demo`: the whole system on this machine with nothing configured — Redis and two
  * Kubernetes API servers (or `--kubeconfig`), a GitHub stand-in holding a sample repository, the
  * receiver and worker — and a story told through real signed webhooks: a push turning green, a
- * commit that breaks one cluster, its fix, and a `kubectl edit` found and corrected by the resync.
+ * commit that breaks one cluster, its fix, a Helm values change for one cluster, and a `kubectl edit`
+ * found and corrected by the resync.
  */
 export async function runDemo(options: DemoOptions): Promise<void> {
   const { out } = options;
@@ -95,6 +106,8 @@ async function story(options: DemoOptions, cleanups: Cleanup[]): Promise<'told'>
   // 1. Infrastructure: Redis and the clusters.
   let redisUrl: string;
   let clusters: { name: string; path: string; kubeconfig: string }[];
+  /** The local stack's Helm and OCI registry; none with `--kubeconfig` (that cluster gets no Helm apps). */
+  let charts: ChartServicesRecord | undefined;
   if (options.kubeconfig) {
     out(`● using the cluster in ${options.kubeconfig} (as cluster "demo-production"), and a Redis of its own`);
     const redis = await startRedisServer(workDir, await freePort(), { name: 'demo' });
@@ -116,9 +129,11 @@ async function story(options: DemoOptions, cleanups: Cleanup[]): Promise<'told'>
     const [a, b] = state.clusters;
     if (!a || !b) throw new Error('the local stack has fewer than two clusters');
     redisUrl = state.redis.url;
+    charts = state.charts;
+    if (!charts) throw new Error('the local stack started without its chart services');
     clusters = [
       { name: 'gcp-production', path: 'clusters/gcp/production', kubeconfig: a.kubeconfig },
-      { name: 'aws-staging', path: 'clusters/aws/staging', kubeconfig: b.kubeconfig },
+      { name: HELM_CLUSTER, path: 'clusters/aws/staging', kubeconfig: b.kubeconfig },
     ];
     // A demo run before this one left its objects: start from clean clusters (the local stack only).
     await Promise.all(clusters.map((c) => resetDemoObjects(c.kubeconfig, c.name)));
@@ -136,13 +151,32 @@ async function story(options: DemoOptions, cleanups: Cleanup[]): Promise<'told'>
     repository.bareDir,
     join(root, 'dev', 'demo', 'sample-repository'),
   );
-  out(`● GitHub stand-in at ${github.apiUrl} with ${REPOSITORY} (the Portefaix layout: clusters/, stacks/, apps/)`);
+  out(
+    `● GitHub stand-in at ${github.apiUrl} with ${REPOSITORY} (the Portefaix layout: clusters/, stacks/, apps/, charts/)`,
+  );
+  // The upstream chart the umbrella chart depends on: in the local OCI registry, pinned before the first commit.
+  const firstFiles: Record<string, string> = {};
+  let chartPolicy = '';
+  if (charts) {
+    const services = chartServices(charts);
+    const pushed = await pushChartToRegistry(join(root, ...UPSTREAM_CHART.dir), UPSTREAM_CHART.ref, services);
+    const chartFile = `${UMBRELLA_CHART}/Chart.yaml`;
+    firstFiles[chartFile] = pinChartDependency(await readFile(join(work.dir, chartFile), 'utf8'), pushed);
+    out(
+      `● pushed the upstream chart ${pushed.name} ${pushed.version} to ${pushed.repository} (${pushed.digest.slice(0, 19)}…);`,
+    );
+    out(`  ${chartFile} pins it there, at exactly that version`);
+    const credentials = join(workDir, 'chart-credentials.json');
+    const { username, password } = services.registry;
+    await writeFile(credentials, JSON.stringify({ username, password }), { mode: 0o600 });
+    chartPolicy = `charts:\n  repositories:\n    - {url: ${JSON.stringify(`oci://${services.registry.host}`)}, plainHttp: true, credentials: ${JSON.stringify(credentials)}}\n`;
+  }
 
   // 3. Plumbline: receiver and worker, configured as an operator would.
   const registryFile = join(workDir, 'clusters.yaml');
   await writeFile(
     registryFile,
-    `clusters:\n${clusters
+    `${chartPolicy}clusters:\n${clusters
       .map(
         (c) =>
           `  - {name: ${c.name}, repo: ${REPOSITORY}, path: ${c.path}, kubeconfig: ${JSON.stringify(c.kubeconfig)}, interval: 1m}`,
@@ -166,6 +200,7 @@ async function story(options: DemoOptions, cleanups: Cleanup[]): Promise<'told'>
     PLUMBLINE_PUSH_COALESCE_MS: '100',
     // The local control plane runs no workload controllers: Deployments never become available there.
     PLUMBLINE_HEALTH_TIMEOUT_MS: '2000',
+    ...(charts ? { PLUMBLINE_HELM: charts.helm.path } : {}),
     LOG_LEVEL: 'info',
   };
   const logFile = join(root, '.local', 'demo.log');
@@ -193,7 +228,8 @@ async function story(options: DemoOptions, cleanups: Cleanup[]): Promise<'told'>
 
   // 4. The story.
   out('\n1. A first push deploys the repository to both clusters');
-  const first = await push('Deploy the platform', {}, undefined);
+  const first = await push('Deploy the platform', firstFiles, undefined);
+  if (charts) printApps(github, first, HELM_CLUSTER, out);
 
   out('\n2. A commit that breaks one cluster: a ConfigMap the API server refuses, in the security stack');
   const broken = await push(
@@ -202,7 +238,7 @@ async function story(options: DemoOptions, cleanups: Cleanup[]): Promise<'told'>
       'stacks/security/registry-settings.yaml':
         'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Registry_Settings\n  namespace: monitoring\ndata:\n  mirror: registry.internal\n',
       'stacks/security/kustomization.yaml':
-        'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - external-secret.yaml\n  - registry-settings.yaml\n',
+        'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - external-secret.yaml\n  - alerting-webhook.yaml\n  - registry-settings.yaml\n',
     },
     first,
   );
@@ -222,7 +258,25 @@ async function story(options: DemoOptions, cleanups: Cleanup[]): Promise<'told'>
     broken,
   );
 
-  out('\n4. Someone edits a live object by hand; the next resync finds the drift and puts it back');
+  out(`\n4. A Helm values change for one cluster: ${HELM_CLUSTER}'s alerts repeat every hour during a load test`);
+  let last = fixed;
+  const helmCluster = clusters.find((c) => c.name === HELM_CLUSTER);
+  if (!charts || !helmCluster) {
+    out(
+      `  (skipped: the chart app is on ${HELM_CLUSTER}, a cluster of the local stack; --kubeconfig gives one cluster)`,
+    );
+  } else {
+    last = await push(
+      'Page staging every hour',
+      { [`${UMBRELLA_CHART}/values-aws-staging.yaml`]: 'alerts:\n  receiver: staging-oncall\n  repeatInterval: 1h\n' },
+      fixed,
+    );
+    printApps(github, last, HELM_CLUSTER, out);
+    const interval = (await readConfigMap(helmCluster.kubeconfig, 'alerting', 'alerts-routes'))?.['repeat-interval'];
+    out(`  live on ${HELM_CLUSTER}: ConfigMap alerting/alerts-routes repeat-interval: ${interval ?? '(not there)'}`);
+  }
+
+  out('\n5. Someone edits a live object by hand; the next resync finds the drift and puts it back');
   const [target] = clusters;
   if (!target) throw new Error('no cluster');
   await kubectlEdit(target.kubeconfig);
@@ -243,12 +297,30 @@ async function story(options: DemoOptions, cleanups: Cleanup[]): Promise<'told'>
       out(`  drift: ${object.object} ${field.path}, changed by ${field.changedBy.join(', ') || 'someone'} → corrected`);
     }
   }
-  const theme = await readTheme(target.kubeconfig);
+  const theme = (await readConfigMap(target.kubeconfig, 'monitoring', 'grafana-settings'))?.theme;
   out(`  live value again: theme: ${theme}`);
 
-  out(`\nAll statuses of ${fixed.slice(0, 7)} are final. See them on the status page: ${base}/`);
+  out(`\nAll statuses of ${last.slice(0, 7)} are final. See them on the status page: ${base}/`);
   out(`JSON: ${base}/api/clusters`);
   return 'told';
+}
+
+/** The chart services of the local stack as the chart helpers take them. */
+function chartServices(charts: ChartServicesRecord): ChartServices {
+  return {
+    helm: charts.helm.path,
+    registry: { host: charts.registry.host, ...charts.registry.credentials },
+    repository: { url: charts.repository.url, dir: charts.repository.dir, ...charts.repository.credentials },
+  };
+}
+
+/** The rows of the Apps table of a cluster's check run on `sha`: what each app changed, and its health. */
+function printApps(github: GitHubStandIn, sha: string, cluster: string, out: (line: string) => void): void {
+  const run = github.checkRuns(REPOSITORY, sha).find((r) => r.name === `plumbline/${cluster}`);
+  const rows = (run?.output.summary ?? '').split('\n').filter((line) => line.startsWith('| `'));
+  if (rows.length === 0) return;
+  out(`  apps of ${cluster} (its check run):`);
+  for (const row of rows) out(`    ${row}`);
 }
 
 /** Prints each status as it arrives, until the roll-up `plumbline` is final. */
@@ -342,13 +414,16 @@ async function kubectlEdit(kubeconfig: string): Promise<void> {
   );
 }
 
-async function readTheme(kubeconfig: string): Promise<string | undefined> {
-  const live = (await objectsApi(kubeconfig).read({
-    apiVersion: 'v1',
-    kind: 'ConfigMap',
-    metadata: { name: 'grafana-settings', namespace: 'monitoring' },
-  })) as { data?: Record<string, string> };
-  return live.data?.theme;
+/** The data of a live ConfigMap; undefined when it is not there. */
+async function readConfigMap(
+  kubeconfig: string,
+  namespace: string,
+  name: string,
+): Promise<Record<string, string> | undefined> {
+  const live = (await objectsApi(kubeconfig)
+    .read({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace } })
+    .catch(() => undefined)) as { data?: Record<string, string> } | undefined;
+  return live?.data;
 }
 
 /** Removes what an earlier demo run applied to a local cluster, so this run starts from nothing. */
@@ -368,11 +443,11 @@ async function resetDemoObjects(kubeconfig: string, clusterName: string): Promis
       kind: 'ConfigMap',
       metadata: { name: `plumbline-baseline-${clusterName}-${i}`, namespace: 'plumbline-system' },
     });
-  for (const namespace of ['monitoring', 'podinfo'])
+  for (const namespace of DEMO_NAMESPACES)
     await gone({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } });
   // The namespace controller empties and removes them; wait until they are gone.
   const deadline = Date.now() + 60_000;
-  for (const namespace of ['monitoring', 'podinfo']) {
+  for (const namespace of DEMO_NAMESPACES) {
     while (
       (await client.get({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } })) &&
       Date.now() < deadline
