@@ -124,6 +124,7 @@ export async function renderApps(
     renders.flatMap(({ render }) => (render.ok ? render.objects : [])),
   );
   const objects: RenderedObject[] = [];
+  const implicit: { readonly object: RenderedObject; readonly wave: number }[] = [];
   const apps: RenderedApp[] = [];
   for (const { app, objects: rendered } of renders.map(({ app, render }) => ({
     app,
@@ -133,8 +134,9 @@ export async function renderApps(
     const own = rendered.map((o) =>
       o.source?.file === appsFile ? { ...o, source: { file: appsFile, line: app.line } } : o,
     );
-    const placed = place(app, own, scopes, appsFile);
+    const { placed, releaseNamespace } = place(app, own, scopes, appsFile);
     objects.push(...placed);
+    if (releaseNamespace) implicit.push({ object: releaseNamespace, wave: waves.get(app.name) ?? 0 });
     apps.push({
       name: app.name,
       wave: waves.get(app.name) ?? 0,
@@ -144,6 +146,12 @@ export async function renderApps(
       source: { file: appsFile, line: app.line },
       objects: placed.length,
     });
+  }
+  // Apps sharing a release namespace create it once: the earliest app's, unless an app defines it itself.
+  for (const { object } of [...implicit].sort((a, b) => a.wave - b.wave)) {
+    const name = object.manifest.metadata.name;
+    if (!objects.some((o) => o.manifest.kind === 'Namespace' && o.manifest.metadata.name === name))
+      objects.push(object);
   }
   const duplicates = findDuplicates(objects).map((problem) => ({
     ...problem,
@@ -338,9 +346,10 @@ function place(
   objects: readonly RenderedObject[],
   scopes: ReadonlyMap<string, Scope>,
   appsFile: string,
-): RenderedObject[] {
+): { readonly placed: readonly RenderedObject[]; readonly releaseNamespace?: RenderedObject | undefined } {
   const namespace = app.namespace ?? (app.source.kind === 'path' ? undefined : DEFAULT_RELEASE_NAMESPACE);
   let placed = [...objects];
+  let releaseNamespace: RenderedObject | undefined;
   if (namespace !== undefined) {
     // readScopes answers by object; placement asks by kind.
     const byKind = new Map<string, Scope>();
@@ -355,13 +364,11 @@ function place(
       namespace,
       entry,
     );
-    placed = [
-      ...result.objects,
-      ...(result.releaseNamespace ? [{ ...result.releaseNamespace, app: placed[0]?.app }] : []),
-    ];
+    placed = [...result.objects];
+    if (result.releaseNamespace) releaseNamespace = { ...result.releaseNamespace, app: placed[0]?.app };
   }
-  if (app.prune !== false) return placed;
-  return placed.map((object) => ({
+  if (app.prune !== false) return { placed, releaseNamespace };
+  const keep = (object: RenderedObject): RenderedObject => ({
     ...object,
     manifest: {
       ...object.manifest,
@@ -370,7 +377,8 @@ function place(
         annotations: { ...annotationsOf(object.manifest.metadata), [PRUNE_OPT_IN_ANNOTATION]: PRUNE_DISABLED },
       },
     },
-  }));
+  });
+  return { placed: placed.map(keep), releaseNamespace: releaseNamespace && keep(releaseNamespace) };
 }
 
 function annotationsOf(metadata: { readonly [key: string]: unknown }): Record<string, unknown> {

@@ -167,6 +167,32 @@ describe('a cluster folder with plumbline.yaml', () => {
     expect(find(result.objects, 'ConfigMap', 'base-settings').source).toEqual({ file: 'stacks/base/ns.yaml', line: 6 });
   });
 
+  it('apps sharing a release namespace create it once; an app that defines it keeps it', async () => {
+    const tree = await repository(`apiVersion: plumbline.dev/v1alpha1
+kind: Apps
+apps:
+  - name: one
+    chart: ../../../charts/cache
+    namespace: shared
+  - name: two
+    chart: ../../../charts/cache
+    releaseName: other
+    namespace: shared
+  - name: three
+    chart: ../../../charts/cache
+    releaseName: third
+    namespace: base
+  - name: base
+    path: ../../../stacks/base
+`);
+    const result = ok(await renderCluster(tree, 'clusters/local/a', { ...options, charts: charts() }, target));
+    const namespaces = result.objects.filter((o) => o.manifest.kind === 'Namespace');
+    expect(namespaces.map((o) => [o.manifest.metadata.name, o.app?.name])).toEqual([
+      ['base', 'base'],
+      ['shared', 'one'],
+    ]);
+  });
+
   it('a values change re-renders that app alone; 0 chart fetches on a warm cache', async () => {
     const tree = await repository(APPS());
     const cacheDir = scratch('plumbline-apps-cache-');
