@@ -126,12 +126,10 @@ export async function renderApps(
   const objects: RenderedObject[] = [];
   const implicit: { readonly object: RenderedObject; readonly wave: number }[] = [];
   const apps: RenderedApp[] = [];
-  for (const { app, objects: rendered } of renders.map(({ app, render }) => ({
-    app,
-    objects: render.ok ? render.objects : [],
-  }))) {
+  for (const { app, render } of renders) {
+    if (!render.ok) continue; // none: the problems were returned above
     // A cached render may come from a file where the app's entry was on another line.
-    const own = rendered.map((o) =>
+    const own = render.objects.map((o) =>
       o.source?.file === appsFile ? { ...o, source: { file: appsFile, line: app.line } } : o,
     );
     const { placed, releaseNamespace } = place(app, own, scopes, appsFile);
