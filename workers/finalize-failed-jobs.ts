@@ -1,7 +1,7 @@
 import { type Job, Queue, QueueEvents } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Logger } from '../src/logging/create-logger.ts';
 import { type PlumblineJob, QUEUE_NAMES } from '../src/queue/jobs.ts';
+import { duplicateConnection, type RedisConnection } from '../src/redis/redis-topology.ts';
 import type { Reporter } from '../src/reporting/github-reporter.ts';
 import { MAX_STALLED_COUNT } from './job-consumer.ts';
 
@@ -20,14 +20,14 @@ export function abandonedByWorkers(job: Pick<Job, 'stalledCounter'>): boolean {
  * pending statuses with `error`; the reporter's write-only-on-change record keeps that to one write.
  */
 export function finalizeFailedJobs(options: {
-  readonly connection: Redis;
+  readonly connection: RedisConnection;
   readonly prefix: string;
   readonly reporter: Reporter;
   readonly logger: Logger;
 }): { close(): Promise<void> } {
   const parts = (['sync', 'preview'] as const).map((name) => {
     // QueueEvents blocks on its connection: it needs one of its own.
-    const blocking = options.connection.duplicate();
+    const blocking = duplicateConnection(options.connection);
     const events = new QueueEvents(QUEUE_NAMES[name], { connection: blocking, prefix: options.prefix });
     const queue = new Queue<PlumblineJob>(QUEUE_NAMES[name], {
       connection: options.connection,

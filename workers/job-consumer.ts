@@ -1,13 +1,13 @@
 import { type Job, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Logger } from '../src/logging/create-logger.ts';
 import { type PlumblineJob, QUEUE_NAMES } from '../src/queue/jobs.ts';
 import { readLatestJob } from '../src/queue/latest-jobs.ts';
 import { redisKeys } from '../src/redis/redis-keys.ts';
+import type { RedisConnection } from '../src/redis/redis-topology.ts';
 
 export interface JobConsumerOptions<Result> {
   /** Must be created with `maxRetriesPerRequest: null`, as BullMQ requires for workers. */
-  readonly connection: Redis;
+  readonly connection: RedisConnection;
   readonly prefix: string;
   readonly queue: keyof typeof QUEUE_NAMES;
   readonly concurrency: number;

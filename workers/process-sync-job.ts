@@ -1,6 +1,5 @@
 import { mkdir } from 'node:fs/promises';
 import { UnrecoverableError } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { type ClusterEntry, type ClusterRegistry, clustersForRepository } from '../src/clusters/cluster-registry.ts';
 import type { ClusterClient } from '../src/engine/cluster-client.ts';
 import { type ClusterLock, type Fence, withClusterLock } from '../src/engine/cluster-lock.ts';
@@ -17,6 +16,7 @@ import {
 } from '../src/github/repository-resolver.ts';
 import type { Logger } from '../src/logging/create-logger.ts';
 import { coalescingKey, type SyncJob } from '../src/queue/jobs.ts';
+import type { RedisConnection } from '../src/redis/redis-topology.ts';
 import { describeApplied } from '../src/reporting/describe-outcome.ts';
 import type { Reporter } from '../src/reporting/github-reporter.ts';
 import { publishableHealth } from '../src/reporting/mask-live-text.ts';
@@ -36,7 +36,7 @@ export interface SyncDependencies {
   readonly workDir: string;
   readonly tokenFor: (installationId: number | undefined) => Promise<string | undefined>;
   readonly clusterClient: (cluster: ClusterEntry) => ClusterClient;
-  readonly redis: Redis;
+  readonly redis: RedisConnection;
   readonly prefix: string;
   readonly logger: Logger;
   readonly engine: EngineSettings;

@@ -1,7 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
-import { Redis } from 'ioredis';
 import { ChartCache } from '../src/charts/chart-cache.ts';
 import { type ClusterEntry, loadClusterRegistry } from '../src/clusters/cluster-registry.ts';
 import { ConfigError, type EnvOptions } from '../src/config/read-env-options.ts';
@@ -16,6 +15,7 @@ import type { Logger } from '../src/logging/create-logger.ts';
 import { createJobProducer } from '../src/queue/job-producer.ts';
 import { type PlumblineJob, QUEUE_NAMES, type ResyncJob } from '../src/queue/jobs.ts';
 import { logConnectionChanges } from '../src/queue/log-connection-changes.ts';
+import { connectRedis } from '../src/redis/redis-topology.ts';
 import { createGitHubReporter } from '../src/reporting/github-reporter.ts';
 import { createWriteBudget } from '../src/reporting/write-budget.ts';
 import { GitMirror } from '../src/source/git-mirror.ts';
@@ -62,7 +62,7 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
   if (!options.clustersFile) throw new ConfigError('PLUMBLINE_CLUSTERS is required: the path of the cluster registry');
   const registry = await loadClusterRegistry(options.clustersFile);
   const app = new GitHubApp({ ...(await loadAppCredentials(options)), logger });
-  const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
+  const redis = connectRedis(options.redis, { maxRetriesPerRequest: null });
   logConnectionChanges(redis, logger);
   const clients = new Map<string, ClusterClient>();
   const clusterClient = (cluster: ClusterEntry) => {

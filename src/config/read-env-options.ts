@@ -1,12 +1,15 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { keyPrefixFor, parseRedisTopology, type RedisTopology } from '../redis/redis-topology.ts';
 
 /** Plumbline's configuration, read once at the edge from the environment and frozen. */
 export interface EnvOptions {
   readonly port: number;
-  readonly redisUrl: string;
+  /** One Redis, a Sentinel-managed primary, or a Redis Cluster (product.md, *Queue topology*). */
+  readonly redis: RedisTopology;
   /** BullMQ key prefix; use a hash tag such as `{plumbline}` on Redis Cluster. */
+  /** Every key's prefix; a hash tag on Redis Cluster (`{plumbline}`), so each script's keys share a slot. */
   readonly queuePrefix: string;
   readonly webhookSecret: string | undefined;
   /** The secret being rotated out: deliveries signed with it are still accepted until it is unset. */
@@ -65,7 +68,10 @@ const schema = z.object({
   REDIS_URL: z
     .string()
     .regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')
-    .default('redis://127.0.0.1:6379'),
+    .optional(),
+  REDIS_SENTINELS: z.string().min(1).optional(),
+  REDIS_SENTINEL_NAME: z.string().min(1).optional(),
+  REDIS_CLUSTER_NODES: z.string().min(1).optional(),
   PLUMBLINE_QUEUE_PREFIX: z.string().min(1).default('plumbline'),
   GITHUB_WEBHOOK_SECRET: z.string().min(1).optional(),
   GITHUB_WEBHOOK_SECRET_PREVIOUS: z.string().min(1).optional(),
@@ -107,14 +113,16 @@ export function readEnvOptions(env: NodeJS.ProcessEnv = process.env): EnvOptions
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   }
   const e = parsed.data;
+  const topology = parseRedisTopology(e);
+  if (!topology.ok) throw new ConfigError(`invalid configuration: ${topology.problem}`);
   if (e.PLUMBLINE_STATUS_PAGE === 'token' && !e.PLUMBLINE_STATUS_PAGE_TOKEN)
     throw new ConfigError(
       'invalid configuration: PLUMBLINE_STATUS_PAGE_TOKEN is required when PLUMBLINE_STATUS_PAGE=token',
     );
   return Object.freeze({
     port: e.PORT,
-    redisUrl: e.REDIS_URL,
-    queuePrefix: e.PLUMBLINE_QUEUE_PREFIX,
+    redis: topology.topology,
+    queuePrefix: keyPrefixFor(e.PLUMBLINE_QUEUE_PREFIX, topology.topology),
     webhookSecret: e.GITHUB_WEBHOOK_SECRET,
     previousWebhookSecret: e.GITHUB_WEBHOOK_SECRET_PREVIOUS,
     githubAppId: e.GITHUB_APP_ID,

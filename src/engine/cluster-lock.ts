@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { defineCommands } from '../redis/define-commands.ts';
 import { redisKeys } from '../redis/redis-keys.ts';
+import type { RedisConnection } from '../redis/redis-topology.ts';
 
 export class LockLostError extends Error {
   override readonly name = 'LockLostError';
@@ -56,7 +56,7 @@ export interface ClusterLock extends Fence {
  * while the work runs; the lock is the work's `Fence`, checked before each write.
  */
 export async function withClusterLock<T>(
-  redis: Redis,
+  redis: RedisConnection,
   options: { readonly prefix: string; readonly cluster: string; readonly leaseMs: number; readonly waitMs: number },
   work: (lock: ClusterLock) => Promise<T>,
 ): Promise<T> {

@@ -1,8 +1,8 @@
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { RepositoryRef } from '../queue/jobs.ts';
 import { parseStored } from '../redis/parse-stored.ts';
 import { redisKeys } from '../redis/redis-keys.ts';
+import type { RedisConnection } from '../redis/redis-topology.ts';
 import type { GitHubApp } from './github-app.ts';
 
 export interface KnownRepository {
@@ -33,7 +33,7 @@ const knownSchema = z.looseObject({
  * installation for the repository, then the repository as that installation sees it), cached in Redis.
  */
 export function createRepositoryDirectory(
-  redis: Redis,
+  redis: RedisConnection,
   prefix: string,
   app: Pick<GitHubApp, 'octokit' | 'installationOctokit'>,
 ): RepositoryDirectory {

@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { redisKeys } from '../redis/redis-keys.ts';
+import type { RedisConnection } from '../redis/redis-topology.ts';
 import { coalescingKey, type PlumblineJob, previewCoalescingKey, QUEUE_NAMES } from './jobs.ts';
 import { latestJobRecord } from './latest-jobs.ts';
 
@@ -50,7 +50,7 @@ export function jobIdOf(job: PlumblineJob): string {
  * Producer side of the job protocol (docs/adr/0002-coalescing-pushes.md). The connection must be created
  * with `enableOfflineQueue: false` so that a Redis outage rejects at once instead of queueing in memory.
  */
-export function createJobProducer(connection: Redis, options: JobProducerOptions): JobProducer {
+export function createJobProducer(connection: RedisConnection, options: JobProducerOptions): JobProducer {
   const keys = redisKeys(options.prefix);
   const defaults = options.retry
     ? {
@@ -73,7 +73,7 @@ export function createJobProducer(connection: Redis, options: JobProducerOptions
     },
     async add(job) {
       await queues[job.type].add(job.type, job, {
-        // One job per delivery: a delivery whose job was written but whose answer was lost (Redis died
+        // One job per delivery: a delivery whose job was written but whose answer was lost (RedisConnection died
         // in between, the receiver answered 5xx) is redelivered by GitHub — adding it again is a no-op.
         jobId: jobIdOf(job),
         delay: options.coalesceMs,

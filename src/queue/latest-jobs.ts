@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import { parseStored } from '../redis/parse-stored.ts';
 import type { RedisKeys } from '../redis/redis-keys.ts';
+import type { RedisConnection } from '../redis/redis-topology.ts';
 import { coalescingKey, type PlumblineJob, plumblineJobSchema } from './jobs.ts';
 
 /**
@@ -8,7 +8,7 @@ import { coalescingKey, type PlumblineJob, plumblineJobSchema } from './jobs.ts'
  * receiver with its delivery claim, by the resync before it queues), read by the job that runs.
  */
 export interface LatestJobs {
-  readonly redis: Redis;
+  readonly redis: RedisConnection;
   readonly keys: RedisKeys;
   /** Where a record that does not parse is reported (it is then treated as absent). */
   readonly logger?: { warn(fields: Record<string, unknown>, message: string): void };

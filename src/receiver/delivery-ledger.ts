@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import { defineCommands } from '../redis/define-commands.ts';
 import { redisKeys } from '../redis/redis-keys.ts';
+import type { RedisConnection } from '../redis/redis-topology.ts';
 
 export type DeliveryClaim = 'new' | 'duplicate' | 'in-flight';
 
@@ -27,7 +27,7 @@ const PENDING_SECONDS = 60;
 /** Longer than GitHub keeps deliveries available for redelivery. */
 const DONE_SECONDS = 7 * 24 * 60 * 60;
 
-export function createDeliveryLedger(redis: Redis, prefix: string): DeliveryLedger {
+export function createDeliveryLedger(redis: RedisConnection, prefix: string): DeliveryLedger {
   const key = redisKeys(prefix).delivery;
   const scripts = defineCommands(redis);
   return {

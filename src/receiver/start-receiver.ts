@@ -1,9 +1,9 @@
 import { createServer, type Server } from 'node:http';
-import { Redis } from 'ioredis';
 import { type EnvOptions, requireWebhookSecret } from '../config/read-env-options.ts';
 import type { Logger } from '../logging/create-logger.ts';
 import { createJobProducer } from '../queue/job-producer.ts';
 import { logConnectionChanges } from '../queue/log-connection-changes.ts';
+import { connectRedis, type RedisConnection, type RedisTopology } from '../redis/redis-topology.ts';
 import { createClusterStateStore } from '../status/cluster-state.ts';
 import { createBodyBudget } from './body-budget.ts';
 import { createReceiverApp, MAX_WEBHOOK_BYTES } from './create-receiver-app.ts';
@@ -18,8 +18,8 @@ export interface RunningReceiver {
 }
 
 /** Producer connection: fail fast while Redis is away (503), reconnect by itself when it is back. */
-export function createProducerConnection(redisUrl: string): Redis {
-  return new Redis(redisUrl, {
+export function createProducerConnection(topology: RedisTopology): RedisConnection {
+  return connectRedis(topology, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     commandTimeout: 5_000,
@@ -31,7 +31,7 @@ export function createProducerConnection(redisUrl: string): Redis {
 export async function startReceiver(options: EnvOptions, logger: Logger): Promise<RunningReceiver> {
   const secrets = { current: requireWebhookSecret(options), previous: options.previousWebhookSecret };
   const bodyBudget = createBodyBudget(options.maxInflightBodies * MAX_WEBHOOK_BYTES);
-  const redis = createProducerConnection(options.redisUrl);
+  const redis = createProducerConnection(options.redis);
   logConnectionChanges(redis, logger);
   const producer = createJobProducer(redis, {
     prefix: options.queuePrefix,

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from './redis-topology.ts';
 
 /**
  * Every Lua script Plumbline runs, one `.lua` file each under `./commands` (as BullMQ keeps
@@ -37,7 +37,7 @@ export interface PlumblineCommands {
   ): Promise<number>;
 }
 
-export type CommandRedis = Redis & PlumblineCommands;
+export type CommandRedis = RedisConnection & PlumblineCommands;
 
 let sources: ReadonlyMap<CommandName, string> | undefined;
 
@@ -56,7 +56,7 @@ function scriptSources(): ReadonlyMap<CommandName, string> {
  * Defines Plumbline's scripts on a connection (once: a connection that has them is returned as is).
  * ioredis runs them by EVALSHA and falls back to EVAL when Redis lost its script cache (a restart).
  */
-export function defineCommands(redis: Redis): CommandRedis {
+export function defineCommands(redis: RedisConnection): CommandRedis {
   for (const [name, lua] of scriptSources()) {
     if (name in redis) continue;
     const spec = COMMANDS[name];

@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import type { PlumblineOctokit } from '../github/github-app.ts';
 import type { Logger } from '../logging/create-logger.ts';
+import type { RedisConnection } from '../redis/redis-topology.ts';
 import {
   type CheckRunUpdate,
   type CommitWriter,
@@ -44,7 +44,7 @@ export interface Reporter {
 }
 
 export interface GitHubReporterOptions {
-  readonly redis: Redis;
+  readonly redis: RedisConnection;
   readonly prefix: string;
   readonly octokitFor: (installationId: number) => PlumblineOctokit;
   readonly budget: WriteBudget;

@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from '../logging/create-logger.ts';
 import { redisKeys } from '../redis/redis-keys.ts';
+import type { RedisConnection } from '../redis/redis-topology.ts';
 import { parseReportTarget, type ReportTarget } from './report-target.ts';
 
 /** The commits of a coalescing scope (a branch, a pull request) whose statuses may still be open. */
@@ -13,7 +13,7 @@ export interface OpenCommits {
 
 const RECORD_TTL_SECONDS = 30 * 24 * 60 * 60;
 
-export function createOpenCommits(redis: Redis, prefix: string, logger: Logger): OpenCommits {
+export function createOpenCommits(redis: RedisConnection, prefix: string, logger: Logger): OpenCommits {
   const keys = redisKeys(prefix);
   return {
     async add(scope, target) {

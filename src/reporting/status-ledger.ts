@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Logger } from '../logging/create-logger.ts';
 import { defineCommands } from '../redis/define-commands.ts';
 import { parseStored } from '../redis/parse-stored.ts';
 import { redisKeys } from '../redis/redis-keys.ts';
+import type { RedisConnection } from '../redis/redis-topology.ts';
 import type { StatusState } from './status-text.ts';
 
 /** A status as GitHub shows it: what the ledger compares before writing. */
@@ -72,7 +72,7 @@ const checkRecordSchema = z.object({
   sent: z.number().int().nonnegative().default(0),
 });
 
-export function createStatusLedger(redis: Redis, prefix: string, logger: Logger): StatusLedger {
+export function createStatusLedger(redis: RedisConnection, prefix: string, logger: Logger): StatusLedger {
   const keys = redisKeys(prefix);
   const scripted = defineCommands(redis);
 

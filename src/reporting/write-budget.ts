@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
 import { defineCommands } from '../redis/define-commands.ts';
 import { redisKeys } from '../redis/redis-keys.ts';
+import type { RedisConnection } from '../redis/redis-topology.ts';
 
 export interface WriteBudgetOptions {
   readonly prefix: string;
@@ -20,10 +20,10 @@ export interface WriteBudget {
 
 /**
  * A token bucket per installation, in Redis so that all workers draw from one budget
- * (`src/redis/commands/take-write-token.lua`): Redis's clock is the only clock, so workers with skewed
+ * (`src/redis/commands/take-write-token.lua`): RedisConnection's clock is the only clock, so workers with skewed
  * clocks still agree. A write that finds the bucket empty sleeps until a token will be there, then asks again.
  */
-export function createWriteBudget(redis: Redis, options: WriteBudgetOptions): WriteBudget {
+export function createWriteBudget(redis: RedisConnection, options: WriteBudgetOptions): WriteBudget {
   const scripts = defineCommands(redis);
   const keys = redisKeys(options.prefix);
   const wait = options.sleep ?? sleep;

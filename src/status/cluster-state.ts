@@ -1,5 +1,4 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { ClusterEntry } from '../clusters/cluster-registry.ts';
 import { type ClusterLock, LockLostError } from '../engine/cluster-lock.ts';
@@ -7,6 +6,7 @@ import type { Logger } from '../logging/create-logger.ts';
 import { defineCommands } from '../redis/define-commands.ts';
 import { parseStored, storedValue } from '../redis/parse-stored.ts';
 import { redisKeys } from '../redis/redis-keys.ts';
+import type { RedisConnection } from '../redis/redis-topology.ts';
 
 /** One drifted object as the status page shows it (values already masked). */
 export interface DriftSummary {
@@ -163,7 +163,7 @@ const counterFieldSchema = z.looseObject({ metric: text, labels: z.record(text, 
 const MAX_UPDATE_ATTEMPTS = 50;
 
 export function createClusterStateStore(
-  redis: Redis,
+  redis: RedisConnection,
   prefix: string,
   options: { readonly logger?: Pick<Logger, 'warn'> } = {},
 ): ClusterStateStore {

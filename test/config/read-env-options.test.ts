@@ -6,7 +6,7 @@ describe('readEnvOptions', () => {
     const options = readEnvOptions({});
     expect(options).toMatchObject({
       port: 3000,
-      redisUrl: 'redis://127.0.0.1:6379',
+      redis: { kind: 'single', url: 'redis://127.0.0.1:6379' },
       githubApiUrl: 'https://api.github.com',
       logLevel: 'info',
       queuePrefix: 'plumbline',
@@ -27,6 +27,49 @@ describe('readEnvOptions', () => {
     expect(readEnvOptions({}).maxInflightBodies).toBe(4);
     expect(readEnvOptions({ PLUMBLINE_MAX_INFLIGHT_BODIES: '3' }).maxInflightBodies).toBe(3);
     expect(() => readEnvOptions({ PLUMBLINE_MAX_INFLIGHT_BODIES: '0' })).toThrow(/PLUMBLINE_MAX_INFLIGHT_BODIES/);
+  });
+
+  it('reads the Redis topology: one Redis, Sentinel or Redis Cluster, with the prefix hash-tagged on a cluster', () => {
+    expect(
+      readEnvOptions({ REDIS_SENTINELS: '127.0.0.1:26379, 127.0.0.1:26380', REDIS_SENTINEL_NAME: 'main' }),
+    ).toMatchObject({
+      redis: {
+        kind: 'sentinel',
+        name: 'main',
+        sentinels: [
+          { host: '127.0.0.1', port: 26379 },
+          { host: '127.0.0.1', port: 26380 },
+        ],
+      },
+      queuePrefix: 'plumbline',
+    });
+    expect(readEnvOptions({ REDIS_CLUSTER_NODES: '[::1]:7000,redis-0.redis:7001' })).toMatchObject({
+      redis: {
+        kind: 'cluster',
+        nodes: [
+          { host: '::1', port: 7000 },
+          { host: 'redis-0.redis', port: 7001 },
+        ],
+      },
+      queuePrefix: '{plumbline}',
+    });
+    // A prefix that already holds a tag is kept as the operator wrote it.
+    expect(readEnvOptions({ REDIS_CLUSTER_NODES: 'r:7000', PLUMBLINE_QUEUE_PREFIX: 'pl-{prod}' }).queuePrefix).toBe(
+      'pl-{prod}',
+    );
+  });
+
+  it.each([
+    [
+      { REDIS_URL: 'redis://a:1', REDIS_CLUSTER_NODES: 'b:2' },
+      /exactly one of REDIS_URL, REDIS_SENTINELS, REDIS_CLUSTER_NODES \(found REDIS_URL and REDIS_CLUSTER_NODES\)/,
+    ],
+    [{ REDIS_SENTINELS: 'a:1' }, /REDIS_SENTINELS needs REDIS_SENTINEL_NAME/],
+    [{ REDIS_SENTINEL_NAME: 'main' }, /REDIS_SENTINEL_NAME is set without REDIS_SENTINELS/],
+    [{ REDIS_CLUSTER_NODES: 'a:1,b' }, /REDIS_CLUSTER_NODES: "b" is not host:port/],
+    [{ REDIS_CLUSTER_NODES: 'a:99999' }, /REDIS_CLUSTER_NODES: "a:99999" is not host:port/],
+  ])('refuses a wrong mix or form of Redis variables, naming them: %j', (env, message) => {
+    expect(() => readEnvOptions(env)).toThrow(message);
   });
 
   it('treats an empty variable as unset', () => {

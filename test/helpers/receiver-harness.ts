@@ -1,10 +1,10 @@
 import { Writable } from 'node:stream';
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { readEnvOptions } from '../../src/config/read-env-options.ts';
 import { createLogger } from '../../src/logging/create-logger.ts';
 import { QUEUE_NAMES } from '../../src/queue/jobs.ts';
 import { createProducerConnection, type RunningReceiver, startReceiver } from '../../src/receiver/start-receiver.ts';
+import { connectRedis, type RedisConnection, type RedisTopologyEnv } from '../../src/redis/redis-topology.ts';
 import { uniqueName } from './environment.ts';
 
 export const WEBHOOK_SECRET = 'test-webhook-secret-3f9a';
@@ -17,16 +17,20 @@ export interface ReceiverHarness {
   readonly logs: string[];
   readonly queues: { readonly sync: Queue; readonly preview: Queue };
   /** A plain connection for inspecting what the receiver stored. */
-  readonly redis: Redis;
+  readonly redis: RedisConnection;
   close(): Promise<void>;
 }
 
-/** A real receiver on a loopback port, with its own queue prefix so tests never see each other's jobs. */
+/**
+ * A real receiver on a loopback port, with its own queue prefix so tests never see each other's jobs.
+ * `redisAt`: a URL, or the variables of another topology (Sentinel, Redis Cluster).
+ */
 export async function startReceiverHarness(
-  redisUrl: string,
+  redisAt: string | RedisTopologyEnv,
   env: Record<string, string> = {},
 ): Promise<ReceiverHarness> {
-  const prefix = uniqueName('test');
+  const topologyEnv = typeof redisAt === 'string' ? { REDIS_URL: redisAt } : redisAt;
+  const described = typeof redisAt === 'string' ? redisAt : JSON.stringify(redisAt);
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -36,18 +40,21 @@ export async function startReceiverHarness(
   });
   const options = readEnvOptions({
     PORT: '0',
-    REDIS_URL: redisUrl,
+    ...topologyEnv,
     GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
-    PLUMBLINE_QUEUE_PREFIX: prefix,
+    PLUMBLINE_QUEUE_PREFIX: uniqueName('test'),
     LOG_LEVEL: 'debug',
     ...env,
   });
   const receiver = await startReceiver(options, createLogger(options.logLevel, sink));
-  const redis = createProducerConnection(redisUrl);
+  const prefix = options.queuePrefix;
+  const redis = createProducerConnection(options.redis);
   redis.on('error', () => {});
+  const queueConnection = connectRedis(options.redis, { maxRetriesPerRequest: null });
+  queueConnection.on('error', () => {});
   const queues = {
-    sync: new Queue(QUEUE_NAMES.sync, { connection: { url: redisUrl }, prefix }),
-    preview: new Queue(QUEUE_NAMES.preview, { connection: { url: redisUrl }, prefix }),
+    sync: new Queue(QUEUE_NAMES.sync, { connection: queueConnection, prefix }),
+    preview: new Queue(QUEUE_NAMES.preview, { connection: queueConnection, prefix }),
   };
   queues.sync.on('error', () => {});
   queues.preview.on('error', () => {});
@@ -55,7 +62,7 @@ export async function startReceiverHarness(
   // The receiver listens before Redis is connected (and answers 503 meanwhile); tests start once it is ready.
   const deadline = Date.now() + 15_000;
   while ((await fetch(`${baseUrl}/readyz`)).status !== 200) {
-    if (Date.now() > deadline) throw new Error(`receiver not ready: Redis at ${redisUrl} unreachable`);
+    if (Date.now() > deadline) throw new Error(`receiver not ready: Redis at ${described} unreachable`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return {
@@ -68,6 +75,7 @@ export async function startReceiverHarness(
     async close() {
       await receiver.close();
       await Promise.all([queues.sync.close(), queues.preview.close()]);
+      queueConnection.disconnect();
       redis.disconnect();
     },
   };

@@ -15,8 +15,8 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
-import type { Redis } from 'ioredis';
 import type { PlumblineJob } from '../../src/queue/jobs.ts';
+import type { RedisConnection } from '../../src/redis/redis-topology.ts';
 import { testEnvironment } from '../helpers/environment.ts';
 import { fakeSha, githubDelivery, pushPayload, send, signature } from '../helpers/github-delivery.ts';
 import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../helpers/receiver-harness.ts';
@@ -711,7 +711,7 @@ function requestHead(port: number, headers: Record<string, string>, extra: strin
   return `POST /api/github/webhooks HTTP/1.1\r\n${[...lines, ...extra].map((line) => `${line}\r\n`).join('')}`;
 }
 
-async function keysUnder(redis: Redis, prefix: string): Promise<string[]> {
+async function keysUnder(redis: RedisConnection, prefix: string): Promise<string[]> {
   const found: string[] = [];
   let cursor = '0';
   do {
