@@ -11,6 +11,20 @@ import {
 import { freePort } from './free-port.ts';
 import { type OciRegistryRecord, startOciRegistry } from './oci-registry.ts';
 import { isRunning, stopProcess } from './processes.ts';
+import {
+  type RedisClusterRecord,
+  redisClusterHealthy,
+  redisClusterNodesList,
+  startRedisCluster,
+  stopRedisCluster,
+} from './redis-cluster.ts';
+import {
+  type RedisSentinelRecord,
+  redisSentinelHealthy,
+  redisSentinelsList,
+  startRedisSentinel,
+  stopRedisSentinel,
+} from './redis-sentinel.ts';
 import { pingRedis, type RedisRecord, startRedisServer } from './redis-server.ts';
 import { withProcessLock } from './stack-lock.ts';
 import {
@@ -29,6 +43,14 @@ export interface StackState {
   readonly clusters: readonly ClusterRecord[];
   /** Started after the control plane, and restarted on their own when down (Redis and the apiservers stay up). */
   readonly charts?: ChartServicesRecord;
+  /** The other two Redis topologies (ADR 15), restarted on their own when down, like the chart services. */
+  readonly redisTopologies?: RedisTopologiesRecord;
+}
+
+/** A 3-primary + 3-replica Redis Cluster and a Sentinel-managed primary with two replicas, on loopback. */
+export interface RedisTopologiesRecord {
+  readonly cluster: RedisClusterRecord;
+  readonly sentinel: RedisSentinelRecord;
 }
 
 /** What the Helm tests use: the pinned Helm 4, an OCI registry and a chart repository, both with credentials. */
@@ -60,7 +82,7 @@ export async function stackUp(options: StackOptions): Promise<StackState> {
   const lock = { timeoutMs: 45 * 60_000, onWait: () => options.log('another local:up is running; waiting for it') };
   return withProcessLock(join(options.stackDir, 'up.lock'), lock, async () => {
     const core = await controlPlaneUp(options);
-    const state = await chartServicesUp(core, options);
+    const state = await redisTopologiesUp(await chartServicesUp(core, options), options);
     if (state !== core) await writeStateFiles(options.stackDir, state);
     else await writeEnvFile(options.stackDir, state);
     return state;
@@ -162,6 +184,61 @@ async function stopChartServices(charts: ChartServicesRecord): Promise<void> {
   await Promise.all([charts.registry, charts.repository].map((p) => stopProcess(p.pid, p.command)));
 }
 
+/**
+ * Keeps each topology when healthy; otherwise (re)starts it from scratch in its own folder under `run/`
+ * (one a drill left with a dead node included: its data is test data).
+ */
+async function redisTopologiesUp(state: StackState, options: StackOptions): Promise<StackState> {
+  const current = state.redisTopologies;
+  const [clusterOk, sentinelOk] = current
+    ? await Promise.all([redisClusterHealthy(current.cluster), redisSentinelHealthy(current.sentinel)])
+    : [false, false];
+  if (current && clusterOk && sentinelOk) return state;
+  if (current && !clusterOk) {
+    options.log('the Redis Cluster is down; restarting it');
+    await stopRedisCluster(current.cluster);
+  }
+  if (current && !sentinelOk) {
+    options.log('the Redis Sentinel trio is down; restarting it');
+    await stopRedisSentinel(current.sentinel);
+  }
+  const run = join(options.stackDir, 'run');
+  const log = options.log;
+  const [cluster, sentinel] = await Promise.allSettled([
+    current && clusterOk
+      ? current.cluster
+      : inFreshDir(join(run, 'redis-cluster'), (dir) => {
+          log('starting a Redis Cluster: 3 primaries, 3 replicas');
+          return startRedisCluster({ dir, log });
+        }),
+    current && sentinelOk
+      ? current.sentinel
+      : inFreshDir(join(run, 'redis-sentinel'), (dir) => {
+          log('starting a Redis primary with 2 replicas and 3 sentinels');
+          return startRedisSentinel({ dir, log });
+        }),
+  ]);
+  if (cluster.status === 'rejected' || sentinel.status === 'rejected') {
+    // The ones started here are stopped; a healthy one kept from before stays in the state file as it was.
+    if (cluster.status === 'fulfilled' && cluster.value !== current?.cluster) await stopRedisCluster(cluster.value);
+    if (sentinel.status === 'fulfilled' && sentinel.value !== current?.sentinel)
+      await stopRedisSentinel(sentinel.value);
+    throw cluster.status === 'rejected' ? cluster.reason : (sentinel as PromiseRejectedResult).reason;
+  }
+  const topologies = { cluster: cluster.value, sentinel: sentinel.value };
+  log(
+    `Redis topologies ready: cluster ${redisClusterNodesList(topologies.cluster)}; ` +
+      `sentinels ${redisSentinelsList(topologies.sentinel)} (${topologies.sentinel.name})`,
+  );
+  return { ...state, redisTopologies: topologies };
+}
+
+async function inFreshDir<T>(dir: string, start: (dir: string) => Promise<T>): Promise<T> {
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  return start(dir);
+}
+
 /** Stops every process the stack started and removes its runtime data. Safe to call when nothing runs. */
 export async function stackDown(options: Pick<StackOptions, 'stackDir' | 'log'>): Promise<void> {
   const state = await readState(options.stackDir);
@@ -189,6 +266,12 @@ async function isHealthy(state: StackState): Promise<boolean> {
 /** Stops in reverse order of dependency: chart services, then controllers and apiservers before etcd. */
 async function stopAll(pieces: StackPieces | StackState): Promise<void> {
   if ('charts' in pieces && pieces.charts) await stopChartServices(pieces.charts);
+  if ('redisTopologies' in pieces && pieces.redisTopologies) {
+    await Promise.all([
+      stopRedisCluster(pieces.redisTopologies.cluster),
+      stopRedisSentinel(pieces.redisTopologies.sentinel),
+    ]);
+  }
   await Promise.all(
     (pieces.clusters ?? []).flatMap((cluster) => [
       stopProcess(cluster.controllerManager.pid, cluster.controllerManager.command),
@@ -206,7 +289,25 @@ export function renderEnvFile(state: StackState): string {
   if (a) lines.push(`export KUBECONFIG=${a.kubeconfig}`);
   if (b) lines.push(`export KUBECONFIG_B=${b.kubeconfig}`);
   if (state.charts) lines.push(...chartServicesEnv(state.charts).map(([name, value]) => `export ${name}=${value}`));
+  if (state.redisTopologies) {
+    lines.push(...redisTopologiesEnv(state.redisTopologies).map(([name, value]) => `export ${name}=${value}`));
+  }
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * The other topologies under names Plumbline does not read (REDIS_URL stays the default, and
+ * `readEnvOptions` refuses two topologies at once): `PLUMBLINE_REDIS_CLUSTER_NODES`,
+ * `PLUMBLINE_REDIS_SENTINELS`, `PLUMBLINE_REDIS_SENTINEL_NAME`. To run against one, drop the `PLUMBLINE_`
+ * and unset REDIS_URL, e.g. `env -u REDIS_URL REDIS_CLUSTER_NODES=$PLUMBLINE_REDIS_CLUSTER_NODES …`.
+ * global-setup passes them to the tests as `PLUMBLINE_TEST_REDIS_*`.
+ */
+export function redisTopologiesEnv(topologies: RedisTopologiesRecord): ReadonlyArray<readonly [string, string]> {
+  return [
+    ['PLUMBLINE_REDIS_CLUSTER_NODES', redisClusterNodesList(topologies.cluster)],
+    ['PLUMBLINE_REDIS_SENTINELS', redisSentinelsList(topologies.sentinel)],
+    ['PLUMBLINE_REDIS_SENTINEL_NAME', topologies.sentinel.name],
+  ];
 }
 
 /**

@@ -8,6 +8,10 @@ export interface TestEnvironment {
   readonly kubeconfigB: string;
   /** The pinned version when the stack is local; undefined for an external cluster. */
   readonly kubernetesVersion: string | undefined;
+  /** A Redis Cluster (`REDIS_CLUSTER_NODES`): the local stack's, or none for an external stack that names none. */
+  readonly redisCluster: { readonly REDIS_CLUSTER_NODES: string } | undefined;
+  /** A Sentinel-managed primary (`REDIS_SENTINELS` + `REDIS_SENTINEL_NAME`), likewise. */
+  readonly redisSentinel: { readonly REDIS_SENTINELS: string; readonly REDIS_SENTINEL_NAME: string } | undefined;
 }
 
 export function testEnvironment(env: NodeJS.ProcessEnv = process.env): TestEnvironment {
@@ -22,6 +26,16 @@ export function testEnvironment(env: NodeJS.ProcessEnv = process.env): TestEnvir
     kubeconfig: required('PLUMBLINE_TEST_KUBECONFIG'),
     kubeconfigB: required('PLUMBLINE_TEST_KUBECONFIG_B'),
     kubernetesVersion: env.PLUMBLINE_TEST_KUBERNETES_VERSION,
+    redisCluster: env.PLUMBLINE_TEST_REDIS_CLUSTER_NODES
+      ? { REDIS_CLUSTER_NODES: env.PLUMBLINE_TEST_REDIS_CLUSTER_NODES }
+      : undefined,
+    redisSentinel:
+      env.PLUMBLINE_TEST_REDIS_SENTINELS && env.PLUMBLINE_TEST_REDIS_SENTINEL_NAME
+        ? {
+            REDIS_SENTINELS: env.PLUMBLINE_TEST_REDIS_SENTINELS,
+            REDIS_SENTINEL_NAME: env.PLUMBLINE_TEST_REDIS_SENTINEL_NAME,
+          }
+        : undefined,
   };
 }
 

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { chartServicesEnv, readState, stackUp } from '../../dev/local-stack/stack.ts';
+import { chartServicesEnv, readState, redisTopologiesEnv, stackUp } from '../../dev/local-stack/stack.ts';
 import { defaultCacheDir, ensureHelm4 } from '../../dev/local-stack/toolchain.ts';
 import { packageRoot } from '../../src/support/package-root.ts';
 
@@ -45,7 +45,13 @@ export default async function globalSetup(): Promise<void> {
   env.PLUMBLINE_TEST_STACK_DIR = stackDir;
   // Helm 4, the OCI registry and the chart repository (with their credentials) as PLUMBLINE_TEST_HELM,
   // PLUMBLINE_TEST_OCI_*, PLUMBLINE_TEST_CHART_REPOSITORY_* (read by dev/local-stack/charts.ts).
-  for (const [name, value] of state.charts ? chartServicesEnv(state.charts) : []) {
+  // The Redis Cluster and the Sentinel trio as PLUMBLINE_TEST_REDIS_CLUSTER_NODES, PLUMBLINE_TEST_REDIS_SENTINELS
+  // and PLUMBLINE_TEST_REDIS_SENTINEL_NAME (testEnvironment's redisCluster and redisSentinel).
+  const extra = [
+    ...(state.charts ? chartServicesEnv(state.charts) : []),
+    ...(state.redisTopologies ? redisTopologiesEnv(state.redisTopologies) : []),
+  ];
+  for (const [name, value] of extra) {
     env[name.replace(/^PLUMBLINE_/, 'PLUMBLINE_TEST_')] ??= value;
   }
   if (!wasRunning) env.PLUMBLINE_TEST_STOP_STACK = '1';
