@@ -1,6 +1,5 @@
 import { join } from 'node:path';
 import type { Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { ChartCache } from '../../src/charts/chart-cache.ts';
 import type { ClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { createClusterClient, loadKubeConfig } from '../../src/engine/cluster-client.ts';
@@ -9,6 +8,7 @@ import { createRepositoryDirectory } from '../../src/github/repository-directory
 import { createRepositoryResolver } from '../../src/github/repository-resolver.ts';
 import { createLogger, type Logger } from '../../src/logging/create-logger.ts';
 import type { PlumblineJob } from '../../src/queue/jobs.ts';
+import type { RedisConnection } from '../../src/redis/redis-topology.ts';
 import { createGitHubReporter } from '../../src/reporting/github-reporter.ts';
 import { createWriteBudget } from '../../src/reporting/write-budget.ts';
 import { createClusterStateStore } from '../../src/status/cluster-state.ts';
@@ -24,7 +24,7 @@ export function workerDependencies(
   f: SourceFixture,
   options: {
     readonly registry: ClusterRegistry;
-    readonly redis: Redis;
+    readonly redis: RedisConnection;
     readonly prefix: string;
     readonly logger?: Logger;
     readonly writesPerMinute?: number;
@@ -79,7 +79,7 @@ export function workerDependencies(
  * results of the jobs it completes are collected in `results`.
  */
 export function startSyncConsumer(
-  redis: Redis,
+  redis: RedisConnection,
   prefix: string,
   deps: SyncDependencies,
 ): { readonly worker: Worker<PlumblineJob, SyncResult | undefined>; readonly results: SyncResult[] } {
