@@ -14,6 +14,7 @@ import { runB6 } from './b6-drift-scan.ts';
 import { runB8 } from './b8-end-to-end.ts';
 import { runB9 } from './b9-github-calls.ts';
 import { runB10 } from './b10-warm-fetch.ts';
+import { runB15 } from './b15-helm-apps.ts';
 
 const reps = Number(process.env.BENCH_REPS ?? 5);
 /** `BENCH_ONLY=b10` runs one benchmark. */
@@ -46,11 +47,14 @@ try {
   if (wanted('b9') && !kubeconfig) throw new Error('B9 needs a cluster: run `npm run local:up && . .local/env` first');
   const b9 = wanted('b9') && kubeconfig ? await runB9(redis.url, kubeconfig, log) : undefined;
   const b10 = wanted('b10') ? await runB10(reps * 2, log) : undefined;
+  if (wanted('b15') && !kubeconfig)
+    throw new Error('B15 needs a cluster: run `npm run local:up && . .local/env` first');
+  const b15 = wanted('b15') && kubeconfig ? await runB15(kubeconfig, reps, log) : undefined;
   await mkdir('bench/results', { recursive: true });
   const file = join('bench/results', `${new Date().toISOString().slice(0, 19).replace(/:/g, '')}.json`);
   await writeFile(
     file,
-    `${JSON.stringify({ machine: { cpus: (await import('node:os')).cpus().length }, reps, b1, b4, b6, b8, b9, b10 }, null, 2)}\n`,
+    `${JSON.stringify({ machine: { cpus: (await import('node:os')).cpus().length }, reps, b1, b4, b6, b8, b9, b10, b15 }, null, 2)}\n`,
   );
   log(`results written to ${file}`);
 } finally {
