@@ -6,6 +6,7 @@ import { GitHubStandIn, type StandInRepository } from '../../dev/github-stand-in
 import { GitHubApp } from '../../src/github/github-app.ts';
 import { createLogger } from '../../src/logging/create-logger.ts';
 import type { PreviewJob, SyncJob } from '../../src/queue/jobs.ts';
+import type { RedisTopologyEnv } from '../../src/redis/redis-topology.ts';
 import { GitMirror } from '../../src/source/git-mirror.ts';
 import { packageRoot } from '../../src/support/package-root.ts';
 import { uniqueName } from './environment.ts';
@@ -116,17 +117,25 @@ export function statusStates(f: SourceFixture, sha: string, context: string): st
 
 /**
  * `plumbline worker` as a separate process (so a test can SIGKILL it), wired to the fixture's GitHub
- * stand-in, with a short job lock so that another worker takes its job over quickly.
+ * stand-in, with a short job lock so that another worker takes its job over quickly. `redisUrl`: a URL, or
+ * the variables of another topology (Sentinel, Redis Cluster); no other topology variable is inherited.
  */
 export function spawnWorkerProcess(
   f: SourceFixture,
-  options: { readonly redisUrl: string; readonly prefix: string; readonly registryFile: string },
+  options: {
+    readonly redisUrl: string | RedisTopologyEnv;
+    readonly prefix: string;
+    readonly registryFile: string;
+    /** Receives what the worker writes (its log lines, `warn` and up); otherwise stderr goes to the test's. */
+    readonly output?: string[];
+  },
 ): { readonly child: ChildProcess; readonly exited: Promise<unknown> } {
+  const { REDIS_URL, REDIS_SENTINELS, REDIS_SENTINEL_NAME, REDIS_CLUSTER_NODES, ...inherited } = process.env;
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'worker'], {
     cwd: packageRoot(),
     env: {
-      ...process.env,
-      REDIS_URL: options.redisUrl,
+      ...inherited,
+      ...(typeof options.redisUrl === 'string' ? { REDIS_URL: options.redisUrl } : options.redisUrl),
       PLUMBLINE_QUEUE_PREFIX: options.prefix,
       PLUMBLINE_CLUSTERS: options.registryFile,
       GITHUB_APP_ID: String(f.github.appId),
@@ -136,7 +145,9 @@ export function spawnWorkerProcess(
       PLUMBLINE_JOB_LOCK_MS: '2000',
       LOG_LEVEL: 'warn',
     },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', options.output ? 'pipe' : 'ignore', options.output ? 'pipe' : 'inherit'],
   });
+  for (const stream of options.output ? [child.stdout, child.stderr] : [])
+    stream?.on('data', (chunk: Buffer) => options.output?.push(chunk.toString('utf8')));
   return { child, exited: new Promise((resolve) => child.once('exit', resolve)) };
 }

@@ -1,3 +1,5 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { Worker } from 'bullmq';
@@ -18,7 +20,13 @@ import { testEnvironment, uniqueName } from '../helpers/environment.ts';
 import { githubDelivery, pushPayload, send } from '../helpers/github-delivery.ts';
 import { kubeClients } from '../helpers/kube.ts';
 import { type ReceiverHarness, startReceiverHarness, WEBHOOK_SECRET } from '../helpers/receiver-harness.ts';
-import { createSourceFixture, INSTALLATION_ID, type SourceFixture, statusStates } from '../helpers/source-fixture.ts';
+import {
+  createSourceFixture,
+  INSTALLATION_ID,
+  type SourceFixture,
+  spawnWorkerProcess,
+  statusStates,
+} from '../helpers/source-fixture.ts';
 import { workerDependencies } from '../helpers/worker-deps.ts';
 
 const env = testEnvironment();
@@ -167,6 +175,70 @@ async function until(condition: () => boolean, what: string, timeoutMs = 50_000)
         .filter((line) => (JSON.parse(line) as { level: number }).level >= 50);
       expect(serious).toEqual([]);
       expect(errors).toEqual([]);
+    });
+
+    it('runs the next push in a real `plumbline worker` process connected by the same variables', async () => {
+      await worker.close();
+      const registryFile = join(f.dir, 'clusters.yaml');
+      await writeFile(
+        registryFile,
+        `clusters:\n  - {name: ${cluster}, repo: ${f.repository.fullName}, path: clusters/local/dev, kubeconfig: ${env.kubeconfig}}\n`,
+      );
+      const output: string[] = [];
+      let whileRunning = '';
+      let stoppedBySigterm = false;
+      const spawned = spawnWorkerProcess(f, { redisUrl: variables, prefix: harness.prefix, registryFile, output });
+      try {
+        const before = await f.work.head();
+        const sha = await f.work.commit('next', {
+          'clusters/local/dev/app.yaml': `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${namespace}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: ${namespace}\ndata:\n  topology: ${topology.kind}\n  worker: process\n`,
+        });
+        await f.work.push();
+        const payload = pushPayload({ after: sha, before, repositoryId: f.repository.id });
+        payload.installation = { id: INSTALLATION_ID };
+        payload.repository = {
+          id: f.repository.id,
+          full_name: f.repository.fullName,
+          clone_url: f.repository.cloneUrl,
+        };
+        expect((await send(harness.baseUrl, githubDelivery('push', payload, WEBHOOK_SECRET))).status).toBe(202);
+        await until(
+          () => statusStates(f, sha, 'plumbline').includes('success') || spawned.child.exitCode !== null,
+          'the worker process to report the push',
+        );
+        expect(spawned.child.exitCode).toBeNull();
+        expect(statusStates(f, sha, `plumbline/${cluster}`)).toEqual(['pending', 'success']);
+        expect(statusStates(f, sha, 'plumbline')).toEqual(['pending', 'success']);
+        const applied = await kubeClients(env.kubeconfig).core.readNamespacedConfigMap({ name: 'settings', namespace });
+        expect(applied.data).toEqual({ topology: topology.kind, worker: 'process' });
+        // The roll-up is written inside the job; BullMQ marks the job completed just after.
+        let counts: Record<string, number> = {};
+        const deadline = Date.now() + 20_000;
+        while (Date.now() < deadline) {
+          counts = await harness.queues.sync.getJobCounts('completed', 'failed', 'active', 'waiting', 'delayed');
+          if ((counts.active ?? 0) === 0 && (counts.completed ?? 0) + (counts.failed ?? 0) >= 2) break;
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        expect(counts).toEqual({ completed: 2, failed: 0, active: 0, waiting: 0, delayed: 0 });
+      } finally {
+        whileRunning = output.join('');
+        spawned.child.kill('SIGTERM');
+        let timer: NodeJS.Timeout | undefined;
+        const stopped = await Promise.race([
+          spawned.exited.then(() => true),
+          new Promise<false>((resolve) => {
+            timer = setTimeout(() => resolve(false), 25_000);
+          }),
+        ]);
+        clearTimeout(timer);
+        if (!stopped) spawned.child.kill('SIGKILL');
+        await spawned.exited;
+        stoppedBySigterm = stopped;
+      }
+      // No warning while it ran, nothing refused by the cluster, and SIGTERM stops it (its connections close).
+      expect(whileRunning).toBe('');
+      expect(output.join('')).not.toMatch(CLUSTER_COMPLAINT);
+      expect(stoppedBySigterm).toBe(true);
     });
   },
 );
