@@ -20,6 +20,13 @@ import { createGitHubReporter } from '../src/reporting/github-reporter.ts';
 import { createWriteBudget } from '../src/reporting/write-budget.ts';
 import { GitMirror } from '../src/source/git-mirror.ts';
 import { createClusterStateStore } from '../src/status/cluster-state.ts';
+import {
+  type Deadline,
+  deadlineIn,
+  drainDeadline,
+  type ShutdownReport,
+  shutdownSteps,
+} from '../src/support/close-within.ts';
 import { DEFAULT_ENGINE_SETTINGS } from './engine-settings.ts';
 import { finalizeFailedJobs } from './finalize-failed-jobs.ts';
 import { createJobConsumer } from './job-consumer.ts';
@@ -30,7 +37,13 @@ import { nextResyncAt, scheduleResyncs } from './schedule-resyncs.ts';
 
 export interface RunningWorker {
   readonly workers: readonly Worker<PlumblineJob, SyncResult | undefined>[];
-  /** Finishes the jobs in progress, then closes Redis. */
+  /**
+   * Finishes the jobs in progress, then closes Redis, all by `deadline`. What cannot finish by then is
+   * given up on and reported: a job still running stays claimed by its BullMQ lock, which expires
+   * (`jobLockMs`) so that another worker takes the job over.
+   */
+  shutdown(deadline: Deadline): Promise<ShutdownReport>;
+  /** `shutdown` within the shutdown grace (`PLUMBLINE_SHUTDOWN_GRACE_MS`) from now. */
   close(): Promise<void>;
 }
 
@@ -173,15 +186,46 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
     { clusters: registry.clusters.map((c) => c.name), concurrency: options.workerConcurrency },
     'worker started',
   );
-  return {
+  const running: RunningWorker = {
     workers,
     async close() {
-      await new Promise<void>((resolve) => (health ? health.close(() => resolve()) : resolve()));
-      await Promise.all([...workers.map((worker) => worker.close()), resyncWorker.close()]);
-      await finalizer.close();
-      await Promise.all([resyncQueue.close(), producer.close()]);
-      await redis.quit().catch(() => redis.disconnect());
-      logger.info('worker stopped');
+      await running.shutdown(deadlineIn(options.shutdownGraceMs));
+    },
+    async shutdown(deadline) {
+      const steps = shutdownSteps('worker', deadline);
+      const drainBy = drainDeadline(deadline);
+      await steps.run(
+        'health server',
+        () => new Promise<void>((resolve) => (health ? health.close(() => resolve()) : resolve())),
+        {
+          by: drainBy,
+          force: () => health?.closeAllConnections(),
+        },
+      );
+      // BullMQ's close waits for the jobs in progress and for Redis (a job's last write is its result).
+      const consumers = [...workers, resyncWorker];
+      const drained = await Promise.all(
+        consumers.map((worker) => steps.run(`${worker.name} jobs`, () => worker.close(), { by: drainBy })),
+      );
+      await steps.run('failed-job finalizer', () => finalizer.close());
+      await Promise.all([
+        steps.run('resync queue', () => resyncQueue.close()),
+        steps.run('job producer', () => producer.close()),
+      ]);
+      // The end of this process's writes: the locks of the jobs given up on are no longer renewed.
+      await steps.run('redis', () => redis.quit().catch(() => redis.disconnect()), { force: () => redis.disconnect() });
+      consumers.forEach((worker, i) => {
+        if (drained[i] !== 'closed') void worker.disconnect().catch(() => undefined);
+      });
+      const report = steps.report();
+      if (report.gaveUp.length === 0 && report.failed.length === 0) logger.info('worker stopped');
+      else
+        logger.warn(
+          { ...report, takenOverAfterMs: options.jobLockMs },
+          'worker stopped without finishing everything; jobs still running are taken over once their lock expires',
+        );
+      return report;
     },
   };
+  return running;
 }

@@ -58,6 +58,11 @@ export interface EnvOptions {
   readonly renderMaxBytes: number;
   /** The helm binary charts are rendered with (`PLUMBLINE_HELM`; default `helm` on the PATH). */
   readonly helm: string;
+  /**
+   * How long a shutdown (SIGTERM) waits for running jobs, in-flight requests and Redis before it gives up
+   * on them and exits: below Kubernetes' terminationGracePeriodSeconds (30 s unless the pod says otherwise).
+   */
+  readonly shutdownGraceMs: number;
 }
 
 const integer = (min: number, max: number) =>
@@ -95,6 +100,7 @@ const schema = z.object({
   PLUMBLINE_MAX_INFLIGHT_BODIES: integer(1, 1_024).default(4),
   PLUMBLINE_RENDER_MAX_BYTES: integer(1_024, 4 * 1024 ** 3).default(64 * 1024 ** 2),
   PLUMBLINE_HELM: z.string().min(1).default('helm'),
+  PLUMBLINE_SHUTDOWN_GRACE_MS: integer(0, 3_600_000).default(20_000),
 });
 
 export class ConfigError extends Error {
@@ -145,6 +151,7 @@ export function readEnvOptions(env: NodeJS.ProcessEnv = process.env): EnvOptions
     maxInflightBodies: e.PLUMBLINE_MAX_INFLIGHT_BODIES,
     renderMaxBytes: e.PLUMBLINE_RENDER_MAX_BYTES,
     helm: e.PLUMBLINE_HELM,
+    shutdownGraceMs: e.PLUMBLINE_SHUTDOWN_GRACE_MS,
   });
 }
 

@@ -5,6 +5,13 @@ import { createJobProducer } from '../queue/job-producer.ts';
 import { logConnectionChanges } from '../queue/log-connection-changes.ts';
 import { connectRedis, type RedisConnection, type RedisTopology } from '../redis/redis-topology.ts';
 import { createClusterStateStore } from '../status/cluster-state.ts';
+import {
+  type Deadline,
+  deadlineIn,
+  drainDeadline,
+  type ShutdownReport,
+  shutdownSteps,
+} from '../support/close-within.ts';
 import { createBodyBudget } from './body-budget.ts';
 import { createReceiverApp, MAX_WEBHOOK_BYTES } from './create-receiver-app.ts';
 import { createDeliveryLedger } from './delivery-ledger.ts';
@@ -13,7 +20,12 @@ import { createReceiverMetrics } from './receiver-metrics.ts';
 export interface RunningReceiver {
   readonly server: Server;
   readonly port: number;
-  /** Stops accepting, lets in-flight requests finish, then closes Redis. */
+  /**
+   * Stops accepting, lets in-flight requests finish, then closes Redis, all by `deadline`; connections
+   * still open by then are cut, and the report says so.
+   */
+  shutdown(deadline: Deadline): Promise<ShutdownReport>;
+  /** `shutdown` within the shutdown grace (`PLUMBLINE_SHUTDOWN_GRACE_MS`) from now. */
   close(): Promise<void>;
 }
 
@@ -69,17 +81,32 @@ export async function startReceiver(options: EnvOptions, logger: Logger): Promis
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;
   logger.info({ port }, 'receiver listening');
-  return {
+  const running: RunningReceiver = {
     server,
     port,
     async close() {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
+      await running.shutdown(deadlineIn(options.shutdownGraceMs));
+    },
+    async shutdown(deadline) {
+      const steps = shutdownSteps('receiver', deadline);
+      // A delivery in flight gets its answer (a 503 within its enqueue timeout when Redis is away).
+      const requests = () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+        });
+      await steps.run('requests in flight', requests, {
+        by: drainDeadline(deadline),
+        force: () => server.closeAllConnections(),
       });
-      await producer.close();
-      await redis.quit().catch(() => redis.disconnect());
-      logger.info('receiver stopped');
+      await steps.run('job producer', () => producer.close());
+      // A connection that cannot take QUIT (Redis away: no offline queue) has nothing left to send.
+      await steps.run('redis', () => redis.quit().catch(() => redis.disconnect()), { force: () => redis.disconnect() });
+      const report = steps.report();
+      if (report.gaveUp.length === 0 && report.failed.length === 0) logger.info('receiver stopped');
+      else logger.warn(report, 'receiver stopped without finishing everything');
+      return report;
     },
   };
+  return running;
 }

@@ -1,5 +1,6 @@
 import { request } from 'node:http';
 import { describe, expect, it } from '@jest/globals';
+import { deadlineIn } from '../../src/support/close-within.ts';
 import { testEnvironment } from '../helpers/environment.ts';
 import { fakeSha, githubDelivery, pushPayload } from '../helpers/github-delivery.ts';
 import { startReceiverHarness, WEBHOOK_SECRET } from '../helpers/receiver-harness.ts';
@@ -32,6 +33,32 @@ describe('receiver shutdown', () => {
     expect(await answered).toBe(202);
     await closing;
     await expect(fetch(`${harness.baseUrl}/healthz`)).rejects.toThrow();
+  });
+
+  it('cuts a delivery that is still unfinished when the grace runs out, and reports what it gave up on', async () => {
+    const harness = await startReceiverHarness(testEnvironment().redisUrl);
+    const delivery = githubDelivery('push', pushPayload({ after: fakeSha(2), repositoryId: 2 }), WEBHOOK_SECRET);
+    const req = request(`${harness.baseUrl}/api/github/webhooks`, {
+      method: 'POST',
+      headers: { ...delivery.headers, 'content-length': String(Buffer.byteLength(delivery.body)) },
+    });
+    const ended = new Promise<string>((resolve) => {
+      req.on('response', (res) => resolve(`answered ${res.statusCode}`));
+      req.on('error', (error) => resolve(`cut: ${error.message}`));
+    });
+    const connected = new Promise((resolve) => req.once('socket', (socket) => socket.once('connect', resolve)));
+    // A sender that stalls with half its body sent: without a bound, it holds the shutdown until the
+    // request timeout (30 s).
+    req.write(delivery.body.slice(0, Math.floor(delivery.body.length / 2)));
+    await connected;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+
+    const report = await harness.receiver.shutdown(deadlineIn(2_000));
+    expect(report.gaveUp).toEqual(['receiver: requests in flight']);
+    expect(report.failed).toEqual([]);
+    expect(await ended).toMatch(/^cut: /);
+    await expect(fetch(`${harness.baseUrl}/healthz`)).rejects.toThrow();
+    await harness.close();
   });
 });
 
