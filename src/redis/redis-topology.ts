@@ -78,8 +78,18 @@ function parseNodes(list: string): RedisNode[] | string {
  * on one shard, replicated, as BullMQ requires (ADR 15). A prefix that already holds a tag is kept. Pure.
  */
 export function keyPrefixFor(prefix: string, topology: RedisTopology): string {
-  if (topology.kind !== 'cluster' || /\{[^}]+\}/.test(prefix)) return prefix;
+  if (topology.kind !== 'cluster' || hashTagOf(prefix) !== undefined) return prefix;
   return `{${prefix}}`;
+}
+
+/**
+ * The part of a key Redis Cluster hashes when it is not the whole key: the text between the first `{` and
+ * the first `}` after it, when that is not empty (so `a{}{b}` has none: the whole key is hashed). Pure.
+ */
+export function hashTagOf(key: string): string | undefined {
+  const open = key.indexOf('{');
+  const close = open < 0 ? -1 : key.indexOf('}', open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : undefined;
 }
 
 /** ioredis' own options, less the reply mapping (its types clash under `exactOptionalPropertyTypes`). */

@@ -127,6 +127,22 @@ describe('the Redis Cluster of the tests', () => {
     expect(tagged).toBe(`{${plain}}`);
     await expect(cluster.eval(script, 2, `${tagged}:lease:x`, `${tagged}:fence:x`)).resolves.toBe(1);
   });
+
+  maybe(
+    'puts every key of a prefix on one slot by Redis’ own hash-tag rule, whatever braces the prefix holds',
+    async () => {
+      const slot = async (key: string) => Number(await cluster.call('CLUSTER', 'KEYSLOT', key));
+      // Redis hashes the text between the first `{` and the first `}` after it, unless that is empty.
+      for (const given of ['plumbline', '{team-a}', 'x{team-b}', 'a{}{b}', '{}c', 'open{brace', 'a}b', '{{d}}']) {
+        const prefix = keyPrefixFor(given, topology(variables ?? {}));
+        expect(prefix.startsWith(given) || prefix === `{${given}}`).toBe(true);
+        // Keys whose suffixes hold braces of their own (a branch `feat}x`, a name with `{`).
+        const keys = [`${prefix}:lock:c`, `${prefix}:latest:push:1:feat}x`, `${prefix}:fence:{y}`, `${prefix}:sync:id`];
+        const slots = await Promise.all(keys.map(slot));
+        expect({ given, slots: new Set(slots).size }).toEqual({ given, slots: 1 });
+      }
+    },
+  );
 });
 
 describe('the Sentinel trio of the tests', () => {
