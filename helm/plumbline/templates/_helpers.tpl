@@ -68,6 +68,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   value: {{ .Values.logLevel | quote }}
 {{- end -}}
 
+{{/*
+The process's own shutdown grace for a pod's terminationGracePeriodSeconds (the argument): 10 s shorter,
+or half of it below 20 s, so that the process exits (and says what it gave up on) before the SIGKILL.
+*/}}
+{{- define "plumbline.shutdownGraceEnv" -}}
+{{- $seconds := int . -}}
+- name: PLUMBLINE_SHUTDOWN_GRACE_MS
+  value: {{ mul (max (sub $seconds 10) (div $seconds 2)) 1000 | quote }}
+{{- end -}}
+
 {{/* The worker's: the App identity, the registry, scratch space. The receiver never sees the App key. */}}
 {{- define "plumbline.workerEnv" -}}
 - name: GITHUB_APP_ID
