@@ -331,8 +331,11 @@ async function writeFenced(client: ClusterClient, task: ApplyTask, fence: Fence 
 
 /** The objects that waited for a definition of the commit, dry-run now that it exists; decided as any other. */
 async function validateAwaiting(client: ClusterClient, awaiting: readonly ApplyTask[], options: ExecuteOptions) {
-  const live = new Map<string, LiveObject | undefined>();
   const objects = awaiting.map((task) => task.object);
+  // Their Namespace or kind did not exist when the cluster was observed: neither could they. No GET each.
+  const live = new Map<string, LiveObject | undefined>(
+    objects.map((object) => [objectKey(object.manifest), undefined]),
+  );
   const answers = await dryRunAll(client, objects, live, {
     concurrency: options.concurrency,
     conflicts: options.conflicts,

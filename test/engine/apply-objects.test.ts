@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { ApiextensionsV1Api } from '@kubernetes/client-node';
 import { countActions } from '../../src/engine/change-set.ts';
-import { createClusterClient } from '../../src/engine/cluster-client.ts';
+import { type ClusterClient, createClusterClient } from '../../src/engine/cluster-client.ts';
 import { customResourceDefinition } from '../../src/engine/custom-resource-definition.ts';
 import type { Manifest, RenderedObject } from '../../src/engine/manifest.ts';
 import { applyObjects } from '../helpers/apply-objects.ts';
@@ -119,6 +119,35 @@ describe('applying objects with server-side apply against a real apiserver', () 
     } finally {
       await kube.config.makeApiClient(ApiextensionsV1Api).deleteCustomResourceDefinition({ name: `widgets.${group}` });
       await kube.core.deleteNamespace({ name: ns });
+    }
+  });
+
+  it('sends the objects of a namespace the commit creates one dry-run each, after the Namespace, and no GET each', async () => {
+    const fresh = uniqueName('fresh-ns');
+    const requests: string[] = [];
+    const counted: ClusterClient = {
+      ...client,
+      apply: (manifest, o) => {
+        requests.push(`${o.dryRun ? 'dry-run' : 'apply'} ${manifest.kind}/${manifest.metadata.name}`);
+        return client.apply(manifest, o);
+      },
+      get: (manifest) => {
+        requests.push(`get ${manifest.kind}/${manifest.metadata.name}`);
+        return client.get(manifest);
+      },
+    };
+    const objects = [
+      rendered({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: fresh } }),
+      ...Array.from({ length: 20 }, (_, i) => configMap(fresh, `cm-${i}`, { index: String(i) })),
+    ];
+    try {
+      const result = await applyObjects(counted, objects, options);
+      expect(countActions(result.changeSet)).toMatchObject({ created: 21 });
+      const of = (name: string) => requests.filter((r) => r.endsWith(` ConfigMap/${name}`));
+      // Before: a dry-run answered 404 before the Namespace existed, a GET and a second dry-run after it.
+      expect(of('cm-7')).toEqual(['dry-run ConfigMap/cm-7', 'apply ConfigMap/cm-7']);
+    } finally {
+      await kube.core.deleteNamespace({ name: fresh }).catch(() => undefined);
     }
   });
 
