@@ -116,6 +116,11 @@ export function connectRedis(topology: RedisTopology, options: ConnectionOptions
           redisOptions: nodeOptions,
           enableOfflineQueue: enableOfflineQueue ?? true,
           ...(retryStrategy ? { clusterRetryStrategy: (times: number) => retryStrategy(times) ?? null } : {}),
+          // A command to a primary that died is retried every `retryDelayOnFailover` ms, `maxRedirections`
+          // times: ioredis' 16 × 100 ms is shorter than a failover (the node timeout, 15 s by default, and
+          // an election), so it fails mid-failover. A caller that waits for Redis (the workers:
+          // `maxRetriesPerRequest: null`) waits through one, up to a minute; the others still fail fast.
+          ...(options.maxRetriesPerRequest === null ? { retryDelayOnFailover: 200, maxRedirections: 300 } : {}),
         },
       );
     }

@@ -1,14 +1,22 @@
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { Worker } from 'bullmq';
+import {
+  parseClusterNodes,
+  startRedisCluster,
+  stopRedisCluster,
+  withClient,
+} from '../../dev/local-stack/redis-cluster.ts';
 import { parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { createLogger } from '../../src/logging/create-logger.ts';
 import type { PlumblineJob } from '../../src/queue/jobs.ts';
 import { redisKeys } from '../../src/redis/redis-keys.ts';
 import {
   connectRedis,
+  keyPrefixFor,
   parseRedisTopology,
   type RedisConnection,
   type RedisTopology,
@@ -242,3 +250,82 @@ async function until(condition: () => boolean, what: string, timeoutMs = 50_000)
     });
   },
 );
+
+/** Writes in a loop until stopped; every rejected command is kept. */
+function writeLoop(
+  redis: RedisConnection,
+  key: string,
+): { readonly stop: () => Promise<{ ok: number; rejected: string[] }> } {
+  let running = true;
+  let ok = 0;
+  const rejected: string[] = [];
+  const loop = (async () => {
+    for (let i = 0; running; i += 1) {
+      await redis.set(key, String(i), 'EX', 300).then(
+        () => {
+          ok += 1;
+        },
+        (error: Error) => rejected.push(error.message),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return { ok, rejected };
+    },
+  };
+}
+
+describe('a worker’s connection when the primary of its slot dies (a private topology)', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'topology-failover-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('on a Redis Cluster, waits through the failover to the replica instead of failing its commands', async () => {
+    const record = await startRedisCluster({ dir: join(dir, 'cluster') });
+    const redis = connectRedis(
+      { kind: 'cluster', nodes: record.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })) },
+      { maxRetriesPerRequest: null },
+    );
+    redis.on('error', () => {});
+    try {
+      const key = `${keyPrefixFor('plumbline', { kind: 'cluster', nodes: [] })}:failover`;
+      const first = record.nodes[0] as (typeof record.nodes)[number];
+      const slot = Number(await withClient(first.port, (c) => c.call('CLUSTER', 'KEYSLOT', key)));
+      const view = parseClusterNodes(String(await withClient(first.port, (c) => c.call('CLUSTER', 'NODES'))));
+      const owner = view.find((n) => n.flags.includes('master') && n.ranges.some(([a, b]) => slot >= a && slot <= b));
+      const victim = record.nodes.find((n) => n.port === owner?.port);
+      if (!victim) throw new Error(`no node owns slot ${slot}`);
+      const writes = writeLoop(redis, key);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      process.kill(victim.pid, 'SIGKILL');
+      // Until the replica of the killed primary owns the slot (the cluster's failover, seconds).
+      const survivor = record.nodes.find((n) => n !== victim) as (typeof record.nodes)[number];
+      const deadline = Date.now() + 45_000;
+      for (;;) {
+        const now = parseClusterNodes(String(await withClient(survivor.port, (c) => c.call('CLUSTER', 'NODES'))));
+        const newOwner = now.find(
+          (n) => n.flags.includes('master') && n.ranges.some(([a, b]) => slot >= a && slot <= b),
+        );
+        if (newOwner && newOwner.port !== victim.port && !newOwner.flags.some((f) => f.includes('fail'))) break;
+        if (Date.now() > deadline) throw new Error('the replica did not take the slot over');
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      const { ok, rejected } = await writes.stop();
+      expect(rejected).toEqual([]);
+      expect(ok).toBeGreaterThan(0);
+      await expect(redis.get(key)).resolves.toEqual(expect.stringMatching(/^\d+$/));
+    } finally {
+      redis.disconnect();
+      await stopRedisCluster(record);
+    }
+  }, 90_000);
+});
