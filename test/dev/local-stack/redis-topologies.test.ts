@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -7,17 +7,19 @@ import { isRunning } from '../../../dev/local-stack/processes.ts';
 import {
   type ClusterNodeLine,
   parseClusterNodes,
+  redisClusterHealthy,
   startRedisCluster,
   stopRedisCluster,
   withClient,
 } from '../../../dev/local-stack/redis-cluster.ts';
 import {
   primaryPortOf,
+  redisSentinelHealthy,
   SENTINEL_NAME,
   startRedisSentinel,
   stopRedisSentinel,
 } from '../../../dev/local-stack/redis-sentinel.ts';
-import { readState, redisTopologiesEnv, renderEnvFile } from '../../../dev/local-stack/stack.ts';
+import { readState, redisTopologiesEnv, renderEnvFile, stackDown } from '../../../dev/local-stack/stack.ts';
 import { readEnvOptions } from '../../../src/config/read-env-options.ts';
 import {
   connectRedis,
@@ -192,19 +194,28 @@ describe('a private topology, as a drill would start one', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('starts a Redis Cluster and a Sentinel trio, and stopping them leaves no process behind', async () => {
+  it('starts a Redis Cluster and a Sentinel trio, and local:down (stackDown) leaves none of their processes', async () => {
     const [cluster, sentinel] = await Promise.all([
       startRedisCluster({ dir: join(dir, 'cluster') }),
       startRedisSentinel({ dir: join(dir, 'sentinel') }),
     ]);
     const all = [...cluster.nodes, ...sentinel.servers, ...sentinel.sentinels];
+    // A stack folder whose state names only these two (no apiservers, no Redis of its own).
+    const stackDir = join(dir, 'stack');
+    await mkdir(stackDir, { recursive: true });
+    const state = { kubernetesVersion: 'none', clusters: [], redisTopologies: { cluster, sentinel } };
+    await writeFile(join(stackDir, 'state.json'), JSON.stringify(state));
     try {
       expect(all).toHaveLength(12);
       expect(await primaryPortOf(sentinel)).toBe(sentinel.servers[0]?.port);
+      await expect(redisClusterHealthy(cluster)).resolves.toBe(true);
+      await expect(redisSentinelHealthy(sentinel)).resolves.toBe(true);
+      await stackDown({ stackDir, log: () => {} });
+      const alive = await Promise.all(all.map((p) => isRunning(p.pid, p.command)));
+      expect(alive.filter(Boolean)).toEqual([]);
+      await expect(redisClusterHealthy(cluster)).resolves.toBe(false);
     } finally {
       await Promise.all([stopRedisCluster(cluster), stopRedisSentinel(sentinel)]);
     }
-    const alive = await Promise.all(all.map((p) => isRunning(p.pid, p.command)));
-    expect(alive.filter(Boolean)).toEqual([]);
   }, 120_000);
 });
