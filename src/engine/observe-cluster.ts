@@ -84,10 +84,11 @@ export async function dryRunAll(
     readonly absentNamespaces?: ReadonlySet<string> | undefined;
   },
 ): Promise<Map<string, DryRunAnswer>> {
-  const missing = new Set<string>(options.absentNamespaces ?? []);
+  const missing = new Set<string>();
+  const absent = options.absentNamespaces ?? new Set<string>();
   const answers = await mapLimited(objects, options.concurrency, async (object): Promise<DryRunAnswer> => {
     const namespace = object.manifest.metadata.namespace;
-    if (namespace && missing.has(namespace)) {
+    if (namespace && (missing.has(namespace) || (absent.has(namespace) && !oversized(object)))) {
       live.set(objectKey(object.manifest), undefined);
       return { ok: false, error: missingNamespace(object.manifest) };
     }
@@ -104,6 +105,17 @@ export async function dryRunAll(
   const unavailable = answers.find((a) => !a.ok && a.error.retryable);
   if (unavailable && !unavailable.ok) throw unavailable.error;
   return new Map(objects.map((object, index) => [objectKey(object.manifest), answers[index] as DryRunAnswer]));
+}
+
+/**
+ * Large enough that the apiserver may refuse its body as such (`--max-request-bytes`, etcd's object limit)
+ * — which it says before it looks for the namespace: dry-run even where the namespace is still to come, so
+ * that an oversized object fails the commit before anything at all is written.
+ */
+const PRE_VALIDATED_BYTES = 256 * 1024;
+
+function oversized(object: RenderedObject): boolean {
+  return JSON.stringify(object.manifest).length > PRE_VALIDATED_BYTES;
 }
 
 /** One object's dry-run, with its live copy read alongside when it was not read yet. */
