@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { freePort } from '../../dev/local-stack/free-port.ts';
-import { stopProcess } from '../../dev/local-stack/processes.ts';
+import { isRunning, stopProcess } from '../../dev/local-stack/processes.ts';
 import { type RedisRecord, startRedisServer } from '../../dev/local-stack/redis-server.ts';
 import { parseClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { withClusterLock } from '../../src/engine/cluster-lock.ts';
@@ -222,6 +222,9 @@ describe('drill: SIGTERM while Redis is unreachable, or while a job outlasts the
       expect(statusStates(f, job.sha, `plumbline/${job.cluster}`)).toEqual(['pending', 'success']);
     } finally {
       await job.close();
+      // The other tests need it, whatever happened here.
+      if (!(await isRunning(redis.pid, redis.command)))
+        redis = await startRedisServer(dir, port, { name: 'shutdown', durable: true });
     }
   }, 180_000);
 
