@@ -4,6 +4,7 @@ import { type PlumblineJob, QUEUE_NAMES } from '../src/queue/jobs.ts';
 import { readLatestJob } from '../src/queue/latest-jobs.ts';
 import { redisKeys } from '../src/redis/redis-keys.ts';
 import type { RedisConnection } from '../src/redis/redis-topology.ts';
+import { queueWaitSeconds } from './worker-metrics.ts';
 
 export interface JobConsumerOptions<Result> {
   /** Must be created with `maxRetriesPerRequest: null`, as BullMQ requires for workers. */
@@ -24,6 +25,8 @@ export interface JobConsumerOptions<Result> {
   readonly onError: (error: Error) => void;
   /** Where a latest-job record that does not parse is reported (the job then runs as queued). */
   readonly logger?: Pick<Logger, 'warn'>;
+  /** Told how long a job waited for a worker once it could run (first attempts only; the metrics). */
+  readonly observeWait?: ((seconds: number) => void) | undefined;
 }
 
 /**
@@ -47,6 +50,8 @@ export function createJobConsumer<Result>(options: JobConsumerOptions<Result>): 
   const worker = new Worker<PlumblineJob, Result>(
     QUEUE_NAMES[options.queue],
     async (job: Job<PlumblineJob, Result>) => {
+      const waited = queueWaitSeconds(job, Date.now());
+      if (waited !== undefined) options.observeWait?.(waited);
       const effective = newestJob(job.data, await readLatestJob(latestJobs, job.data));
       return options.process(effective, {
         jobId: job.id ?? '',

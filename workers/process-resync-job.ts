@@ -94,7 +94,7 @@ export async function processResyncJob(job: ResyncJob, deps: ResyncDependencies)
         },
         { fence: lock },
       );
-      await deps.state.count('plumbline_resyncs_total', { cluster: cluster.name });
+      deps.metrics?.resynced(cluster.name);
       return {
         cluster: cluster.name,
         ...(missedPush ? { missedPush } : {}),
@@ -173,7 +173,7 @@ async function syncMissedPush(
     );
     if (first === 'OK') {
       log.warn({ head, applied }, 'the branch moved without a webhook: syncing it now');
-      await deps.state.count('plumbline_webhook_missed_total', {});
+      deps.metrics?.missedPush();
       await deps.state.update(context.base, { add: { missedPushes: 1 } }, { fence: context.lock });
     }
   }
@@ -277,9 +277,7 @@ async function reportDrift(
       },
       episode.settled ? 'drift detected and corrected' : 'drift detected',
     );
-    await deps.state.count('plumbline_drift_objects_detected_total', { cluster: cluster.name }, episode.detected);
-    if (episode.corrected > 0)
-      await deps.state.count('plumbline_drift_objects_corrected_total', { cluster: cluster.name }, episode.corrected);
+    deps.metrics?.drift(cluster.name, episode.detected, episode.corrected);
     const now = new Date().toISOString();
     await deps.state.update(
       context.base,

@@ -27,6 +27,7 @@ import { failClusterJob, runClusterJob, type SyncResult } from './cluster-job.ts
 import type { EngineSettings } from './engine-settings.ts';
 import { reconcileCommit } from './reconcile-commit.ts';
 import { CommitReporting, type JobRun, SINGLE_RUN } from './report-outcome.ts';
+import type { WorkerMetrics } from './worker-metrics.ts';
 
 export interface SyncDependencies {
   readonly registry: ClusterRegistry;
@@ -49,6 +50,8 @@ export interface SyncDependencies {
   readonly directory: RepositoryDirectory;
   /** Clone URLs by repository id, from GitHub: never from job data. */
   readonly repositories: RepositoryResolver;
+  /** This process's metrics (reconcile and phase durations, push → applied); none in most tests. */
+  readonly metrics?: WorkerMetrics | undefined;
 }
 
 export { RetryableSyncError, type SyncResult } from './cluster-job.ts';
@@ -124,10 +127,14 @@ export async function processSyncJob(
             waitMs: deps.engine.lockWaitMs,
           },
           async (lock) => {
-            const outcome = await syncCluster(job, cluster, deps, prepared, {
-              fence: lock,
-              started: () => reporting.clusterStarted(cluster.name),
-            });
+            const outcome = await timedSync(cluster, deps, () =>
+              syncCluster(job, cluster, deps, prepared, {
+                fence: lock,
+                started: () => reporting.clusterStarted(cluster.name),
+              }),
+            );
+            if (outcome.status === 'applied' && !outcome.repeated)
+              deps.metrics?.pushApplied(cluster.name, job.trigger, (Date.now() - Date.parse(job.receivedAt)) / 1000);
             // The status page's state is written under the lock, behind its fence, like the cluster's records.
             await recordState(deps.state, cluster, job, repository, outcome, lock);
             return outcome;
@@ -142,6 +149,34 @@ export async function processSyncJob(
     return await failClusterJob(error, shape);
   } finally {
     await commit?.cleanup();
+  }
+}
+
+/** A cluster's sync, timed by its outcome (`error` when it throws) for the metrics. */
+async function timedSync(
+  cluster: ClusterEntry,
+  deps: SyncDependencies,
+  sync: () => Promise<ClusterOutcome>,
+): Promise<ClusterOutcome> {
+  const started = performance.now();
+  const seconds = () => (performance.now() - started) / 1000;
+  try {
+    const outcome = await sync();
+    deps.metrics?.reconciled(cluster.name, outcome.status, seconds());
+    return outcome;
+  } catch (error) {
+    deps.metrics?.reconciled(cluster.name, 'error', seconds());
+    throw error;
+  }
+}
+
+/** `work`, its duration observed as the reconcile phase `phase` (when there are metrics). */
+async function timed<T>(metrics: WorkerMetrics | undefined, phase: string, work: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  try {
+    return await work();
+  } finally {
+    metrics?.phase(phase, (performance.now() - started) / 1000);
   }
 }
 
@@ -217,17 +252,20 @@ async function syncCluster(
     treeDir: commit.treeDir,
     revision: job.after,
     recorded,
-    render: deps.render,
+    render: (treeDir, path, target) => timed(deps.metrics, 'render', () => deps.render(treeDir, path, target)),
     engine: deps.engine,
     mode: { dryRun: false, fence: hooks.fence },
+    onPhase: deps.metrics?.phase,
   });
   if (reconciled.done) return reconciled.outcome;
   const { changeSet, objects, apps, notices } = reconciled;
   const unhealthy = publishableHealth(
-    await waitForHealth(
-      client,
-      objects.map((o) => o.manifest),
-      { timeoutMs: deps.engine.healthTimeoutMs, concurrency: deps.engine.applyConcurrency },
+    await timed(deps.metrics, 'health', () =>
+      waitForHealth(
+        client,
+        objects.map((o) => o.manifest),
+        { timeoutMs: deps.engine.healthTimeoutMs, concurrency: deps.engine.applyConcurrency },
+      ),
     ),
     objects,
   );

@@ -5,7 +5,7 @@ import type { Fence } from '../src/engine/cluster-lock.ts';
 import type { ClusterOutcome } from '../src/engine/cluster-outcome.ts';
 import type { ManifestProblem, RenderedApp, RenderedObject } from '../src/engine/manifest.ts';
 import type { RecordedState } from '../src/engine/plan/plan.ts';
-import { reconcileCluster } from '../src/engine/reconcile-cluster.ts';
+import { type ReconcileInput, reconcileCluster } from '../src/engine/reconcile-cluster.ts';
 import { targetOf } from '../src/engine/render-apps.ts';
 import type { RenderCache } from '../src/engine/render-cache.ts';
 import { RenderUnavailableError } from '../src/engine/render-cluster.ts';
@@ -26,6 +26,8 @@ export interface CommitReconcile {
   readonly engine: EngineSettings;
   /** A sync writes behind the lock's fence; a preview writes nothing. */
   readonly mode: { readonly dryRun: false; readonly fence: Fence } | { readonly dryRun: true };
+  /** Told how long each phase of the reconcile took (the worker's metrics). */
+  readonly onPhase?: ReconcileInput['onPhase'];
 }
 
 export type CommitReconciled =
@@ -70,6 +72,7 @@ export async function reconcileCommit(input: CommitReconcile): Promise<CommitRec
     limits: cluster.limits,
     recorded: input.recorded,
     dryRun,
+    onPhase: input.onPhase,
   });
   // What goes to GitHub carries no live value (invariant 9); the job's log line keeps the detail.
   const changeSet = publishableChangeSet(outcome.changeSet, rendered.objects);

@@ -1,4 +1,3 @@
-import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
 import { ChartCache } from '../src/charts/chart-cache.ts';
@@ -34,6 +33,8 @@ import { processPreviewJob } from './process-preview-job.ts';
 import { processResyncJob, type ResyncDependencies, type ResyncResult } from './process-resync-job.ts';
 import { processSyncJob, type SyncDependencies, type SyncResult } from './process-sync-job.ts';
 import { nextResyncAt, scheduleResyncs } from './schedule-resyncs.ts';
+import { serveWorkerHealth } from './serve-worker-health.ts';
+import { createWorkerMetrics, queueWaitSeconds } from './worker-metrics.ts';
 
 export interface RunningWorker {
   readonly workers: readonly Worker<PlumblineJob, SyncResult | undefined>[];
@@ -47,26 +48,6 @@ export interface RunningWorker {
   close(): Promise<void>;
 }
 
-/** `/healthz` (the process runs) and `/readyz` (Redis answers, every consumer runs) for Kubernetes probes. */
-async function serveWorkerHealth(port: number, ready: () => Promise<boolean>): Promise<Server> {
-  const server = createServer((req, res) => {
-    const answer = (status: number, body: string) =>
-      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ status: body }));
-    if (req.url === '/healthz') answer(200, 'ok');
-    else if (req.url === '/readyz')
-      ready().then(
-        (ok) => answer(ok ? 200 : 503, ok ? 'ready' : 'not ready'),
-        () => answer(503, 'not ready'),
-      );
-    else answer(404, 'not found');
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '0.0.0.0', () => resolve());
-  });
-  return server;
-}
-
 /** Burst of the shared GitHub write budget: a commit's pending statuses go out at once. */
 const WRITE_BURST = 20;
 
@@ -74,14 +55,19 @@ const WRITE_BURST = 20;
 export async function startWorker(options: EnvOptions, logger: Logger): Promise<RunningWorker> {
   if (!options.clustersFile) throw new ConfigError('PLUMBLINE_CLUSTERS is required: the path of the cluster registry');
   const registry = await loadClusterRegistry(options.clustersFile);
-  const app = new GitHubApp({ ...(await loadAppCredentials(options)), logger });
+  // This process's own metrics, served on its health port: every worker is scraped.
+  const metrics = createWorkerMetrics({ processMetrics: true });
+  const app = new GitHubApp({ ...(await loadAppCredentials(options)), logger, observe: metrics.githubRequest });
   const redis = connectRedis(options.redis, { maxRetriesPerRequest: null });
   logConnectionChanges(redis, logger);
   const clients = new Map<string, ClusterClient>();
   const clusterClient = (cluster: ClusterEntry) => {
     let client = clients.get(cluster.name);
     if (!client) {
-      client = createClusterClient(loadKubeConfig(cluster), { serviceAccount: cluster.limits.serviceAccount });
+      client = createClusterClient(loadKubeConfig(cluster), {
+        serviceAccount: cluster.limits.serviceAccount,
+        observe: (verb, code, seconds) => metrics.apiserverRequest(cluster.name, verb, code, seconds),
+      });
       clients.set(cluster.name, client);
     }
     return client;
@@ -97,6 +83,17 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
     }),
     logger,
   });
+  const renderCache = createRenderCache({
+    kustomize: await resolveKustomize(),
+    timeoutMs: 60_000,
+    maxOutputBytes: options.renderMaxBytes,
+    // One cache of fetched charts per machine: every worker process on it shares the files.
+    charts: {
+      helm: options.helm,
+      fetch: { sources: registry.charts, cache: new ChartCache(options.cacheDir) },
+    },
+  });
+  metrics.watchRenderCache(renderCache.stats);
   const deps: SyncDependencies = {
     registry,
     mirror: new GitMirror({
@@ -111,16 +108,7 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
     redis,
     prefix: options.queuePrefix,
     logger,
-    render: createRenderCache({
-      kustomize: await resolveKustomize(),
-      timeoutMs: 60_000,
-      maxOutputBytes: options.renderMaxBytes,
-      // One cache of fetched charts per machine: every worker process on it shares the files.
-      charts: {
-        helm: options.helm,
-        fetch: { sources: registry.charts, cache: new ChartCache(options.cacheDir) },
-      },
-    }).render,
+    render: renderCache.render,
     engine: { ...DEFAULT_ENGINE_SETTINGS, healthTimeoutMs: options.healthTimeoutMs },
     reporter,
     // No link to a page that is not served.
@@ -128,6 +116,7 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
     state: createClusterStateStore(redis, options.queuePrefix, { logger }),
     directory: createRepositoryDirectory(redis, options.queuePrefix, app),
     repositories: createRepositoryResolver({ app, webUrl: options.githubWebUrl }),
+    metrics,
   };
   const producer = createJobProducer(redis, {
     prefix: options.queuePrefix,
@@ -150,13 +139,19 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
       concurrency: options.workerConcurrency,
       lockDurationMs: options.jobLockMs,
       logger,
+      observeWait: (seconds) => metrics.jobWaited(queue, seconds),
       process: async (job, run) =>
         job.type === 'sync' ? processSyncJob(job, deps, run) : processPreviewJob(job, deps, run),
       onError: (error) => logger.warn({ error: error.message, queue }, 'worker error'),
     });
   const resyncWorker = new Worker<ResyncJob, ResyncResult | undefined>(
     QUEUE_NAMES.resync,
-    async (job) => processResyncJob(job.data, resyncDeps),
+    async (job) => {
+      // A resync's wait is its schedule lag: from when it was due to when it started.
+      const waited = queueWaitSeconds(job, Date.now());
+      if (waited !== undefined) metrics.jobWaited('resync', waited);
+      return processResyncJob(job.data, resyncDeps);
+    },
     {
       connection: redis,
       prefix: options.queuePrefix,
@@ -178,9 +173,12 @@ export async function startWorker(options: EnvOptions, logger: Logger): Promise<
   const health =
     options.workerHealthPort === undefined
       ? undefined
-      : await serveWorkerHealth(options.workerHealthPort, async () => {
-          const running = [...workers, resyncWorker].every((w) => w.isRunning());
-          return running && redis.status === 'ready' && (await redis.ping()) === 'PONG';
+      : await serveWorkerHealth(options.workerHealthPort, {
+          ready: async () => {
+            const running = [...workers, resyncWorker].every((w) => w.isRunning());
+            return running && redis.status === 'ready' && (await redis.ping()) === 'PONG';
+          },
+          metrics: metrics.registry,
         });
   logger.info(
     { clusters: registry.clusters.map((c) => c.name), concurrency: options.workerConcurrency },

@@ -118,6 +118,11 @@ export interface ClusterClientOptions {
    * apiserver's RBAC for that account is the final wall. The apiserver adds the account's groups itself.
    */
   readonly serviceAccount?: string | undefined;
+  /**
+   * Told of every request that left for the apiserver (discovery's own excepted): its HTTP verb, the
+   * answer's status (undefined when none came) and how long it took. The worker's metrics; a plain callback.
+   */
+  readonly observe?: ((verb: string, code: number | undefined, seconds: number) => void) | undefined;
 }
 
 /** `system:serviceaccount:<namespace>:<name>` for the registry's `serviceAccount`. Pure. */
@@ -147,7 +152,7 @@ export function createClusterClient(config: KubeConfig, options: ClusterClientOp
   const server = config.getCurrentCluster()?.server;
   if (!server) throw new Error('the kubeconfig has no current cluster');
   const agent = new HttpsAgent({ keepAlive: true, maxSockets: 256 });
-  const shared = { config, discovery, server, agent };
+  const shared = { config, discovery, server, agent, observe: options.observe };
   const own = clientAs(shared, undefined);
   if (!options.serviceAccount) return own;
   const impersonated = clientAs(shared, serviceAccountUser(options.serviceAccount));
@@ -164,10 +169,11 @@ function clientAs(
     readonly discovery: Discovery;
     readonly server: string;
     readonly agent: HttpsAgent;
+    readonly observe?: ClusterClientOptions['observe'];
   },
   user: string | undefined,
 ): ClusterClient {
-  const { config, discovery, server, agent } = shared;
+  const { config, discovery, server, agent, observe } = shared;
 
   /** The object's URL path; with `collection`, the path of its kind in its namespace. */
   const pathOf = async (
@@ -231,6 +237,8 @@ function clientAs(
       });
     if (user !== undefined) Object.assign(options.headers ?? {}, { 'Impersonate-User': user });
     let refused: unknown;
+    const started = performance.now();
+    const observed = (code: number | undefined) => observe?.(method, code, (performance.now() - started) / 1000);
     const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
       const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, options, (res) => {
         const chunks: Buffer[] = [];
@@ -260,9 +268,12 @@ function clientAs(
         else socket.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', sendNow);
       });
     }).catch((error: unknown) => {
+      // A write the guard refused never left: nothing to observe.
       if (refused !== undefined && error === refused) throw error;
+      observed(undefined);
       throw classify(error, manifest);
     });
+    observed(status);
     if (status >= 200 && status < 300) return (text ? JSON.parse(text) : {}) as LiveObject;
     throw classify(Object.assign(new Error(`HTTP ${status}`), { code: status, body: text }), manifest, user);
   };

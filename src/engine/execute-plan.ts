@@ -39,6 +39,8 @@ export interface ExecuteOptions {
   readonly fence?: Fence | undefined;
   /** How long an app others depend on, or a hook, may take to become healthy (default 120 s). */
   readonly healthTimeoutMs?: number | undefined;
+  /** Told how long each phase took, including one that stops the plan or throws (the worker's metrics). */
+  readonly onPhase?: ((phase: Phase['kind'], seconds: number) => void) | undefined;
 }
 
 export interface Execution {
@@ -75,55 +77,60 @@ export async function execute(client: ClusterClient, plan: Plan, options: Execut
   const retained: ObjectId[] = [];
   const validated = new Map<string, ApplyTask>();
   for (const [index, phase] of plan.phases.entries()) {
-    if (phase.kind === 'wait') {
-      if (!options.dryRun) await waitForDefinitions(client, phase.tasks, options.establishTimeoutMs);
-    } else if (phase.kind === 'validate') {
-      if (options.dryRun) continue;
-      const outcome = await validateAwaiting(client, phase.tasks, options);
-      if (outcome.rejected.length > 0) {
-        const skipped = outcome.tasks.map((task) => ({
-          ...changeOf(task),
-          action: 'skipped' as const,
-          message: NOT_APPLIED,
-        }));
-        return stop(plan.phases.slice(index + 1), [...changes, ...failures(outcome.rejected), ...skipped], {
-          records,
-          rejected: outcome.rejected,
-        });
-      }
-      for (const task of outcome.tasks) validated.set(objectKey(task.object.manifest), task);
-    } else if (phase.kind === 'apply') {
-      const tasks = phase.tasks.map((task) =>
-        task.kind === 'apply' && task.awaiting ? (validated.get(objectKey(task.object.manifest)) ?? task) : task,
-      );
-      const written = await applyPhase(client, tasks, options, records);
-      changes.push(...written);
-      if (written.some((change) => change.action === 'failed'))
-        return stop(plan.phases.slice(index + 1), changes, { records });
-    } else if (phase.kind === 'hooks') {
-      const ran = await runHooks(client, phase.tasks, options);
-      changes.push(...ran);
-      const failedHooks = ran.filter((change) => change.action === 'failed').map((change) => change.object);
-      if (failedHooks.length > 0) return stop(plan.phases.slice(index + 1), changes, { records, failedHooks });
-    } else if (phase.kind === 'health') {
-      if (options.dryRun) continue;
-      const manifests = phase.tasks.map((task) => task.manifest);
-      const reports = await waitForHealth(client, manifests, {
-        timeoutMs: options.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS,
-        concurrency: options.concurrency,
-      });
-      if (reports.length > 0) {
-        const late = new Set(reports.map((report) => report.object));
-        const apps = phase.apps.filter((app) =>
-          phase.tasks.some((task) => task.app === app && late.has(objectRef(task.manifest))),
+    const started = performance.now();
+    try {
+      if (phase.kind === 'wait') {
+        if (!options.dryRun) await waitForDefinitions(client, phase.tasks, options.establishTimeoutMs);
+      } else if (phase.kind === 'validate') {
+        if (options.dryRun) continue;
+        const outcome = await validateAwaiting(client, phase.tasks, options);
+        if (outcome.rejected.length > 0) {
+          const skipped = outcome.tasks.map((task) => ({
+            ...changeOf(task),
+            action: 'skipped' as const,
+            message: NOT_APPLIED,
+          }));
+          return stop(plan.phases.slice(index + 1), [...changes, ...failures(outcome.rejected), ...skipped], {
+            records,
+            rejected: outcome.rejected,
+          });
+        }
+        for (const task of outcome.tasks) validated.set(objectKey(task.object.manifest), task);
+      } else if (phase.kind === 'apply') {
+        const tasks = phase.tasks.map((task) =>
+          task.kind === 'apply' && task.awaiting ? (validated.get(objectKey(task.object.manifest)) ?? task) : task,
         );
-        const message = `not applied: app ${apps.join(', ')} it depends on is not healthy`;
-        return stop(plan.phases.slice(index + 1), changes, { records, unhealthy: { apps, reports }, message });
+        const written = await applyPhase(client, tasks, options, records);
+        changes.push(...written);
+        if (written.some((change) => change.action === 'failed'))
+          return stop(plan.phases.slice(index + 1), changes, { records });
+      } else if (phase.kind === 'hooks') {
+        const ran = await runHooks(client, phase.tasks, options);
+        changes.push(...ran);
+        const failedHooks = ran.filter((change) => change.action === 'failed').map((change) => change.object);
+        if (failedHooks.length > 0) return stop(plan.phases.slice(index + 1), changes, { records, failedHooks });
+      } else if (phase.kind === 'health') {
+        if (options.dryRun) continue;
+        const manifests = phase.tasks.map((task) => task.manifest);
+        const reports = await waitForHealth(client, manifests, {
+          timeoutMs: options.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS,
+          concurrency: options.concurrency,
+        });
+        if (reports.length > 0) {
+          const late = new Set(reports.map((report) => report.object));
+          const apps = phase.apps.filter((app) =>
+            phase.tasks.some((task) => task.app === app && late.has(objectRef(task.manifest))),
+          );
+          const message = `not applied: app ${apps.join(', ')} it depends on is not healthy`;
+          return stop(plan.phases.slice(index + 1), changes, { records, unhealthy: { apps, reports }, message });
+        }
+      } else {
+        const pruned = await prunePhase(client, phase.tasks, options);
+        changes.push(...pruned.changes);
+        retained.push(...pruned.retained);
       }
-    } else {
-      const pruned = await prunePhase(client, phase.tasks, options);
-      changes.push(...pruned.changes);
-      retained.push(...pruned.retained);
+    } finally {
+      options.onPhase?.(phase.kind, (performance.now() - started) / 1000);
     }
   }
   return { ok: true, changeSet: { changes }, records, retained };

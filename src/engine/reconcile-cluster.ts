@@ -9,7 +9,7 @@ import { type InventoryEntry, idKey, inventoryWriter, objectIdOf, readInventory 
 import { objectRef, type RenderedApp, type RenderedObject } from './manifest.ts';
 import { observeCluster } from './observe-cluster.ts';
 import { withOwnerLabel } from './ownership.ts';
-import type { PlanPolicy, PruneGuards, RecordedState, Refusal } from './plan/plan.ts';
+import type { Phase, PlanPolicy, PruneGuards, RecordedState, Refusal } from './plan/plan.ts';
 import { planCluster } from './plan/plan-cluster.ts';
 
 export interface ReconcileInput {
@@ -38,7 +38,12 @@ export interface ReconcileInput {
   readonly recorded?: RecordedState | undefined;
   /** A preview: the same plan, executed with nothing written. */
   readonly dryRun?: boolean | undefined;
+  /** Told how long each phase took: observe, the plan's phases, record (the worker's metrics). */
+  readonly onPhase?: ((phase: ReconcilePhase, seconds: number) => void) | undefined;
 }
+
+/** A reconcile's phases: what the cluster holds is read (`observe`), the plan's phases run, the records are written. */
+export type ReconcilePhase = 'observe' | Phase['kind'] | 'record';
 
 /** Why a reconcile did not apply the commit: the plan's refusal, or a write the cluster refused after its dry-run. */
 export type ReconcileFailure =
@@ -85,7 +90,9 @@ export async function reconcileCluster(input: ReconcileInput): Promise<Reconcile
     conflicts: input.apply.conflicts,
     limits: input.limits,
   };
+  const observed = performance.now();
   const view = await observeCluster(client, desired, recorded, policy, { concurrency: input.apply.concurrency });
+  input.onPhase?.('observe', (performance.now() - observed) / 1000);
   const plan = planCluster(desired, view, recorded, policy, input.apps);
   // Every write below is behind the lock's fence, and the first one claims the inventory (inventory.ts).
   const writer = dryRun ? undefined : inventoryWriter(client, clusterName, recorded.inventory, input.apply.fence);
@@ -97,9 +104,14 @@ export async function reconcileCluster(input: ReconcileInput): Promise<Reconcile
     healthTimeoutMs: input.apply.healthTimeoutMs,
     clusterName,
     fence: writer?.fence,
+    onPhase: input.onPhase,
   });
   const failure = plan.refusal ?? failureOf(execution);
-  if (writer) await record(input, recorded, desired, execution, writer, failure === undefined);
+  if (writer) {
+    const recording = performance.now();
+    await record(input, recorded, desired, execution, writer, failure === undefined);
+    input.onPhase?.('record', (performance.now() - recording) / 1000);
+  }
   if (failure) return { status: 'failed', failure, changeSet: execution.changeSet };
   return { status: dryRun ? 'previewed' : 'applied', changeSet: execution.changeSet };
 }

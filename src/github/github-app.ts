@@ -27,6 +27,19 @@ export interface GitHubAppOptions {
   readonly rateLimitRetries?: number;
   /** How many times a 5xx or a network error is retried, with 1, 4, 9 … s between tries (default 3). */
   readonly serverErrorRetries?: number;
+  /** Told of every HTTP request to GitHub's API, each retry included (the worker's metrics). */
+  readonly observe?: ((request: GitHubRequestObservation) => void) | undefined;
+}
+
+/** One HTTP request to GitHub's API, as the client saw it. */
+export interface GitHubRequestObservation {
+  /** Whose rate limit it counts against: `app` (the App's JWT), or the installation's id. */
+  readonly identity: string;
+  readonly method: string;
+  /** The answer's HTTP status; undefined when none came (network error). */
+  readonly status: number | undefined;
+  /** GitHub's `x-ratelimit-remaining` on the answer, when it carries one. */
+  readonly rateLimitRemaining: number | undefined;
 }
 
 interface CachedToken {
@@ -47,10 +60,11 @@ export class GitHubApp {
   constructor(private readonly options: GitHubAppOptions) {
     this.refreshMarginMs = options.refreshMarginMs ?? 5 * 60_000;
     this.now = options.now ?? Date.now;
-    this.octokit = createOctokit(options, {
-      authStrategy: createAppAuth,
-      auth: { appId: options.appId, privateKey: options.privateKey },
-    });
+    this.octokit = createOctokit(
+      options,
+      { authStrategy: createAppAuth, auth: { appId: options.appId, privateKey: options.privateKey } },
+      'app',
+    );
   }
 
   /** An installation token valid for at least the refresh margin. */
@@ -71,7 +85,7 @@ export class GitHubApp {
 
   /** An Octokit acting as the installation; every request carries a current token. */
   installationOctokit(installationId: number): PlumblineOctokit {
-    const octokit = createOctokit(this.options, {});
+    const octokit = createOctokit(this.options, {}, String(installationId));
     octokit.hook.before('request', async (request) => {
       request.headers.authorization = `token ${await this.installationToken(installationId)}`;
     });
@@ -92,12 +106,41 @@ export class GitHubApp {
 
 const UNPACED_WRITES = new Bottleneck.Group({ maxConcurrent: 16 });
 
-function createOctokit(options: GitHubAppOptions, auth: Record<string, unknown>): PlumblineOctokit {
+/**
+ * `fetch` that tells `observe` of each request: the innermost layer of Octokit, under the retry and
+ * throttling plugins, so that every attempt is seen with its own answer.
+ */
+export function observedFetch(
+  identity: string,
+  observe: (request: GitHubRequestObservation) => void,
+): typeof globalThis.fetch {
+  return async (input, init) => {
+    const method = (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
+    let response: Response;
+    try {
+      response = await globalThis.fetch(input, init);
+    } catch (error) {
+      observe({ identity, method, status: undefined, rateLimitRemaining: undefined });
+      throw error;
+    }
+    const remaining = Number.parseInt(response.headers.get('x-ratelimit-remaining') ?? '', 10);
+    observe({
+      identity,
+      method,
+      status: response.status,
+      rateLimitRemaining: Number.isNaN(remaining) ? undefined : remaining,
+    });
+    return response;
+  };
+}
+
+function createOctokit(options: GitHubAppOptions, auth: Record<string, unknown>, identity: string): PlumblineOctokit {
   const retries = options.rateLimitRetries ?? 3;
   const log = options.logger;
   return new PlumblineOctokit({
     ...auth,
     baseUrl: options.baseUrl,
+    ...(options.observe ? { request: { fetch: observedFetch(identity, options.observe) } } : {}),
     userAgent: 'plumbline',
     log: {
       debug: () => {},

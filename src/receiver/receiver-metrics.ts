@@ -1,6 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { JobProducer } from '../queue/job-producer.ts';
-import type { ClusterStateStore } from '../status/cluster-state.ts';
 import type { BodyBudget } from './body-budget.ts';
 
 export interface ReceiverMetrics {
@@ -27,25 +26,8 @@ export function eventLabel(event: string | undefined): string {
   return event && KNOWN_EVENTS.has(event) ? event : 'other';
 }
 
-/** Counters the workers keep in Redis, exported here: the receiver is what Prometheus scrapes. */
-const WORKER_COUNTERS: Record<string, { help: string; labels: readonly string[] }> = {
-  plumbline_webhook_missed_total: { help: 'Pushes found by a resync that no webhook announced', labels: [] },
-  plumbline_drift_objects_detected_total: {
-    help: 'Drifted objects found by resyncs, per cluster',
-    labels: ['cluster'],
-  },
-  plumbline_drift_objects_corrected_total: {
-    help: 'Drifted objects put back by resyncs, per cluster',
-    labels: ['cluster'],
-  },
-  plumbline_resyncs_total: { help: 'Resyncs completed, per cluster', labels: ['cluster'] },
-};
-
-export function createReceiverMetrics(
-  producer: JobProducer,
-  workers?: Pick<ClusterStateStore, 'counters'>,
-  bodies?: Pick<BodyBudget, 'used'>,
-): ReceiverMetrics {
+/** The receiver's own metrics; each worker serves its own on its health port (workers/worker-metrics.ts). */
+export function createReceiverMetrics(producer: JobProducer, bodies?: Pick<BodyBudget, 'used'>): ReceiverMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'plumbline_receiver_' });
   const deliveries = new Counter({
@@ -95,18 +77,5 @@ export function createReceiverMetrics(
       }
     },
   });
-  for (const [name, { help, labels }] of Object.entries(WORKER_COUNTERS)) {
-    new Counter({
-      name,
-      help,
-      labelNames: labels,
-      registers: [registry],
-      async collect() {
-        const all = (await workers?.counters().catch(() => undefined)) ?? [];
-        this.reset();
-        for (const counter of all.filter((c) => c.metric === name)) this.inc(counter.labels, counter.value);
-      },
-    });
-  }
   return { registry, deliveries, ignored, enqueueSeconds, signatures };
 }

@@ -51,7 +51,7 @@ export async function startReceiver(options: EnvOptions, logger: Logger): Promis
     onError: (error) => logger.debug({ error: error.message }, 'queue connection error'),
   });
   const clusters = createClusterStateStore(redis, options.queuePrefix, { logger });
-  const metrics = createReceiverMetrics(producer, clusters, bodyBudget);
+  const metrics = createReceiverMetrics(producer, bodyBudget);
   const app = createReceiverApp({
     secrets,
     bodyBudget,

@@ -12,8 +12,6 @@ export interface RedisKeys {
   clusterFence(cluster: string): string;
   /** Status-page state: hash of cluster name → JSON `ClusterState`. */
   readonly clusterStates: string;
-  /** Counters relayed to the receiver's /metrics: hash of JSON `{metric, labels}` → number. */
-  readonly metricCounters: string;
   /** A registered repository's id and installation, by lower-cased full name (for the resync). */
   repository(fullName: string): string;
   /** GitHub reporting of one commit: the statuses and check runs written (the write ledger). */
@@ -41,7 +39,6 @@ export function redisKeys(prefix: string): RedisKeys {
     clusterLease: (cluster: string) => `${prefix}:lock:${cluster}`,
     clusterFence: (cluster: string) => `${prefix}:fence:${cluster}`,
     clusterStates: `${prefix}:clusters:state`,
-    metricCounters: `${prefix}:metrics:counters`,
     repository: (fullName: string) => `${prefix}:repository:${fullName.toLowerCase()}`,
     commitStatuses: (repositoryId: number, sha: string) => `${prefix}:github:${repositoryId}:${sha}:statuses`,
     commitChecks: (repositoryId: number, sha: string) => `${prefix}:github:${repositoryId}:${sha}:checks`,

@@ -105,9 +105,6 @@ export interface ClusterStateStore {
   update(base: ClusterBase, patch: ClusterStatePatch, options?: ClusterStateUpdateOptions): Promise<void>;
   get(name: string): Promise<ClusterState | undefined>;
   list(): Promise<ClusterState[]>;
-  /** Counters shared by every process, exported by the receiver's /metrics. */
-  count(metric: string, labels: Record<string, string>, by?: number): Promise<void>;
-  counters(): Promise<{ metric: string; labels: Record<string, string>; value: number }[]>;
 }
 
 const EMPTY_TOTALS = { driftDetected: 0, driftCorrected: 0, missedPushes: 0 };
@@ -156,8 +153,6 @@ const clusterStateSchema = z.looseObject({
     .exactOptional(),
   totals: z.looseObject({ driftDetected: count, driftCorrected: count, missedPushes: count }).default(EMPTY_TOTALS),
 }) satisfies z.ZodType<ClusterState>;
-
-const counterFieldSchema = z.looseObject({ metric: text, labels: z.record(text, text) });
 
 /** How often an update reads again when other writes of the same cluster keep coming in between. */
 const MAX_UPDATE_ATTEMPTS = 50;
@@ -208,18 +203,6 @@ export function createClusterStateStore(
       return Object.entries(all)
         .flatMap(([name, raw]) => read(name, raw) ?? [])
         .sort((a, b) => a.name.localeCompare(b.name));
-    },
-    async count(metric, labels, by = 1) {
-      // Sorted label keys: the same labels in another order are the same series.
-      const sorted = Object.fromEntries(Object.entries(labels).sort(([a], [b]) => a.localeCompare(b)));
-      await redis.hincrby(keys.metricCounters, JSON.stringify({ metric, labels: sorted }), by);
-    },
-    async counters() {
-      const all = await redis.hgetall(keys.metricCounters);
-      return Object.entries(all).flatMap(([field, value]) => {
-        const series = storedValue(parseStored(counterFieldSchema, field));
-        return series ? [{ metric: series.metric, labels: series.labels, value: Number(value) }] : [];
-      });
     },
   };
 }

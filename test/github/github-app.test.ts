@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { GitHubStandIn } from '../../dev/github-stand-in/github-stand-in.ts';
-import { GitHubApp } from '../../src/github/github-app.ts';
+import { GitHubApp, type GitHubRequestObservation } from '../../src/github/github-app.ts';
 import { createLogger } from '../../src/logging/create-logger.ts';
 
 const TOKEN_REQUEST = 'POST /app/installations/{installation_id}/access_tokens';
@@ -118,6 +118,25 @@ describe('the GitHub App identity', () => {
     expect(response.status).toBe(200);
     expect(Date.now() - started).toBeGreaterThanOrEqual(900);
     expect(github.callsTo('GET /app').map((call) => call.status)).toEqual([429, 200]);
+  });
+
+  it('tells its observer of every HTTP request (retries included), its status and the rate limit left', async () => {
+    const seen: GitHubRequestObservation[] = [];
+    const identity = app({ observe: (request) => seen.push(request) });
+    github.script('GET /app', { status: 429, body: { message: 'rate limited' }, headers: { 'retry-after': '1' } });
+    github.script('GET /app', { status: 200, body: { id: 1 }, headers: { 'x-ratelimit-remaining': '4321' } });
+    await identity.octokit.request('GET /app');
+    await identity
+      .installationOctokit(1)
+      .request('GET /repos/{owner}/{repo}', { owner: 'acme', repo: 'other' })
+      .catch(() => undefined);
+    expect(seen).toEqual([
+      { identity: 'app', method: 'GET', status: 429, rateLimitRemaining: undefined },
+      { identity: 'app', method: 'GET', status: 200, rateLimitRemaining: 4321 },
+      // The installation's token is asked for with the App's JWT, then used.
+      { identity: 'app', method: 'POST', status: 201, rateLimitRemaining: undefined },
+      { identity: '1', method: 'GET', status: 404, rateLimitRemaining: undefined },
+    ]);
   });
 
   it('never logs a token or the private key', async () => {

@@ -128,6 +128,8 @@ export function spawnWorkerProcess(
     readonly registryFile: string;
     /** Receives what the worker writes (its log lines, `warn` and up); otherwise stderr goes to the test's. */
     readonly output?: string[];
+    /** More of the worker's environment (PLUMBLINE_WORKER_HEALTH_PORT, …), set last. */
+    readonly env?: Readonly<Record<string, string>>;
   },
 ): { readonly child: ChildProcess; readonly exited: Promise<unknown> } {
   const { REDIS_URL, REDIS_SENTINELS, REDIS_SENTINEL_NAME, REDIS_CLUSTER_NODES, ...inherited } = process.env;
@@ -144,6 +146,7 @@ export function spawnWorkerProcess(
       PLUMBLINE_CACHE_DIR: join(f.dir, `worker-cache-${options.prefix}`),
       PLUMBLINE_JOB_LOCK_MS: '2000',
       LOG_LEVEL: 'warn',
+      ...options.env,
     },
     stdio: ['ignore', options.output ? 'pipe' : 'ignore', options.output ? 'pipe' : 'inherit'],
   });

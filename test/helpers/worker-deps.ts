@@ -3,7 +3,9 @@ import type { Worker } from 'bullmq';
 import { ChartCache } from '../../src/charts/chart-cache.ts';
 import type { ClusterRegistry } from '../../src/clusters/cluster-registry.ts';
 import { createClusterClient, loadKubeConfig } from '../../src/engine/cluster-client.ts';
-import { KUBECTL_KUSTOMIZE, renderCluster } from '../../src/engine/render-cluster.ts';
+import { createRenderCache } from '../../src/engine/render-cache.ts';
+import { KUBECTL_KUSTOMIZE, type RenderOptions, renderCluster } from '../../src/engine/render-cluster.ts';
+import { GitHubApp } from '../../src/github/github-app.ts';
 import { createRepositoryDirectory } from '../../src/github/repository-directory.ts';
 import { createRepositoryResolver } from '../../src/github/repository-resolver.ts';
 import { createLogger, type Logger } from '../../src/logging/create-logger.ts';
@@ -15,11 +17,16 @@ import { createClusterStateStore } from '../../src/status/cluster-state.ts';
 import { DEFAULT_ENGINE_SETTINGS } from '../../workers/engine-settings.ts';
 import { createJobConsumer } from '../../workers/job-consumer.ts';
 import { processSyncJob, type SyncDependencies, type SyncResult } from '../../workers/process-sync-job.ts';
+import type { WorkerMetrics } from '../../workers/worker-metrics.ts';
 import type { SourceFixture } from './source-fixture.ts';
 
 export const STATUS_PAGE_URL = 'https://plumbline.example.test';
 
-/** Everything a sync or preview job needs, wired to a source fixture's GitHub stand-in and real clusters. */
+/**
+ * Everything a sync or preview job needs, wired to a source fixture's GitHub stand-in and real clusters.
+ * With `metrics`, wired as the worker wires them: the App's requests, every cluster client's requests and a
+ * render cache (whose hits and misses the metrics export) all report to them.
+ */
 export function workerDependencies(
   f: SourceFixture,
   options: {
@@ -28,38 +35,49 @@ export function workerDependencies(
     readonly prefix: string;
     readonly logger?: Logger;
     readonly writesPerMinute?: number;
+    readonly metrics?: WorkerMetrics;
   },
 ): SyncDependencies {
   const logger = options.logger ?? createLogger('silent');
+  const { metrics } = options;
+  const app = metrics
+    ? new GitHubApp({
+        appId: String(f.github.appId),
+        privateKey: f.github.privateKeyPem,
+        baseUrl: f.github.apiUrl,
+        logger,
+        observe: metrics.githubRequest,
+      })
+    : f.app;
+  // As the worker renders: Helm and the machine's chart cache under the registry's chart sources.
+  const renderOptions: RenderOptions = {
+    kustomize: KUBECTL_KUSTOMIZE,
+    timeoutMs: 60_000,
+    charts: {
+      helm: process.env.PLUMBLINE_TEST_HELM ?? 'helm',
+      fetch: { sources: options.registry.charts, cache: new ChartCache(join(f.dir, 'cache')) },
+    },
+  };
+  const cache = metrics ? createRenderCache(renderOptions) : undefined;
+  if (cache) metrics?.watchRenderCache(cache.stats);
   return {
     registry: options.registry,
     mirror: f.mirror,
     workDir: join(f.dir, 'work'),
-    tokenFor: async (id: number | undefined) => (id === undefined ? undefined : f.app.installationToken(id)),
-    clusterClient: (cluster) => createClusterClient(loadKubeConfig({ kubeconfig: cluster.kubeconfig })),
+    tokenFor: async (id: number | undefined) => (id === undefined ? undefined : app.installationToken(id)),
+    clusterClient: (cluster) =>
+      createClusterClient(loadKubeConfig({ kubeconfig: cluster.kubeconfig }), {
+        observe: metrics && ((verb, code, seconds) => metrics.apiserverRequest(cluster.name, verb, code, seconds)),
+      }),
     redis: options.redis,
     prefix: options.prefix,
     logger,
-    // As the worker renders: Helm and the machine's chart cache under the registry's chart sources.
-    render: (treeDir, path, target) =>
-      renderCluster(
-        treeDir,
-        path,
-        {
-          kustomize: KUBECTL_KUSTOMIZE,
-          timeoutMs: 60_000,
-          charts: {
-            helm: process.env.PLUMBLINE_TEST_HELM ?? 'helm',
-            fetch: { sources: options.registry.charts, cache: new ChartCache(join(f.dir, 'cache')) },
-          },
-        },
-        target,
-      ),
+    render: cache ? cache.render : (treeDir, path, target) => renderCluster(treeDir, path, renderOptions, target),
     engine: { ...DEFAULT_ENGINE_SETTINGS, healthTimeoutMs: 1_000 },
     reporter: createGitHubReporter({
       redis: options.redis,
       prefix: options.prefix,
-      octokitFor: (id) => f.app.installationOctokit(id),
+      octokitFor: (id) => app.installationOctokit(id),
       budget: createWriteBudget(options.redis, {
         prefix: options.prefix,
         perMinute: options.writesPerMinute ?? 6_000,
@@ -69,8 +87,9 @@ export function workerDependencies(
     }),
     statusPageUrl: STATUS_PAGE_URL,
     state: createClusterStateStore(options.redis, options.prefix),
-    directory: createRepositoryDirectory(options.redis, options.prefix, f.app),
-    repositories: createRepositoryResolver({ app: f.app, webUrl: f.github.webUrl }),
+    directory: createRepositoryDirectory(options.redis, options.prefix, app),
+    repositories: createRepositoryResolver({ app, webUrl: f.github.webUrl }),
+    ...(metrics ? { metrics } : {}),
   };
 }
 

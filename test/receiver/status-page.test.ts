@@ -56,8 +56,12 @@ describe('the status page and /api/clusters', () => {
       },
       add: { driftDetected: 1, driftCorrected: 1 },
     });
-    await store.count('plumbline_webhook_missed_total', {});
-    await store.count('plumbline_drift_objects_corrected_total', { cluster: 'gcp-production' }, 2);
+    // Where workers used to relay their counters: each worker now serves its own /metrics.
+    await redis.hincrby(
+      `${harness.prefix}:metrics:counters`,
+      JSON.stringify({ metric: 'plumbline_webhook_missed_total', labels: {} }),
+      1,
+    );
   });
   afterAll(async () => {
     await harness.close();
@@ -112,10 +116,12 @@ describe('the status page and /api/clusters', () => {
     expect(pausedHtml).not.toContain('http-equiv="refresh"');
   });
 
-  it('exports the counters workers keep in Redis', async () => {
+  it('exports its own metrics only: no worker counters read from Redis (each worker serves its own)', async () => {
     const text = await (await fetch(`${harness.baseUrl}/metrics`)).text();
-    expect(text).toContain('plumbline_webhook_missed_total 1');
-    expect(text).toContain('plumbline_drift_objects_corrected_total{cluster="gcp-production"} 2');
+    expect(text).toContain('plumbline_webhook_deliveries_total');
+    expect(text).not.toContain('plumbline_webhook_missed_total');
+    expect(text).not.toContain('plumbline_resyncs_total');
+    expect(text).not.toContain('plumbline_drift_objects');
   });
 
   it('says so when no cluster has reported yet', () => {
