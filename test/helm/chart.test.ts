@@ -268,6 +268,50 @@ describe('the Helm chart, rendered by the real helm and dry-run on a real apiser
     expect(await dryRun(manifests, namespace)).toEqual([]);
   });
 
+  it("the ServiceMonitor scrapes the receiver's /metrics and every worker's, on its health port", async () => {
+    const manifests = await render(namespace, '-f', FULL_VALUES, '--set', `rbac.namespaces[0]=${namespace}`);
+    type Selector = {
+      matchLabels?: Record<string, string>;
+      matchExpressions?: { key: string; operator: string; values: string[] }[];
+    };
+    type ServicePort = { name: string; port: number; targetPort: number | string };
+    const monitor = byKind(manifests, 'ServiceMonitor')[0]?.spec as
+      | { selector: Selector; endpoints: { port: string; path: string; interval: string }[] }
+      | undefined;
+    expect(monitor?.endpoints).toEqual([
+      { port: 'http', path: '/metrics', interval: '15s' },
+      { port: 'health', path: '/metrics', interval: '15s' },
+    ]);
+    const services = byKind(manifests, 'Service');
+    /** The label selector as the Prometheus operator applies it to Services. */
+    const selects = (labels: Record<string, string>, selector: Selector) =>
+      Object.entries(selector.matchLabels ?? {}).every(([key, value]) => labels[key] === value) &&
+      (selector.matchExpressions ?? []).every((e) => e.operator === 'In' && e.values.includes(labels[e.key] ?? ''));
+    const scraped = services.filter((s) => monitor && selects(s.metadata.labels ?? {}, monitor.selector));
+    const portsOf = (service: Manifest | undefined) => (service?.spec as { ports: ServicePort[] } | undefined)?.ports;
+    expect(scraped.map((s) => [s.metadata.name, portsOf(s)?.map((p) => p.name)])).toEqual([
+      ['plumbline', ['http']],
+      ['plumbline-worker', ['health']],
+    ]);
+    // The worker Service reaches every worker pod on its named health port (each pod is a target of its own).
+    const workerService = scraped[1];
+    const spec = workerService?.spec as { clusterIP?: string; selector: Record<string, string> };
+    expect(spec.clusterIP).toBe('None');
+    expect(portsOf(workerService)).toEqual([{ name: 'health', port: 8081, targetPort: 'health', protocol: 'TCP' }]);
+    const worker = named(manifests, 'Deployment', '-worker')!;
+    const podLabels = (worker.spec as { template: { metadata: { labels: Record<string, string> } } }).template.metadata
+      .labels;
+    expect(Object.entries(spec.selector).every(([key, value]) => podLabels[key] === value)).toBe(true);
+    const workerPorts = (containersOf(worker)[0] as { ports?: { name: string; containerPort: number }[] }).ports;
+    expect(workerPorts).toContainEqual(expect.objectContaining({ name: 'health', containerPort: 8081 }));
+    // The worker's NetworkPolicy admits the scrape on that port.
+    expect(ports(policy(manifests, '-worker')?.ingress ?? [])).toEqual(['8081/TCP']);
+    // Without a ServiceMonitor, no worker Service either.
+    expect(byKind(await render(namespace, ...minimal(namespace)), 'Service').map((s) => s.metadata.name)).toEqual([
+      'plumbline',
+    ]);
+  });
+
   it('refuses to render without the required values, or with a secret in the values, saying why', async () => {
     const empty = await helm('template', 'plumbline', chart);
     expect(empty.code).not.toBe(0);
