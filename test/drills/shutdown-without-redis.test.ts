@@ -216,7 +216,11 @@ describe('drill: SIGTERM while Redis is unreachable, or while a job outlasts the
       // Redis comes back from its file: the job is still there, claimed by a lock that has expired.
       redis = await startRedisServer(dir, port, { name: 'shutdown', durable: true });
       await job.release();
+      const back = Date.now();
       const results = await job.takeOver();
+      process.stdout.write(
+        `without Redis: another worker finished the job ${Date.now() - back} ms after Redis was back\n`,
+      );
       expect(results[0]?.outcomes).toEqual([expect.objectContaining({ cluster: job.cluster, status: 'applied' })]);
       expect(statusStates(f, job.sha, 'plumbline')).toEqual(['pending', 'success']);
       expect(statusStates(f, job.sha, `plumbline/${job.cluster}`)).toEqual(['pending', 'success']);
@@ -243,7 +247,9 @@ describe('drill: SIGTERM while Redis is unreachable, or while a job outlasts the
       process.stdout.write(`job outlasting the grace: exited ${exit?.ms} ms after SIGTERM (grace ${GRACE_MS} ms)\n`);
 
       await job.release();
+      const released = Date.now();
       const results = await job.takeOver();
+      process.stdout.write(`job outlasting the grace: finished by another worker ${Date.now() - released} ms later\n`);
       expect(results[0]?.outcomes).toEqual([expect.objectContaining({ cluster: job.cluster, status: 'applied' })]);
       expect(statusStates(f, job.sha, 'plumbline')).toEqual(['pending', 'success']);
     } finally {
