@@ -28,6 +28,8 @@ export function finalizeFailedJobs(options: {
   const parts = (['sync', 'preview'] as const).map((name) => {
     // QueueEvents blocks on its connection: it needs one of its own.
     const blocking = duplicateConnection(options.connection);
+    // Its outages are reported through the QueueEvents below; unheard, ioredis prints every one to stderr.
+    blocking.on('error', () => {});
     const events = new QueueEvents(QUEUE_NAMES[name], { connection: blocking, prefix: options.prefix });
     const queue = new Queue<PlumblineJob>(QUEUE_NAMES[name], {
       connection: options.connection,
