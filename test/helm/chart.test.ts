@@ -287,7 +287,8 @@ describe('the Helm chart, rendered by the real helm and dry-run on a real apiser
     const selects = (labels: Record<string, string>, selector: Selector) =>
       Object.entries(selector.matchLabels ?? {}).every(([key, value]) => labels[key] === value) &&
       (selector.matchExpressions ?? []).every((e) => e.operator === 'In' && e.values.includes(labels[e.key] ?? ''));
-    const scraped = services.filter((s) => monitor && selects(s.metadata.labels ?? {}, monitor.selector));
+    const labelsOf = (m: Manifest) => (m.metadata.labels ?? {}) as Record<string, string>;
+    const scraped = services.filter((s) => monitor && selects(labelsOf(s), monitor.selector));
     const portsOf = (service: Manifest | undefined) => (service?.spec as { ports: ServicePort[] } | undefined)?.ports;
     expect(scraped.map((s) => [s.metadata.name, portsOf(s)?.map((p) => p.name)])).toEqual([
       ['plumbline', ['http']],
