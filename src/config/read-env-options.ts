@@ -11,6 +11,12 @@ export interface EnvOptions {
   /** BullMQ key prefix; use a hash tag such as `{plumbline}` on Redis Cluster. */
   /** Every key's prefix; a hash tag on Redis Cluster (`{plumbline}`), so each script's keys share a slot. */
   readonly queuePrefix: string;
+  /**
+   * The receiver answers a delivery 2xx only once this many replicas have it (Redis `WAIT`), within
+   * `redisWaitTimeoutMs`, and 503 otherwise; 0 (the default): once the primary has it.
+   */
+  readonly redisWaitReplicas: number;
+  readonly redisWaitTimeoutMs: number;
   readonly webhookSecret: string | undefined;
   /** The secret being rotated out: deliveries signed with it are still accepted until it is unset. */
   readonly previousWebhookSecret: string | undefined;
@@ -78,6 +84,8 @@ const schema = z.object({
   REDIS_SENTINEL_NAME: z.string().min(1).optional(),
   REDIS_CLUSTER_NODES: z.string().min(1).optional(),
   PLUMBLINE_QUEUE_PREFIX: z.string().min(1).default('plumbline'),
+  PLUMBLINE_REDIS_WAIT_REPLICAS: integer(0, 16).default(0),
+  PLUMBLINE_REDIS_WAIT_TIMEOUT_MS: integer(1, 5_000).default(500),
   GITHUB_WEBHOOK_SECRET: z.string().min(1).optional(),
   GITHUB_WEBHOOK_SECRET_PREVIOUS: z.string().min(1).optional(),
   GITHUB_APP_ID: z.string().regex(/^\d+$/, 'must be the numeric App ID').optional(),
@@ -129,6 +137,8 @@ export function readEnvOptions(env: NodeJS.ProcessEnv = process.env): EnvOptions
     port: e.PORT,
     redis: topology.topology,
     queuePrefix: keyPrefixFor(e.PLUMBLINE_QUEUE_PREFIX, topology.topology),
+    redisWaitReplicas: e.PLUMBLINE_REDIS_WAIT_REPLICAS,
+    redisWaitTimeoutMs: e.PLUMBLINE_REDIS_WAIT_TIMEOUT_MS,
     webhookSecret: e.GITHUB_WEBHOOK_SECRET,
     previousWebhookSecret: e.GITHUB_WEBHOOK_SECRET_PREVIOUS,
     githubAppId: e.GITHUB_APP_ID,

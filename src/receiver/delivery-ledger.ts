@@ -20,6 +20,13 @@ export interface DeliveryLedger {
   /** Claims the delivery and, only if the claim is new, writes `records` in the same round trip. */
   claim(deliveryId: string, records?: readonly ClaimRecord[]): Promise<DeliveryClaim>;
   confirm(deliveryId: string): Promise<void>;
+  /**
+   * `confirm`, then Redis' `WAIT replicas timeoutMs` on the same connection and primary, in one round trip:
+   * how many replicas have every write of this delivery (the claim, the job, this confirmation — a replica
+   * acknowledges an offset, and these were written before it). Fewer than asked after `timeoutMs` leaves the
+   * writes on the primary: WAIT delays the answer, it undoes nothing.
+   */
+  confirmReplicated(deliveryId: string, replicas: number, timeoutMs: number): Promise<number>;
   release(deliveryId: string): Promise<void>;
 }
 
@@ -38,6 +45,20 @@ export function createDeliveryLedger(redis: RedisConnection, prefix: string): De
     },
     async confirm(deliveryId) {
       await redis.set(key(deliveryId), 'done', 'EX', DONE_SECONDS);
+    },
+    async confirmReplicated(deliveryId, replicas, timeoutMs) {
+      // WAIT names no key: in a pipeline with the SET, a Redis Cluster client sends both to the primary of the
+      // key's slot — Plumbline's one slot, whose primary took the claim and the job.
+      const results = await redis
+        .pipeline()
+        .set(key(deliveryId), 'done', 'EX', DONE_SECONDS)
+        .call('WAIT', replicas, timeoutMs)
+        .exec();
+      const failure = results?.find(([error]) => error)?.[0];
+      if (failure) throw failure;
+      const acknowledged = Number(results?.[1]?.[1]);
+      if (!Number.isInteger(acknowledged)) throw new Error('unexpected answer from WAIT');
+      return acknowledged;
     },
     async release(deliveryId) {
       await redis.del(key(deliveryId));

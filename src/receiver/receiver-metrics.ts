@@ -32,7 +32,7 @@ export function createReceiverMetrics(producer: JobProducer, bodies?: Pick<BodyB
   collectDefaultMetrics({ register: registry, prefix: 'plumbline_receiver_' });
   const deliveries = new Counter({
     name: 'plumbline_webhook_deliveries_total',
-    help: 'Webhook deliveries by event and outcome (queued, duplicate, ignored, rejected, too-large, busy, conflict, unavailable)',
+    help: 'Webhook deliveries by event and outcome (queued, duplicate, ignored, rejected, too-large, busy, conflict, unavailable, unreplicated)',
     labelNames: ['event', 'outcome'] as const,
     registers: [registry],
   });

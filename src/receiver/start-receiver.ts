@@ -60,6 +60,10 @@ export async function startReceiver(options: EnvOptions, logger: Logger): Promis
     metrics,
     logger,
     enqueueTimeoutMs: 5_000,
+    replication:
+      options.redisWaitReplicas > 0
+        ? { replicas: options.redisWaitReplicas, timeoutMs: options.redisWaitTimeoutMs }
+        : undefined,
     isRedisReady: async () => redis.status === 'ready' && (await redis.ping()) === 'PONG',
     clusters,
     statusPage: {

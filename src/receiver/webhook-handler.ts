@@ -13,6 +13,12 @@ export interface WebhookDependencies {
   readonly logger: Logger;
   /** GitHub fails a delivery after 10 s; answering 503 before that lets it show as failed and be redelivered. */
   readonly enqueueTimeoutMs: number;
+  /**
+   * Answer 2xx only once this many replicas have the delivery (Redis' `WAIT`, up to `timeoutMs`); 503 when
+   * fewer do. Replication is asynchronous: without it a 202 means the primary alone has the work, and a
+   * failover before its replica caught up loses it (docs/reliability.md, "Redis failover").
+   */
+  readonly replication?: { readonly replicas: number; readonly timeoutMs: number } | undefined;
 }
 
 /**
@@ -61,6 +67,10 @@ export function createWebhookHandler(deps: WebhookDependencies) {
           : [];
       const claim = await withTimeout(deps.ledger.claim(deliveryId, records), deps.enqueueTimeoutMs);
       if (claim === 'duplicate') {
+        // Its first answer may never have been sent: this one, too, only once replicas have it (and its
+        // entry is kept whatever happens: it is done).
+        if (deps.replication && !(await replicated(deliveryId, deps, deps.replication).catch(() => false)))
+          return unreplicated(log, reply, deps.replication);
         log.info('redelivery acknowledged; its job was queued before');
         return reply(200, 'duplicate', { duplicate: true });
       }
@@ -74,11 +84,20 @@ export function createWebhookHandler(deps: WebhookDependencies) {
         await deps.ledger.release(deliveryId).catch(() => undefined);
         throw error;
       }
-      // The work is in Redis: answer now. If marking the delivery done fails, its claim lapses and a
-      // redelivery queues the same commit again, which the worker treats as a no-op.
-      deps.ledger.confirm(deliveryId).catch((error: unknown) => {
-        log.warn({ error: errorSummary(error) }, 'delivery queued but not marked done');
-      });
+      if (deps.replication) {
+        if (!(await replicated(deliveryId, deps, deps.replication))) {
+          // Queued on the primary, which will likely run it; released, so that a redelivery is queued (a no-op
+          // for a job that exists) and waited for again rather than answered "duplicate".
+          await deps.ledger.release(deliveryId).catch(() => undefined);
+          return unreplicated(log, reply, deps.replication);
+        }
+      } else {
+        // The work is in Redis: answer now. If marking the delivery done fails, its claim lapses and a
+        // redelivery queues the same commit again, which the worker treats as a no-op.
+        deps.ledger.confirm(deliveryId).catch((error: unknown) => {
+          log.warn({ error: errorSummary(error) }, 'delivery queued but not marked done');
+        });
+      }
       stopTimer();
       log.info(describe(route), 'delivery queued');
       return reply(202, 'queued', { queued: route.kind === 'enqueue' ? route.jobs.length : 0 });
@@ -89,6 +108,28 @@ export function createWebhookHandler(deps: WebhookDependencies) {
       return reply(503, 'unavailable', { error: 'queue unavailable; GitHub will show this delivery as failed' });
     }
   };
+}
+
+/** Marks the delivery done and waits for `replicas` to have it; throws (→ 503) when Redis does not answer. */
+async function replicated(
+  deliveryId: string,
+  deps: WebhookDependencies,
+  replication: NonNullable<WebhookDependencies['replication']>,
+): Promise<boolean> {
+  const confirmed = deps.ledger.confirmReplicated(deliveryId, replication.replicas, replication.timeoutMs);
+  const acknowledged = await withTimeout(confirmed, replication.timeoutMs + deps.enqueueTimeoutMs);
+  return acknowledged >= replication.replicas;
+}
+
+function unreplicated(
+  log: Logger,
+  reply: (status: number, outcome: string, answer: Record<string, unknown>) => void,
+  replication: NonNullable<WebhookDependencies['replication']>,
+): void {
+  log.warn(replication, 'delivery not acknowledged: too few replicas have it in time');
+  reply(503, 'unreplicated', {
+    error: 'queue not replicated in time; GitHub will show this delivery as failed',
+  });
 }
 
 async function perform(route: Exclude<Route, { kind: 'ignore' }>, deps: WebhookDependencies): Promise<void> {
