@@ -135,13 +135,6 @@ async function resolveRegistered({ cluster, deps, log }: ResyncContext): Promise
 }
 
 /**
- * How long one `ls-remote` answers for every cluster of a repository and branch: a fleet's clusters of one
- * repository resync in the same moment. A shared answer is never wrong, only as old as a resync run that
- * much earlier; a push it misses is found by the next resync.
- */
-const SHARED_HEAD_MS = 1_000;
-
-/**
  * The branch head when it moved and no job is left for it: a sync is queued (at most once per three
  * intervals) and, when no webhook announced the head, the missed push is counted (once).
  */
@@ -153,7 +146,7 @@ async function syncMissedPush(
   const applied = inventory?.revision;
   const token = await deps.tokenFor(known.installationId);
   const head = unappliedHead({
-    head: await deps.mirror.headOf({ cloneUrl: known.cloneUrl, token }, cluster.branch, { maxAgeMs: SHARED_HEAD_MS }),
+    head: await deps.mirror.headOf({ cloneUrl: known.cloneUrl, token }, cluster.branch),
     applied,
   });
   if (!head) return undefined;

@@ -39,8 +39,6 @@ export interface Remote {
   readonly token: string | undefined;
 }
 
-/** Branch heads remembered for `maxAgeMs` (bounded: a fleet has a few hundred repositories). */
-const MAX_CACHED_HEADS = 1_024;
 const SHA = /^[0-9a-f]{40}$/;
 
 /** How far a shallow history is deepened, step by step, before fetching all of it. */
@@ -131,34 +129,10 @@ export class GitMirror {
   /**
    * The commit a branch points to upstream now (`git ls-remote`: one round trip, no objects), or
    * undefined when the branch does not exist. The resync uses it to find pushes whose webhook was lost.
-   * `maxAgeMs`: an answer at most that old (or one in flight) may be shared — by the clusters of a
-   * repository, which resync at the same interval and would otherwise each ask.
    */
-  async headOf(
-    remote: Omit<Remote, 'repositoryId'>,
-    branch: string,
-    options: { readonly maxAgeMs?: number } = {},
-  ): Promise<string | undefined> {
+  async headOf(remote: Omit<Remote, 'repositoryId'>, branch: string): Promise<string | undefined> {
     if (branch.startsWith('-') || /[\s\\~^:?*[]|\.\.|@\{/.test(branch))
       throw new GitError(`not a branch name: ${branch}`);
-    const maxAgeMs = options.maxAgeMs ?? 0;
-    if (maxAgeMs <= 0) return this.lsRemoteHead(remote, branch);
-    // Clusters of one repository resync (and sync) in bursts: one lookup answers all of them for a moment.
-    const key = `${remote.cloneUrl}\0${branch}`;
-    const cached = this.heads.get(key);
-    if (cached && performance.now() - cached.at <= maxAgeMs) return cached.head;
-    const head = this.lsRemoteHead(remote, branch);
-    this.heads.set(key, { at: performance.now(), head });
-    if (this.heads.size > MAX_CACHED_HEADS) this.heads.delete(this.heads.keys().next().value as string);
-    head.catch(() => {
-      if (this.heads.get(key)?.head === head) this.heads.delete(key);
-    });
-    return head;
-  }
-
-  private readonly heads = new Map<string, { readonly at: number; readonly head: Promise<string | undefined> }>();
-
-  private async lsRemoteHead(remote: Omit<Remote, 'repositoryId'>, branch: string): Promise<string | undefined> {
     const ref = `refs/heads/${branch}`;
     this.assertAllowed(remote.cloneUrl);
     const result = await runCommand('git', ['ls-remote', '--quiet', remote.cloneUrl, ref], {

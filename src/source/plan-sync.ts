@@ -97,7 +97,6 @@ export async function planClusters(
 ): Promise<ClusterPlan[]> {
   const { job, mirror, remote } = commit;
   // Every path, pushes too: a push delivered late or redelivered after the branch moved away must not land.
-  // Asked afresh for every cluster: a head remembered even for a second could predate the pushed commit.
   const head = await mirror.headOf(remote, job.branch);
   const onBranch = await reaches(mirror, remote, head, job.after);
   const plans: ClusterPlan[] = [];

@@ -187,28 +187,6 @@ describe('fetching exactly the pushed commit', () => {
       await expect(mirror.exportTree(f.repository.id, first, join(f.dir, 'gone'))).rejects.toThrow(GitError);
     });
 
-    it("shares a branch head for maxAgeMs: a burst of one repository's clusters asks git once", async () => {
-      const mirror = new GitMirror({ cacheDir: join(f.dir, 'shared-heads'), timeoutMs: 60_000 });
-      const remote = await f.remote();
-      const branch = 'main';
-      const requests = () => f.github.calls.filter((c) => c.operation === 'git').length;
-      // What one ls-remote costs at the stand-in (protocol v2: the refs advertisement and ls-refs).
-      const start = requests();
-      const head = await mirror.headOf(remote, branch);
-      const perLookup = requests() - start;
-      expect(head).toBe(history.at(-1));
-
-      const before = requests();
-      const heads = await Promise.all(
-        Array.from({ length: 5 }, () => mirror.headOf(remote, branch, { maxAgeMs: 60_000 })),
-      );
-      expect(new Set(heads)).toEqual(new Set([head]));
-      expect(requests() - before).toBe(perLookup);
-      // Without maxAgeMs every call asks: a sync proves the commit is on the branch now.
-      await mirror.headOf(remote, branch);
-      expect(requests() - before).toBe(2 * perLookup);
-    });
-
     it('refuses a remote outside the configured GitHub host before git runs', async () => {
       const mirror = new GitMirror({
         cacheDir: join(f.dir, 'host-bound'),
