@@ -614,7 +614,7 @@ function watchInventories(branches: readonly DrillBranch[]) {
   const watchOne = (kubeconfig: string, resourceVersion?: string): void => {
     if (stopped) return;
     let last = resourceVersion;
-    new Watch(kubeClients(kubeconfig).config)
+    new Watch(clientsOf(kubeconfig).config)
       .watch(
         `/api/v1/namespaces/${INVENTORY_NAMESPACE}/configmaps`,
         { labelSelector: 'app.kubernetes.io/managed-by=plumbline', ...(last ? { resourceVersion: last } : {}) },
@@ -653,12 +653,20 @@ function watchInventories(branches: readonly DrillBranch[]) {
   };
 }
 
+/** One client per apiserver for the whole drill: the finals are polled every 100 ms. */
+const clients = new Map<string, ReturnType<typeof kubeClients>>();
+function clientsOf(kubeconfig: string): ReturnType<typeof kubeClients> {
+  const known = clients.get(kubeconfig) ?? kubeClients(kubeconfig);
+  clients.set(kubeconfig, known);
+  return known;
+}
+
 async function readFinals(
   branches: readonly DrillBranch[],
 ): Promise<Map<string, { revision: string | undefined; delivery: string | undefined }>> {
   const entries = await Promise.all(
     branches.map(async (b) => {
-      const core = kubeClients(b.kubeconfig).core;
+      const core = clientsOf(b.kubeconfig).core;
       const inventory = await core
         .readNamespacedConfigMap({ name: inventoryName(b.cluster), namespace: INVENTORY_NAMESPACE })
         .catch(() => undefined);
@@ -674,7 +682,7 @@ async function readFinals(
 async function deleteNamespaces(branches: readonly DrillBranch[]): Promise<void> {
   await Promise.all(
     branches.map(async (b) => {
-      const core = kubeClients(b.kubeconfig).core;
+      const core = clientsOf(b.kubeconfig).core;
       await core.deleteNamespace({ name: b.namespace }).catch(() => undefined);
       await core
         .deleteNamespacedConfigMap({ name: inventoryName(b.cluster), namespace: INVENTORY_NAMESPACE })
