@@ -1,59 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import {
-  drillFindings,
-  drillSummary,
-  expectFailoverPromisesKept,
-  probeReplication,
-  runFailoverDrill,
-  writeDrillReport,
-} from '../helpers/failover-drill.ts';
-import { type FailoverTarget, startClusterTarget } from '../helpers/failover-targets.ts';
+import { describeFailoverDrill } from '../helpers/failover-drill-suite.ts';
+import { startClusterTarget } from '../helpers/failover-targets.ts';
 
-/** A private Redis Cluster (never the shared stack's): the primary owning Plumbline's slot is SIGKILLed. */
-describe('drill: the Redis Cluster primary of the queue’s slot killed under a stream of webhooks', () => {
-  let dir: string;
-  let target: FailoverTarget;
-
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'plumbline-cluster-failover-'));
-    target = await startClusterTarget(dir);
-  }, 120_000);
-  afterAll(async () => {
-    await target?.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
-
-  it('an acknowledged delivery is lost when the primary dies before its replica has it; its redelivery is accepted again', async () => {
-    const probe = await probeReplication(target);
-    expect(probe.newPrimaryPort).toEqual(expect.any(Number));
-    // Replicated before the failover: kept, and its redelivery is a duplicate.
-    expect(probe.inSync).toEqual(expect.objectContaining({ status: 202, survived: true, redelivered: 200 }));
-    // Acknowledged by the primary alone (replication is asynchronous): gone with it.
-    expect(probe.whilePaused).toEqual({ status: 202, onReplicaAtAnswer: false, survived: false, redelivered: 202 });
-    expect(probe.pausedJobAfterRedelivery).toBe(true);
-  }, 120_000);
-
-  it('with PLUMBLINE_REDIS_WAIT_REPLICAS=1 a 202 means a replica has the delivery; one the replicas miss is answered 503', async () => {
-    const probe = await probeReplication(target, {
-      PLUMBLINE_REDIS_WAIT_REPLICAS: '1',
-      PLUMBLINE_REDIS_WAIT_TIMEOUT_MS: '500',
-    });
-    expect(probe.newPrimaryPort).toEqual(expect.any(Number));
-    // On a replica by the time GitHub has its answer, so it outlives the primary.
-    expect(probe.inSync).toEqual({ status: 202, onReplicaAtAnswer: true, survived: true, redelivered: 200 });
-    // Never acknowledged: GitHub shows it failed; its redelivery after the failover is queued.
-    expect(probe.whilePaused).toEqual({ status: 503, onReplicaAtAnswer: false, survived: false, redelivered: 202 });
-    expect(probe.pausedJobAfterRedelivery).toBe(true);
-  }, 120_000);
-
-  it('every 2xx’d delivery is applied or superseded by a newer commit of its branch, no job runs twice, one lock holder per token', async () => {
-    const report = await runFailoverDrill(target, { deliveries: 150, branches: 5, killAfter: 40 });
-    const findings = drillFindings(report);
-    console.log(drillSummary(report, findings));
-    await writeDrillReport(report, findings);
-    expectFailoverPromisesKept(report, findings);
-  }, 300_000);
-});
+/** A private Redis Cluster: the primary owning Plumbline's slot is SIGKILLed. */
+describeFailoverDrill(
+  'drill: the Redis Cluster primary of the queue’s slot killed under a stream of webhooks',
+  'cluster',
+  startClusterTarget,
+);
